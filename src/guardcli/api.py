@@ -1,0 +1,36 @@
+"""The library entry point: `load_guard(name_or_dir, ...)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .families import Guard, get_family
+from .hub import resolve
+
+
+def load_guard(
+    name_or_dir: str | Path = "csam-guard",
+    *,
+    variant: str = "auto",
+    threshold: float | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    fail_closed: bool = False,
+    cache_dir: str | None = None,
+) -> Guard:
+    """Resolve a catalog name (from the local cache, offline) or a model folder to a Guard.
+
+    >>> guard = load_guard("./models/csam-guard-tiny", variant="fp32")
+    >>> guard.classify(["a watercolor of a lighthouse"])[0].flagged
+    """
+    model = resolve(name_or_dir, variant, cache_dir=cache_dir)
+    cls = get_family(model.family)
+    return cls(
+        model,
+        threshold=threshold,
+        max_length=max_length,
+        batch_size=batch_size,
+        threads=threads,
+        fail_closed=fail_closed,
+    )

@@ -1,0 +1,42 @@
+"""The `guard` command: Typer wiring only. Each command lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .classify import EPILOG as CLASSIFY_EPILOG
+from .classify import classify
+from .synth import synth
+
+app = typer.Typer(
+    name="guard",
+    help="Run small open-weight safety classifiers in front of generative-AI services.\n\n"
+    "Exit codes: 0 nothing flagged, 1 flagged, 2 usage or input error, 3 model or runtime error.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command(epilog=CLASSIFY_EPILOG)(classify)
+app.command()(synth)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"guardcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run small open-weight safety classifiers in front of generative-AI services."""
+
+
+def main() -> None:
+    app(prog_name="guard")

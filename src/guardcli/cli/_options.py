@@ -1,0 +1,62 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Catalog name (resolved from the local cache, no network) or a model folder.",
+    ),
+]
+VariantOpt = Annotated[
+    str,
+    typer.Option(
+        "--variant",
+        help="auto|fp32|fp16|int8. auto picks the fastest variant present for this CPU.",
+    ),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option("--threshold", "-t", help="Flag when score >= this. Default: the model's."),
+]
+MaxLengthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-length",
+        help="Tokens per input; longer text is cut and marked "
+        "truncated. Default: the model's (384 for CSAM-Guard).",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        help="Inputs per model call. Default: 16, under a budget of 4096 padded tokens.",
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", help="onnxruntime intra-op threads. Default: the usable cores."),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table|jsonl|json|csv. Default: table on a terminal, jsonl when piped.",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+InputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--input", "-i", help="Read records from this file ('-' for stdin).", dir_okay=False
+    ),
+]

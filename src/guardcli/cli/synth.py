@@ -1,0 +1,40 @@
+"""`guard synth`: a random-weight model of a family's real architecture, built locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import fail, handle_errors, stderr
+
+FAMILIES = ("csam-guard",)
+
+
+@handle_errors
+def synth(
+    family: Annotated[str, typer.Argument(help="Model family: csam-guard.")],
+    *,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
+    size: Annotated[
+        str, typer.Option("--size", help="tiny (tests, seconds) or full (real dimensions).")
+    ] = "tiny",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same model.")] = 0,
+) -> None:
+    """Write a random-weight model in the real repository layout (tokenizer.json, config.json,
+    onnx/model.onnx, onnx/model_fp16.onnx, onnx/model_quantized.onnx).
+
+    Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
+    Needs the 'export' extra (torch, transformers, onnx).
+    """
+    from ..synthetic import SIZES, synth_csam_guard
+
+    if family not in FAMILIES:
+        raise fail(f"Unknown family {family!r}.", f"Choose one of: {', '.join(FAMILIES)}.")
+    if size not in SIZES:
+        raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
+    console = stderr()
+    path = synth_csam_guard(out, size=size, seed=seed, log=lambda m: console.print(f"synth: {m}"))
+    console.print(f"wrote {family} ({size}, random weights) to {path}")
+    typer.echo(str(path))

@@ -1,0 +1,1 @@
+"""Make model artifacts: tokenizers, ONNX exports, FP16/INT8 variants."""

@@ -1,0 +1,106 @@
+"""The model card's recipes for the FP16 and dynamic-INT8 variants of an FP32 ONNX model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import missing_extra
+
+# ONNX protobufs cannot exceed 2 GB; larger models keep weights in one external-data file.
+PROTOBUF_LIMIT = 2**31 - 1
+# Node-name fragments of the RMSNorm subgraphs that must stay FP32 (TorchScript export keeps
+# module paths in node names, e.g. /model/layers.3/input_layernorm/Pow).
+FP16_KEEP_NODE_PATTERNS = ("layernorm", "q_norm", "k_norm", "/model/norm")
+# The card keeps every MLP down_proj MatMul in FP32 in the INT8 variant.
+INT8_KEEP_FLOAT_DEFAULT = ("down_proj",)
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise missing_extra("export", "Making ONNX variants") from exc
+    return onnx
+
+
+def save_onnx(model, path: Path, *, force_external: bool = False) -> None:
+    """Save `model`, with all weights in one `<name>_data` file when it is over 2 GB."""
+    onnx = _onnx()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    external = force_external or model.ByteSize() > PROTOBUF_LIMIT
+    data = path.with_name(path.name + "_data")
+    if data.exists():
+        data.unlink()
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=external,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
+
+
+def model_size(path: Path) -> int:
+    """Bytes on disk of an ONNX file plus its external data."""
+    data = path.with_name(path.name + "_data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def _matches(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    regexes = [re.compile(re.escape(p)) for p in patterns]
+    return [n for n in names if any(r.search(n) for r in regexes)]
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """FP16 cast keeping RMSNorm pieces and the graph's inputs/outputs in FP32."""
+    onnx = _onnx()
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    keep = _matches((n.name for n in graph.node), FP16_KEEP_NODE_PATTERNS)
+    ops = [
+        *DEFAULT_OP_BLOCK_LIST,
+        "SimplifiedLayerNormalization",
+        "SkipSimplifiedLayerNormalization",
+    ]
+    # Passing the path lets shape inference run by file, which works above 2 GB.
+    fp16 = convert_float_to_float16(
+        str(src), keep_io_types=True, op_block_list=ops, node_block_list=keep
+    )
+    save_onnx(fp16, dst)
+
+
+def int8_excluded_nodes(path: Path, keep_float: Iterable[str]) -> list[str]:
+    """MatMul nodes to keep in float: matched by node name or by their weight's name."""
+    onnx = _onnx()
+    graph = onnx.load(str(path), load_external_data=False).graph
+    patterns = list(keep_float)
+    excluded = []
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        if _matches([node.name, *node.input], patterns):
+            excluded.append(node.name)
+    return excluded
+
+
+def to_int8_dynamic(
+    src: Path, dst: Path, *, keep_float: Iterable[str] = INT8_KEEP_FLOAT_DEFAULT
+) -> list[str]:
+    """Dynamic per-channel QInt8, keeping matched MatMuls in FP32. Returns the kept nodes."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    excluded = int8_excluded_nodes(src, keep_float)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
+        use_external_data_format=model_size(src) > PROTOBUF_LIMIT,
+    )
+    return excluded

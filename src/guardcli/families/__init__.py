@@ -1,0 +1,25 @@
+"""Model families. Each registers its Guard subclass here, the way a plugin would."""
+
+from __future__ import annotations
+
+from ..errors import GuardError
+from .base import Guard
+
+_FAMILIES: dict[str, type[Guard]] = {}
+
+
+def register_family(cls: type[Guard]) -> type[Guard]:
+    _FAMILIES[cls.family] = cls
+    return cls
+
+
+def get_family(name: str) -> type[Guard]:
+    if not _FAMILIES:
+        from . import seqcls  # noqa: F401  (registers itself)
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise GuardError(f"No model family {name!r} (known: {', '.join(_FAMILIES)}).") from None
+
+
+__all__ = ["Guard", "get_family", "register_family"]

@@ -1,0 +1,134 @@
+"""The Guard base class: owns prepare -> tokenize -> bucket -> run -> postprocess -> reorder.
+
+A family says only how a record becomes model text (`render`) and how a batch of token ids
+becomes judgements (`score_batch`); batching, truncation and ordering are written once, here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+from ..batching import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, plan_batches
+from ..hub import ResolvedModel
+from ..records import ReadOptions, as_records, chunked
+from ..tokenize import Encoded, TextTokenizer
+from ..verdict import Record, RecordError, Verdict
+
+
+@dataclass
+class Judgement:
+    """What a family says about one input; the base class adds id, model and bookkeeping."""
+
+    score: float | None
+    flagged: bool
+    label: str | None = None
+    categories: dict[str, Any] | list[str] | None = None
+    severity: str | None = None
+    refusal: bool | None = None
+
+
+class Guard(ABC):
+    family: ClassVar[str]
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        threshold: float | None = None,
+        max_length: int | None = None,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        threads: int | None = None,
+        fail_closed: bool = False,
+    ):
+        self.model = model
+        self.name = model.name
+        self.variant = model.variant
+        self.threshold = model.threshold if threshold is None else threshold
+        self.max_length = max_length or model.max_length
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE
+        self.token_budget = max(token_budget or DEFAULT_TOKEN_BUDGET, self.max_length)
+        self.threads = threads
+        self.fail_closed = fail_closed
+
+    @cached_property
+    def tokenizer(self) -> TextTokenizer:
+        return TextTokenizer(self.model.path, self.max_length)
+
+    def render(self, record: Record) -> str:
+        """The exact text the model receives for `record` (raw text by default)."""
+        if record.text is None:
+            raise RecordError("missing_field", "record has no text", record.line)
+        return record.text
+
+    @abstractmethod
+    def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
+        """Judge one batch of encoded inputs (already length-bucketed)."""
+
+    def classify(
+        self, items: Iterable[str | dict[str, Any] | Record], *, read: ReadOptions | None = None
+    ) -> list[Verdict]:
+        """Judge strings, JSON-like dicts or Records; one Verdict per item, in order."""
+        return self.classify_records(as_records(items, read or ReadOptions()))
+
+    def classify_stream(
+        self,
+        records: Iterable[Record],
+        *,
+        chunk_size: int = 256,
+        max_wait: float = 0.05,
+    ) -> Iterator[list[Verdict]]:
+        """Verdicts chunk by chunk, in input order, as records arrive."""
+        for chunk in chunked(records, max_items=chunk_size, max_wait=max_wait):
+            yield self.classify_records(chunk)
+
+    def classify_records(
+        self, records: list[Record], on_batch: Callable[[int], None] | None = None
+    ) -> list[Verdict]:
+        verdicts: list[Verdict | None] = [None] * len(records)
+        todo: list[int] = []
+        texts: list[str] = []
+        for i, record in enumerate(records):
+            if record.error is not None:
+                verdicts[i] = Verdict.failed(record, record.error, fail_closed=self.fail_closed)
+                continue
+            try:
+                texts.append(self.render(record))
+            except RecordError as err:
+                verdicts[i] = Verdict.failed(record, err, fail_closed=self.fail_closed)
+                continue
+            todo.append(i)
+        if todo:
+            encoded = self.tokenizer.encode(texts)
+            lengths = [len(e.ids) for e in encoded]
+            for batch in plan_batches(
+                lengths, batch_size=self.batch_size, token_budget=self.token_budget
+            ):
+                judgements = self.score_batch([encoded[j] for j in batch])
+                for j, judgement in zip(batch, judgements, strict=True):
+                    record = records[todo[j]]
+                    verdicts[todo[j]] = self._verdict(record, judgement, encoded[j])
+                if on_batch:
+                    on_batch(len(batch))
+        return [v for v in verdicts if v is not None]
+
+    def _verdict(self, record: Record, j: Judgement, enc: Encoded) -> Verdict:
+        return Verdict(
+            id=record.id,
+            flagged=j.flagged,
+            score=None if j.score is None else round(float(j.score), 6),
+            threshold=self.threshold,
+            label=j.label,
+            categories=j.categories,
+            severity=j.severity,
+            refusal=j.refusal,
+            model=self.name,
+            variant=self.variant,
+            tokens=len(enc.ids),
+            truncated=enc.truncated,
+            kept=record.kept,
+        )

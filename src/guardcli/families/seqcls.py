@@ -1,0 +1,56 @@
+"""ONNX sequence classifiers with a binary softmax head (CSAM-Guard and fine-tunes like it)."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+import numpy as np
+
+from ..batching import pad
+from ..runtime.onnx_session import OnnxSession
+from ..tokenize import Encoded
+from . import register_family
+from .base import Guard, Judgement
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+@register_family
+class SeqClsGuard(Guard):
+    """Raw text in; P(unsafe) = softmax(logits)[1] (sigmoid for a one-logit head)."""
+
+    family = "seqcls"
+
+    @cached_property
+    def session(self) -> OnnxSession:
+        return OnnxSession(self.model.graph, threads=self.threads)
+
+    @cached_property
+    def labels(self) -> tuple[str, str]:
+        config = self.model.path / "config.json"
+        names = {}
+        if config.exists():
+            names = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}
+        return (str(names.get("0", "safe")), str(names.get("1", "unsafe")))
+
+    def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
+        ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
+        logits = self.session.run(ids, mask).astype(np.float64)
+        if logits.shape[-1] == 1:
+            scores = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        else:
+            scores = softmax(logits)[:, 1]
+        safe, unsafe = self.labels
+        return [
+            Judgement(
+                score=float(s),
+                flagged=bool(s >= self.threshold),
+                label=unsafe if s >= self.threshold else safe,
+            )
+            for s in scores
+        ]

@@ -1,0 +1,90 @@
+"""Records in, verdicts out: the data that flows through every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# The fields of a verdict, in the order they are written (DESIGN.md "Records").
+VERDICT_FIELDS = (
+    "id",
+    "flagged",
+    "score",
+    "threshold",
+    "label",
+    "categories",
+    "severity",
+    "refusal",
+    "model",
+    "variant",
+    "tokens",
+    "truncated",
+)
+
+
+@dataclass
+class RecordError(Exception):
+    """Why a record could not be judged."""
+
+    type: str  # invalid_json | invalid_utf8 | missing_field | bad_field | empty_text | model_output
+    message: str
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "line": self.line}
+
+
+@dataclass
+class Record:
+    """One input record: a bare string or a JSON object, with where it came from."""
+
+    id: Any
+    text: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    line: int | None = None
+    error: RecordError | None = None
+    kept: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_text(cls, text: str, id: Any = None) -> Record:
+        return cls(id=id, text=text)
+
+
+@dataclass
+class Verdict:
+    """The judgement of one record. Exactly one per input record, in input order."""
+
+    id: Any
+    flagged: bool | None
+    score: float | None = None
+    threshold: float | None = None
+    label: str | None = None
+    categories: dict[str, Any] | list[str] | None = None
+    severity: str | None = None
+    refusal: bool | None = None
+    model: str | None = None
+    variant: str | None = None
+    tokens: int | None = None
+    truncated: bool | None = None
+    error: RecordError | None = None
+    kept: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, record: Record, error: RecordError, *, fail_closed: bool = False) -> Verdict:
+        return cls(
+            id=record.id, flagged=True if fail_closed else None, error=error, kept=record.kept
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            out: dict[str, Any] = {
+                "id": self.id,
+                "error": self.error.to_dict(),
+                "flagged": self.flagged,
+            }
+        else:
+            out = {name: getattr(self, name) for name in VERDICT_FIELDS}
+        for key, value in self.kept.items():
+            out.setdefault(key, value)
+        return out
