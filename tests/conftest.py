@@ -1,0 +1,43 @@
+"""Shared fixtures: one tiny random-weight CSAM-Guard model per test session, real runtimes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_hub(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never touch the user's Hugging Face cache or the network."""
+    hf_home = tmp_path_factory.mktemp("hf_home")
+    os.environ["HF_HOME"] = str(hf_home)
+    os.environ["HF_HUB_CACHE"] = str(hf_home / "hub")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.pop("HF_TOKEN", None)
+    os.environ["COLUMNS"] = "120"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CSAM-Guard of the real architecture: fp32, fp16 and int8 ONNX, real tokenizer."""
+    from guardcli.synthetic import synth_csam_guard
+
+    return synth_csam_guard(tmp_path_factory.mktemp("models") / "csam-guard-tiny", size="tiny")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, args: list[str], input: str | bytes | None = None):
+    """Run `guard ARGS` in-process; stdout and stderr come back separately."""
+    from guardcli.cli import app
+
+    return runner.invoke(app, args, input=input, catch_exceptions=False)
