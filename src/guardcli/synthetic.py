@@ -61,7 +61,7 @@ def qwen3_config(dims: EncoderDims, **extra: Any):
         intermediate_size=dims.intermediate,
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         tie_word_embeddings=True,
         bos_token_id=151643,
         eos_token_id=151643,
@@ -80,7 +80,7 @@ def build_csam_guard_module(size: str = "tiny", seed: int = 0):
     config = qwen3_config(dims)
     config._attn_implementation = "eager"
 
-    class LastTokenClassifier(torch.nn.Module):
+    class LastTokenClassifier(torch.nn.Module):  # type: ignore[name-defined]
         """Qwen3 encoder + pooling on the last non-pad token + MLP head, as one graph."""
 
         def __init__(self) -> None:
@@ -168,6 +168,7 @@ def synth_csam_guard(
     from .convert.onnx_recipes import to_fp16, to_int8_dynamic
     from .convert.qwen_tokenizer import write_tokenizer_files
 
+    _torch()  # fail before writing anything when the export extra is missing
     out = Path(out)
     onnx_dir = out / "onnx"
     onnx_dir.mkdir(parents=True, exist_ok=True)

@@ -109,8 +109,16 @@ def vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tupl
 def build_tokenizer_json(*, append_eos: bool = False) -> str:
     """Return Qwen3's tokenizer as `tokenizer.json` text. `append_eos` adds Qwen3-Embedding's
     post-processor, which appends `<|endoftext|>` to every sequence."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
     vocab, merges = vocab_and_merges(load_ranks(tiktoken_file()))
     if len(vocab) != FIRST_ADDED_ID:
@@ -134,7 +142,7 @@ def build_tokenizer_json(*, append_eos: bool = False) -> str:
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
         ]
     )
-    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
     for content, special in QWEN3_ADDED_TOKENS:
         added = AddedToken(content, special=special, normalized=False)
         if special:

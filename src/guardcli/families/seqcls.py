@@ -33,7 +33,7 @@ class SeqClsGuard(Guard):
     @cached_property
     def labels(self) -> tuple[str, str]:
         config = self.model.path / "config.json"
-        names = {}
+        names: dict[str, str] = {}
         if config.exists():
             names = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}
         return (str(names.get("0", "safe")), str(names.get("1", "unsafe")))
