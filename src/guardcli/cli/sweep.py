@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -217,10 +217,10 @@ def _read(file: Path, opts: ReadOptions):
 class _progress:
     """A rich progress bar for the classification step, only for a person at a terminal."""
 
-    def __init__(self, console, enabled: bool):
+    def __init__(self, console: Any, enabled: bool):
         self.console, self.enabled = console, enabled
-        self.bar = None
-        self.task = None
+        self.bar: Any = None
+        self.task: Any = None
 
     def __enter__(self) -> _progress:
         return self
@@ -238,6 +238,6 @@ class _progress:
         if self.bar is not None and self.task is not None:
             self.bar.advance(self.task, n)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
