@@ -34,6 +34,29 @@ if TYPE_CHECKING:
     from .families import Guard
 
 LABEL_FIELD_FALLBACKS = ("label", "labels")
+REPORT_ORDER = (
+    "n",
+    "positives",
+    "negatives",
+    "excluded",
+    "excluded_reasons",
+    "distinct_scores",
+    "roc_auc",
+    "pr_auc",
+    "threshold",
+    "threshold_source",
+    "model",
+    "at_threshold",
+    "bootstrap",
+    "operating_points",
+    "pick",
+    "group_by",
+    "groups",
+    "thresholds",
+    "categories",
+    "curve",
+    "notes",
+)
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -387,7 +410,8 @@ def run_sweep(
     problem = label_problem(examples, opts)
     if problem:
         report["notes"].append(problem)
-    return SweepResult(report, examples, curves)
+    order = [k for k in REPORT_ORDER if k in report] + [k for k in report if k not in REPORT_ORDER]
+    return SweepResult({k: report[k] for k in order}, examples, curves)
 
 
 def _thin(rows: list[dict[str, Any]], points: int | None) -> list[dict[str, Any]]:
