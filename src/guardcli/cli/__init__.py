@@ -7,6 +7,8 @@ import typer
 from .. import __version__
 from .classify import EPILOG as CLASSIFY_EPILOG
 from .classify import classify
+from .sweep import EPILOG as SWEEP_EPILOG
+from .sweep import sweep
 from .synth import synth
 
 app = typer.Typer(
@@ -21,6 +23,7 @@ app = typer.Typer(
 )
 app.command(epilog=CLASSIFY_EPILOG)(classify)
 app.command()(synth)
+app.command(epilog=SWEEP_EPILOG)(sweep)
 
 
 def _version(value: bool) -> None:

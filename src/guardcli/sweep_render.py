@@ -1,0 +1,230 @@
+"""A sweep report for people: rich tables, a small terminal PR curve, and a PNG (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import missing_extra
+
+SPARKS = "▁▂▃▄▅▆▇█"
+MARKS = {"at_threshold": "T", "best_f1": "F", "pick": "P"}
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def sparkline(values: list[float | None]) -> str:
+    """One character per value, ▁ (lowest) to █ (highest); a space where a value is missing."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    lo, hi = min(known), max(known)
+    span = hi - lo or 1.0
+    return "".join(
+        " " if v is None else SPARKS[round((v - lo) / span * (len(SPARKS) - 1))] for v in values
+    )
+
+
+def f1_by_threshold(curve: list[dict[str, Any]], bins: int = 40) -> list[float | None]:
+    """F1 when flagging at each of `bins` thresholds from 0 to 1 (from the curve's steps)."""
+    out: list[float | None] = []
+    ascending = sorted(curve, key=lambda r: r["threshold"])
+    for b in range(bins):
+        t = b / (bins - 1)
+        # The lowest curve threshold >= t flags exactly the records with score >= t.
+        row = next((r for r in ascending if r["threshold"] >= t), None)
+        if row is None:  # nothing flagged: F1 is 0 when there are positives to miss
+            out.append(0.0 if curve and curve[0]["recall"] is not None else None)
+        else:
+            out.append(row["f1"])
+    return out
+
+
+def ascii_pr_curve(
+    curve: list[dict[str, Any]], marks: dict[str, dict[str, Any]], width: int = 48, height: int = 10
+) -> list[str]:
+    """Precision (up) against recall (right) in characters; marked points drawn as letters."""
+    pts = [(r["recall"], r["precision"]) for r in curve if r["recall"] is not None]
+    if not pts:
+        return []
+    low = min(p for _, p in pts)
+    bottom = min(0.9, int(low * 10) / 10)  # zoom in on high precision, keep a 0.1 grid
+    grid = [[" "] * width for _ in range(height)]
+
+    def cell(recall: float, precision: float) -> tuple[int, int]:
+        x = min(width - 1, round(recall * (width - 1)))
+        y = (precision - bottom) / (1 - bottom) if bottom < 1 else 1.0
+        return height - 1 - min(height - 1, max(0, round(y * (height - 1)))), x
+
+    for recall, precision in pts:
+        row, col = cell(recall, precision)
+        grid[row][col] = "•"
+    for name, point in marks.items():
+        if point and point.get("recall") is not None and point.get("precision") is not None:
+            row, col = cell(point["recall"], point["precision"])
+            grid[row][col] = MARKS[name]
+    lines = []
+    for i, row_cells in enumerate(grid):
+        label = 1 - i * (1 - bottom) / (height - 1)
+        axis = f"{label:4.2f} ┤" if i in (0, height - 1) else "     │"
+        lines.append(axis + "".join(row_cells))
+    lines.append("     └" + "─" * width)
+    lines.append("      0" + " " * (width - 12) + "recall 1")
+    return lines
+
+
+def render_table(report: dict[str, Any], out: IO[str], *, title: str = "") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, soft_wrap=False, highlight=False)
+    auc = f"ROC AUC {_f(report['roc_auc'])}  PR AUC (AP) {_f(report['pr_auc'])}"
+    console.print(
+        f"[bold]{title}[/]  n {report['n']} ({report['positives']} positive, "
+        f"{report['negatives']} negative, {report['excluded']} left out)  {auc}"
+    )
+    at = report["at_threshold"]
+    ci = report.get("bootstrap")
+    table = Table(title=f"At threshold {_f(at['threshold'])} ({report['threshold_source']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    if ci:
+        table.add_column(f"95% CI ({ci['n']} resamples, seed {ci['seed']})", justify="right")
+    for name in ("precision", "recall", "f1", "fpr", "accuracy"):
+        cells = [name, _f(at[name])]
+        if ci:
+            band = ci.get(name)
+            cells.append(
+                f"{band['low']:.4f} - {band['high']:.4f}"
+                if band and band["low"] is not None
+                else ""
+            )
+        table.add_row(*cells)
+    counts = ", ".join(f"{c} {at[c]}" for c in ("tp", "fp", "tn", "fn"))
+    table.caption = counts
+    console.print(table)
+    console.print(_points_table(report))
+    if report.get("groups"):
+        groups = Table(title=f"By {', '.join(report.get('group_by', []))} (worst first)")
+        for col in ("group", "n", "positives", "recall", "precision", "fpr"):
+            groups.add_column(col, justify="left" if col == "group" else "right")
+        for g in report["groups"]:
+            groups.add_row(
+                str(g["group"]),
+                str(g["n"]),
+                str(g["positives"]),
+                _f(g["recall"]),
+                _f(g["precision"]),
+                _f(g["fpr"]),
+            )
+        console.print(groups)
+    if report.get("categories"):
+        cats = Table(title=f"Per category (threshold picked by {report['pick']['rule']})")
+        for col in ("category", "n", "positives", "roc_auc", "pr_auc", "picked", "recall", "prec"):
+            cats.add_column(col, justify="left" if col == "category" else "right")
+        for name, cat in report["categories"].items():
+            pick = cat["operating_points"].get(cat["pick"]["rule"]) or {}
+            cats.add_row(
+                name,
+                str(cat["n"]),
+                str(cat["positives"]),
+                _f(cat["roc_auc"]),
+                _f(cat["pr_auc"]),
+                _f(cat["pick"]["threshold"]),
+                _f(pick.get("recall")),
+                _f(pick.get("precision")),
+            )
+        console.print(cats)
+    if len(report["curve"]) > 1:
+        console.print(f"F1 by threshold 0 → 1: {sparkline(f1_by_threshold(report['curve']))}")
+        marks = {
+            "best_f1": report["operating_points"].get("best_f1"),
+            "pick": report["operating_points"].get(report["pick"]["rule"]),
+            "at_threshold": at,
+        }
+        console.print("Precision-recall curve (T: --threshold, F: best F1, P: picked):")
+        for line in ascii_pr_curve(report["curve"], marks):
+            console.print(line, markup=False)
+
+
+def _points_table(report: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title="Operating points", caption="* the picked rule (--pick)")
+    cells = ("precision", "recall", "f1", "fpr")
+    for col in ("rule", "threshold", *cells):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    for name, point in report["operating_points"].items():
+        rule = name.replace("_", "-")
+        if point is not None and point["target"] is not None:
+            rule += f" {point['target']:g}"
+        rule += " *" if name == report["pick"]["rule"] else ""
+        if point is None:
+            table.add_row(rule, "none", *[""] * len(cells))
+            continue
+        table.add_row(rule, f"{point['threshold']:.6g}", *(_f(point[c]) for c in cells))
+    return table
+
+
+def plot(
+    report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], path: Path, title: str = ""
+) -> None:
+    """PR and ROC curves side by side, operating points marked, written to `path`."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise missing_extra("plot", "--plot") from None
+    fig, (pr, roc) = plt.subplots(1, 2, figsize=(11, 4.8))
+    for name, rows in curves.items():
+        if not rows or (name and name not in report.get("categories", {})):
+            continue
+        label = name or "all"
+        width, alpha = (2.0, 1.0) if not name else (1.0, 0.6)
+        recall = [0.0] + [r["recall"] or 0.0 for r in rows]
+        precision = [1.0] + [r["precision"] for r in rows]
+        pr.step(recall, precision, where="pre", label=label, linewidth=width, alpha=alpha)
+        if rows[0]["fpr"] is not None and rows[0]["recall"] is not None:
+            fpr = [0.0] + [r["fpr"] for r in rows]
+            roc.plot(fpr, recall, label=label, linewidth=width, alpha=alpha)
+    points = dict(report["operating_points"])
+    points["at_threshold"] = {**report["at_threshold"], "rule": "threshold"}
+    for i, (name, p) in enumerate(points.items()):
+        if not p or p.get("recall") is None:
+            continue
+        text = f"{name.replace('_', '-')} {p['threshold']:.4g}"
+        color = f"C{(i + 3) % 10}"
+        pr.scatter([p["recall"]], [p["precision"]], zorder=5, color=color, label=text)
+        if p.get("fpr") is not None:
+            roc.scatter([p["fpr"]], [p["recall"]], zorder=5, color=color, label=text)
+    roc.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
+    pr.set(
+        xlabel="recall",
+        ylabel="precision",
+        title=f"Precision-recall (AP {_f(report['pr_auc'])})",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+    )
+    roc.set(
+        xlabel="false positive rate",
+        ylabel="recall (TPR)",
+        title=f"ROC (AUC {_f(report['roc_auc'])})",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+    )
+    for ax in (pr, roc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left" if ax is pr else "lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
