@@ -72,7 +72,10 @@ def without(*modules: str) -> str:
 @pytest.mark.parametrize("args", [["--help"], ["classify", "--help"], ["--version"]])
 def test_help_works_with_only_runtime_dependencies(args: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", without(*NOT_RUNTIME, "onnxruntime"), *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", without(*NOT_RUNTIME, "onnxruntime"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout

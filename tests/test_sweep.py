@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, invoke
 from sklearn import metrics as skm
+
+from .conftest import SAMPLES, invoke
 
 LABELLED = SAMPLES / "labelled.jsonl"
 
