@@ -8,6 +8,7 @@ a constant weight [K, N]. INT8 is the FP32 graph passed through onnxruntime's `q
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .errors import GuardError, missing_extra
 
 # batch 8 x ~48-token prompts, hidden 1024 -> intermediate 3072 (Qwen3-0.6B's up/gate_proj)
 DEFAULT_SHAPE = (8 * 48, 1024, 3072)
+SECONDS_PER_VARIANT = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def verify(
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     *,
     threads: int | None = None,
-    seconds_per_variant: float = 1.0,
+    seconds_per_variant: float | None = None,
 ) -> list[MatMulTiming]:
     """Median time of one [M,K]x[K,N] MatMul per variant, and its throughput relative to FP32."""
     try:
@@ -113,6 +115,7 @@ def verify(
     from .cpu import usable_cpus
 
     m, k, n = shape
+    seconds = seconds_per_variant or SECONDS_PER_VARIANT
     threads = threads or usable_cpus()
     flops = 2.0 * m * k * n
     medians: dict[str, tuple[float, int, str | None]] = {}
@@ -120,8 +123,8 @@ def verify(
         paths = _models(m, k, n, Path(tmp))
         for variant, path in paths.items():
             try:
-                seconds, runs = _time(path, variant, m, k, threads, seconds_per_variant)
-                medians[variant] = (seconds, runs, None)
+                median, runs = _time(path, variant, m, k, threads, seconds)
+                medians[variant] = (median, runs, None)
             except Exception as exc:  # a runtime without an FP16 MatMul kernel, say
                 medians[variant] = (float("nan"), 0, f"{type(exc).__name__}: {exc}")
     base = medians["fp32"][0]
