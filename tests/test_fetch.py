@@ -212,3 +212,14 @@ def test_from_dir_without_the_variant(runner, tmp_path, monkeypatch):
     assert result.stderr.startswith(
         f"Error: {folder} has no fp16 variant of 'csam-guard' (found: int8).\n"
     )
+
+
+def test_cache_location_follows_hf_env(monkeypatch, tmp_path):
+    from guardcli.hub import hub_cache_dir
+
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert hub_cache_dir() == tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "c"))
+    assert hub_cache_dir() == tmp_path / "c"
+    assert hub_cache_dir(str(tmp_path / "x")) == tmp_path / "x"

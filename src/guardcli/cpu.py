@@ -345,7 +345,7 @@ def probe(cpuinfo: str | Path | None = None, *, runtime: bool = True) -> dict[st
         "source": info.source,
         "features": info.features,
         "usable_cpus": usable_cpus() if cpuinfo is None else None,
-        "onnxruntime": onnxruntime_facts() if runtime else None,
+        "onnxruntime": onnxruntime_facts() if runtime and cpuinfo is None else None,
         "recommended_variant": rec.variant,
         "variant_order": rec.order,
         "reasons": rec.reasons,

@@ -70,34 +70,42 @@ def _models(m: int, k: int, n: int, workdir: Path) -> dict[str, Path]:
         paths[dtype] = workdir / f"matmul_{dtype}.onnx"
         onnx.save(_graph(dtype, m, k, n), paths[dtype])
     paths["int8"] = workdir / "matmul_int8.onnx"
-    quantize_dynamic(paths["fp32"], paths["int8"], per_channel=True, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic advises pre-processing on the root logger
+    try:
+        quantize_dynamic(
+            paths["fp32"], paths["int8"], per_channel=True, weight_type=QuantType.QInt8
+        )
+    finally:
+        root.setLevel(level)
     return {v: paths[v] for v in ("fp32", "fp16", "int8")}
 
 
-def _time(path: Path, dtype: str, m: int, k: int, threads: int, seconds: float):
-    import numpy as np
+def _session(path: Path, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    x = (
-        np.random.default_rng(1)
-        .standard_normal((m, k))
-        .astype(np.float16 if dtype == "fp16" else np.float32)
-    )
-    for _ in range(2):
-        session.run(None, {"x": x})
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 3:
-        t0 = time.perf_counter()
-        session.run(None, {"x": x})
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2], len(times)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _interleaved(runners: dict, seconds: float) -> dict[str, list[float]]:
+    """Run each variant once per round, round after round, so that drift in clock speed or
+    load on a shared host hits every variant alike."""
+    for run in runners.values():
+        run()
+        run()
+    times: dict[str, list[float]] = {v: [] for v in runners}
+    deadline = time.perf_counter() + seconds * len(runners)
+    while time.perf_counter() < deadline or min(len(t) for t in times.values()) < 3:
+        for variant, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            times[variant].append(time.perf_counter() - t0)
+    return times
 
 
 def verify(
@@ -118,15 +126,25 @@ def verify(
     seconds = seconds_per_variant or SECONDS_PER_VARIANT
     threads = threads or usable_cpus()
     flops = 2.0 * m * k * n
+    import numpy as np
+
     medians: dict[str, tuple[float, int, str | None]] = {}
+    runners = {}
     with tempfile.TemporaryDirectory(prefix="guard-verify-") as tmp:
-        paths = _models(m, k, n, Path(tmp))
-        for variant, path in paths.items():
-            try:
-                median, runs = _time(path, variant, m, k, threads, seconds)
-                medians[variant] = (median, runs, None)
-            except Exception as exc:  # a runtime without an FP16 MatMul kernel, say
+        for variant, path in _models(m, k, n, Path(tmp)).items():
+            x = np.random.default_rng(1).standard_normal((m, k))
+            feed = {"x": x.astype(np.float16 if variant == "fp16" else np.float32)}
+            try:  # a runtime without an FP16 MatMul kernel fails here
+                session = _session(path, threads)
+                session.run(None, feed)
+            except Exception as exc:
                 medians[variant] = (float("nan"), 0, f"{type(exc).__name__}: {exc}")
+                continue
+            runners[variant] = lambda s=session, f=feed: s.run(None, f)
+        for variant, times in _interleaved(runners, seconds).items():
+            times.sort()
+            medians[variant] = (times[len(times) // 2], len(times), None)
+    medians = {v: medians[v] for v in ("fp32", "fp16", "int8")}
     base = medians["fp32"][0]
     if base != base:  # NaN: FP32 itself failed
         raise GuardError(f"onnxruntime could not run an FP32 MatMul: {medians['fp32'][2]}")
