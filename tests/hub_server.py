@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +32,8 @@ class HubStub:
         }
         self.requests: list[tuple[str, str, str | None]] = []
         self.gated_token: str | None = None
+        self.ranges: list[tuple[str, str]] = []  # (path, Range header) of resumed downloads
+        self.cut: dict[str, int] = {}  # file -> bytes sent before the connection drops, once
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -126,10 +129,21 @@ class HubStub:
                     start = 0
                     rng = self.headers.get("Range", "")
                     if rng.startswith("bytes=") and self.command == "GET":
+                        stub.ranges.append((filename, rng))
                         start = int(rng[6:].split("-")[0] or 0)
                     if start:
                         headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
                         self._send(206, data[start:], headers)
+                    elif self.command == "GET" and filename in stub.cut:
+                        sent = stub.cut.pop(filename)  # a dropped connection, mid-file
+                        self.send_response(200)
+                        for k, v in {**headers, "Content-Length": len(data)}.items():
+                            self.send_header(k, str(v))
+                        self.end_headers()
+                        self.wfile.write(data[:sent])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
                     else:
                         self._send(200, data, headers)
                 else:

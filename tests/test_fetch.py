@@ -223,3 +223,17 @@ def test_cache_location_follows_hf_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "c"))
     assert hub_cache_dir() == tmp_path / "c"
     assert hub_cache_dir(str(tmp_path / "x")) == tmp_path / "x"
+
+
+def test_dropped_connection_resumes_with_a_range_request(hub, runner, monkeypatch):
+    from huggingface_hub import constants
+
+    # huggingface_hub resumes from the last whole chunk it wrote (10 MB by default)
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 65_536)
+    data = hub.files["onnx/model_quantized.onnx"]
+    hub.cut["onnx/model_quantized.onnx"] = 100_000
+    result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert hub.ranges == [("onnx/model_quantized.onnx", "bytes=65536-")]
+    snapshot = Path(result.stdout.strip())
+    assert (snapshot / "onnx/model_quantized.onnx").read_bytes() == data

@@ -283,9 +283,14 @@ def fetch(
             f"from a connected machine and run `guard fetch {entry.name} --from DIR`.",
         )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
-    if not progress:
+    silence = not progress and not are_progress_bars_disabled()
+    if silence:
         disable_progress_bars()
     try:
         snapshot = snapshot_download(
@@ -298,7 +303,7 @@ def fetch(
     except Exception as exc:
         raise _fetch_error(entry, revision, exc) from None
     finally:
-        if not progress:
+        if silence:
             enable_progress_bars()
     return _result(entry, variants, Path(snapshot), patterns)
 

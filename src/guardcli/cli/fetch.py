@@ -71,7 +71,11 @@ def fetch(
         if not quiet:
             console.print(f"fetching {model} ({variant}) …")
         result = fetch_model(
-            model, variant, revision=revision, cache_dir=cache_dir, progress=not quiet
+            model,
+            variant,
+            revision=revision,
+            cache_dir=cache_dir,
+            progress=not quiet and console.is_terminal,  # bars are for people, on a terminal
         )
     if not quiet:
         how = f"imported from {result.imported_from}" if result.imported_from else "downloaded"
