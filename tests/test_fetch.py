@@ -237,3 +237,36 @@ def test_dropped_connection_resumes_with_a_range_request(hub, runner, monkeypatc
     assert hub.ranges == [("onnx/model_quantized.onnx", "bytes=65536-")]
     snapshot = Path(result.stdout.strip())
     assert (snapshot / "onnx/model_quantized.onnx").read_bytes() == data
+
+
+def test_fetch_a_safetensors_family(runner, tmp_path, monkeypatch):
+    repo = tmp_path / "qwen3guard"
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "model.safetensors",
+        "README.md",
+        "LICENSE",
+    ):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(name)
+    with HubStub("Qwen/Qwen3Guard-Gen-0.6B", repo) as stub:
+        _online(monkeypatch, stub.url, tmp_path / "hub")
+        result = invoke(runner, ["fetch", "qwen3guard-gen", "-q"])  # auto: its only variant
+        assert result.exit_code == 0, result.stderr
+        assert stub.downloaded() == [
+            "config.json",
+            "generation_config.json",
+            "merges.txt",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.json",
+        ]
+    listing = {m["name"]: m for m in json.loads(invoke(runner, ["models", "-f", "json"]).stdout)}
+    assert listing["qwen3guard-gen"]["variants"]["bf16"]["cached"] is True
+    assert listing["qwen3guard-gen-4b"]["variants"]["bf16"]["cached"] is False
