@@ -272,7 +272,8 @@ def fetch(
     progress: bool = True,
 ) -> FetchResult:
     """Download only the files a variant needs (its graph, external data, tokenizer, configs)
-    into the Hugging Face cache. Resumable: huggingface_hub keeps `.incomplete` parts."""
+    into the Hugging Face cache. A dropped connection resumes with a range request; files
+    already cached are not downloaded again."""
     entry = get_entry(name)
     variants = fetch_variants(entry, variant)
     patterns = _patterns(entry, variants)

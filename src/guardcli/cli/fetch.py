@@ -12,7 +12,7 @@ from ._output import handle_errors, stderr
 
 EPILOG = (
     "Honours HF_HOME, HF_HUB_CACHE, HF_ENDPOINT (mirrors), HF_TOKEN and HF_HUB_OFFLINE. "
-    "Interrupted downloads resume where they stopped.\n\n"
+    "A dropped connection resumes where it stopped; re-running fetches only what is missing.\n\n"
     "Examples:\n\n"
     "  guard fetch csam-guard                      # the variant this CPU runs best\n\n"
     "  guard fetch csam-guard --variant int8 --revision main\n\n"
