@@ -1,8 +1,19 @@
-"""Resolve a model name or folder to local files, without touching the network."""
+"""Resolve a model name or folder to local files without touching the network, and fetch them.
+
+Resolution reads the Hugging Face cache layout directly (`models--org--name/refs/REV` ->
+`snapshots/COMMIT/...`), so a snapshot made by `guard fetch`, by `hf download` or by
+`guard fetch --from DIR` (air-gapped import) resolves the same way, offline.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +22,9 @@ from .cpu import preferred_variants
 from .errors import ExitCode, GuardError
 
 VARIANT_CHOICES = ("auto", *VARIANTS)
+FETCH_CHOICES = ("auto", *VARIANTS, "all")
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -22,6 +36,90 @@ class ResolvedModel:
     graph: Path  # the ONNX file of that variant
     threshold: float
     max_length: int
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    name: str
+    repo: str
+    variants: list[str]
+    path: Path  # the snapshot folder
+    files: list[str]  # the variant's files, relative to `path`
+    total_bytes: int
+    imported_from: Path | None = None
+
+
+# ---------------------------------------------------------------------------- the local cache
+
+
+def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """`--cache-dir`, else HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
+
+    Read from the environment at call time, as huggingface_hub does at import time."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if env := os.environ.get("HF_HUB_CACHE"):
+        return Path(env).expanduser()
+    home = os.environ.get("HF_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def repo_folder(repo: str, cache_dir: str | Path | None = None) -> Path:
+    return hub_cache_dir(cache_dir) / ("models--" + repo.replace("/", "--"))
+
+
+def cached_snapshot(
+    repo: str, revision: str | None = None, cache_dir: str | Path | None = None
+) -> Path | None:
+    """The cached snapshot folder of `repo` at `revision` (a ref such as main, or a commit)."""
+    storage = repo_folder(repo, cache_dir)
+    revision = revision or "main"
+    commit = revision
+    if not _COMMIT.match(revision):
+        try:
+            commit = (storage / "refs" / revision).read_text().strip()
+        except OSError:
+            return None
+    snapshot = storage / "snapshots" / commit
+    return snapshot if snapshot.is_dir() else None
+
+
+def _relative_files(folder: Path) -> list[str]:
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and ".cache" not in p.relative_to(folder).parts
+    )
+
+
+def _matching(files: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    patterns = list(patterns)
+    return [f for f in files if any(fnmatch.fnmatch(f, p) for p in patterns)]
+
+
+def variant_present(entry: ModelEntry, variant: str, folder: Path, files: list[str]) -> bool:
+    """A variant counts as present when its main file (its first pattern) and the files every
+    variant requires are there."""
+    main = entry.variants[variant][0]
+    if not _matching(files, [main]):
+        return False
+    return all((folder / f).exists() for f in entry.required)
+
+
+def cache_status(
+    entry: ModelEntry, cache_dir: str | Path | None = None
+) -> tuple[Path | None, dict[str, bool]]:
+    """(snapshot folder or None, {variant: cached}) for the main ref."""
+    snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir)
+    if snapshot is None:
+        return None, {v: False for v in entry.variants}
+    files = _relative_files(snapshot)
+    return snapshot, {v: variant_present(entry, v, snapshot, files) for v in entry.variants}
+
+
+# ---------------------------------------------------------------------------- resolution
 
 
 def present_variants(model_dir: Path) -> list[str]:
@@ -41,17 +139,21 @@ def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
     marker = model_dir / "guardcli_synthetic.json"
     if marker.exists():
         name = json.loads(marker.read_text()).get("family", name)
-    return name, threshold, max_length
+    return name, threshold or 0.5, max_length or 384
 
 
-def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | None = None):
-    """A catalog name (looked up in the Hugging Face cache, offline) or a model folder."""
+def _check_variant(variant: str) -> None:
     if variant not in VARIANT_CHOICES:
         raise GuardError(
             f"Unknown variant {variant!r}.",
             hint=f"Choose one of: {', '.join(VARIANT_CHOICES)}.",
             code=ExitCode.INPUT,
         )
+
+
+def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | None = None):
+    """A catalog name (looked up in the Hugging Face cache, offline) or a model folder."""
+    _check_variant(variant)
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         name, threshold, max_length = _local_defaults(path)
@@ -77,17 +179,17 @@ def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | 
 
 
 def _resolve_cached(entry: ModelEntry, variant: str, cache_dir: str | None) -> ResolvedModel:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
+    if not entry.runs_onnx:
+        raise GuardError(
+            f"Model '{entry.name}' (family {entry.family}) can be fetched but this version of "
+            "guardcli cannot run it yet.",
+            hint="Use an ONNX sequence classifier such as csam-guard.",
+        )
     wanted = variant if variant != "auto" else preferred_variants()[0]
-    try:
-        snapshot = Path(snapshot_download(entry.repo, local_files_only=True, cache_dir=cache_dir))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        snapshot = None
-    present = present_variants(snapshot) if snapshot else []
+    snapshot, status = cache_status(entry, cache_dir)
+    present = [v for v in VARIANTS if status.get(v)]
     chosen = pick_variant(variant, present)
-    if snapshot is None or chosen is None or not (snapshot / "tokenizer.json").exists():
+    if snapshot is None or chosen is None:
         raise GuardError(
             f"Model '{entry.name}' ({wanted}) is not in the cache.",
             hint=f"Run `guard fetch {entry.name} --variant {wanted}`, or pass --model DIR.",
@@ -97,7 +199,252 @@ def _resolve_cached(entry: ModelEntry, variant: str, cache_dir: str | None) -> R
         entry.family,
         snapshot,
         chosen,
-        snapshot / ONNX_VARIANT_FILES[chosen],
-        entry.threshold,
-        entry.max_length,
+        snapshot / entry.variants[chosen][0],
+        entry.threshold if entry.threshold is not None else 0.5,
+        entry.max_length or 512,
     )
+
+
+# ---------------------------------------------------------------------------- fetching
+
+
+def fetch_variants(
+    entry: ModelEntry, variant: str, available: list[str] | None = None
+) -> list[str]:
+    """The variants `guard fetch --variant V` means for this entry.
+
+    `available` narrows auto and all to what a local folder holds (for --from)."""
+    choices = list(entry.variants) if available is None else available
+    if variant == "all":
+        if not choices:
+            raise GuardError(f"No variant of '{entry.name}' found.", code=ExitCode.MODEL)
+        return choices
+    if variant == "auto":
+        ranked = [v for v in preferred_variants() if v in choices]
+        if ranked:
+            return ranked[:1]
+        if choices:
+            return choices[:1]
+        raise GuardError(f"No variant of '{entry.name}' found.", code=ExitCode.MODEL)
+    if variant not in entry.variants:
+        raise GuardError(
+            f"'{entry.name}' has no {variant!r} variant.",
+            hint=f"Choose one of: auto, {', '.join(entry.variants)}, all.",
+            code=ExitCode.INPUT,
+        )
+    return [variant]
+
+
+def _patterns(entry: ModelEntry, variants: list[str]) -> list[str]:
+    patterns: list[str] = []
+    for v in variants:
+        patterns += [p for p in entry.variant_patterns(v) if p not in patterns]
+    return patterns
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _result(entry, variants, snapshot: Path, patterns, imported_from=None) -> FetchResult:
+    files = _matching(_relative_files(snapshot), patterns)
+    missing = [v for v in variants if not _matching(files, [entry.variants[v][0]])]
+    if missing:
+        raise GuardError(
+            f"{imported_from or entry.repo} has no files for the {', '.join(missing)} variant "
+            f"(looked for {', '.join(entry.variants[missing[0]])}).",
+            hint=f"See `guard models` for the files each variant of '{entry.name}' needs.",
+        )
+    total = sum((snapshot / f).stat().st_size for f in files)
+    return FetchResult(entry.name, entry.repo, variants, snapshot, files, total, imported_from)
+
+
+def fetch(
+    name: str,
+    variant: str = "auto",
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FetchResult:
+    """Download only the files a variant needs (its graph, external data, tokenizer, configs)
+    into the Hugging Face cache. A dropped connection resumes with a range request; files
+    already cached are not downloaded again."""
+    entry = get_entry(name)
+    variants = fetch_variants(entry, variant)
+    patterns = _patterns(entry, variants)
+    if _is_true(os.environ.get("HF_HUB_OFFLINE")):
+        raise GuardError(
+            f"HF_HUB_OFFLINE is set, so '{entry.name}' cannot be downloaded.",
+            hint=f"Unset HF_HUB_OFFLINE to download from {endpoint()}, or copy the model folder "
+            f"from a connected machine and run `guard fetch {entry.name} --from DIR`.",
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    silence = not progress and not are_progress_bars_disabled()
+    if silence:
+        disable_progress_bars()
+    try:
+        snapshot = snapshot_download(
+            entry.repo,
+            revision=revision,
+            cache_dir=str(hub_cache_dir(cache_dir)),
+            allow_patterns=patterns,
+            endpoint=endpoint(),
+        )
+    except Exception as exc:
+        raise _fetch_error(entry, revision, exc) from None
+    finally:
+        if silence:
+            enable_progress_bars()
+    return _result(entry, variants, Path(snapshot), patterns)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if response is not None and getattr(response, "status_code", None):
+            return int(response.status_code)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in out:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def _fetch_error(entry: ModelEntry, revision: str | None, exc: Exception) -> GuardError:
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    chain = _chain(exc)
+    status = _status_of(exc)
+    url = f"{endpoint()}/{entry.repo}"
+    if status in (401, 403) or any(isinstance(e, GatedRepoError) for e in chain):
+        return GuardError(
+            f"Access to {entry.repo} was refused ({status or 'gated'}): the repository is gated.",
+            hint=f"Accept its conditions on the model page, {url}, while logged in; then run "
+            "`hf auth login` or set HF_TOKEN to a token of that account, and retry.",
+        )
+    if any(isinstance(e, RevisionNotFoundError) for e in chain):
+        return GuardError(
+            f"{entry.repo} has no revision {revision!r}.",
+            hint="Pass a branch, tag or commit that exists with --revision.",
+        )
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return GuardError(
+            f"{entry.repo} was not found on {endpoint()}.",
+            hint="Check the repo in `guard models` (or your models.toml) and HF_ENDPOINT.",
+        )
+    if any(isinstance(e, OfflineModeIsEnabled) for e in chain):
+        return GuardError(
+            f"HF_HUB_OFFLINE is set, so '{entry.name}' cannot be downloaded.",
+            hint=f"Unset HF_HUB_OFFLINE to download from {endpoint()}, or copy the model folder "
+            f"from a connected machine and run `guard fetch {entry.name} --from DIR`.",
+        )
+    return GuardError(
+        f"Could not download {entry.repo} from {endpoint()}: {type(exc).__name__}: {exc}",
+        hint="Check the network, a proxy or HF_ENDPOINT and retry: finished files are kept and "
+        f"partial ones resume. On an air-gapped host use `guard fetch {entry.name} --from DIR`.",
+    )
+
+
+# ---------------------------------------------------------------------------- air-gapped import
+
+
+def _pseudo_commit(files: list[tuple[str, int]]) -> str:
+    digest = hashlib.sha1(b"guardcli-import\n")
+    for rel, size in files:
+        digest.update(f"{rel}\0{size}\n".encode())
+    return digest.hexdigest()
+
+
+def _store_blob(src: Path, blobs: Path) -> Path:
+    """Copy `src` into blobs/<sha256>, hashing as it copies; an identical blob is reused."""
+    blobs.mkdir(parents=True, exist_ok=True)
+    tmp = blobs / f".import-{os.getpid()}-{src.name}.incomplete"
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while chunk := fin.read(1 << 22):
+            digest.update(chunk)
+            fout.write(chunk)
+    blob = blobs / digest.hexdigest()
+    if blob.exists():
+        tmp.unlink()
+    else:
+        os.replace(tmp, blob)
+    return blob
+
+
+def import_folder(
+    name: str,
+    source: str | Path,
+    variant: str = "auto",
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> FetchResult:
+    """Copy a model folder (e.g. carried to an air-gapped host) into the Hugging Face cache layout,
+    so `--model NAME` resolves it offline like a download.
+
+    The snapshot is named by `revision` when it is a commit, else by the folder's name when that is
+    a commit (a copied `snapshots/<commit>` folder), else by the snapshot the ref already points to,
+    else by a hash of the file list. The ref (`revision`, default main) is pointed at it."""
+    entry = get_entry(name)
+    src = Path(source).expanduser()
+    if not src.is_dir():
+        raise GuardError(f"{src} is not a folder.", code=ExitCode.INPUT)
+    files = _relative_files(src)
+    available = [v for v in entry.variants if variant_present(entry, v, src, files)]
+    if variant not in ("auto", "all") and variant in entry.variants and variant not in available:
+        raise GuardError(
+            f"{src} has no {variant} variant of '{entry.name}' "
+            f"(found: {', '.join(available) or 'none'}).",
+            hint=f"It needs {', '.join(entry.variants[variant])} and {', '.join(entry.required)}.",
+        )
+    variants = fetch_variants(entry, variant, available)
+    patterns = _patterns(entry, variants)
+    chosen = _matching(files, patterns)
+    ref = revision if revision and not _COMMIT.match(revision) else "main"
+    storage = repo_folder(entry.repo, cache_dir)
+    if revision and _COMMIT.match(revision):
+        commit = revision
+    elif _COMMIT.match(src.name):
+        commit = src.name
+    elif (existing := cached_snapshot(entry.repo, ref, cache_dir)) is not None:
+        commit = existing.name
+    else:
+        commit = _pseudo_commit([(f, (src / f).stat().st_size) for f in chosen])
+    snapshot = storage / "snapshots" / commit
+    for rel in chosen:
+        blob = _store_blob(src / rel, storage / "blobs")
+        target = snapshot / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        try:
+            target.symlink_to(os.path.relpath(blob, target.parent))
+        except OSError:  # no symlinks (Windows without developer mode): a plain copy
+            shutil.copyfile(blob, target)
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / ref).write_text(commit)
+    return _result(entry, variants, snapshot, patterns, imported_from=src)

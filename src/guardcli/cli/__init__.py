@@ -7,6 +7,10 @@ import typer
 from .. import __version__
 from .classify import EPILOG as CLASSIFY_EPILOG
 from .classify import classify
+from .fetch import EPILOG as FETCH_EPILOG
+from .fetch import fetch
+from .models import models
+from .probe_cpu import probe_cpu
 from .sweep import EPILOG as SWEEP_EPILOG
 from .sweep import sweep
 from .synth import synth
@@ -24,6 +28,9 @@ app = typer.Typer(
 app.command(epilog=CLASSIFY_EPILOG)(classify)
 app.command()(synth)
 app.command(epilog=SWEEP_EPILOG)(sweep)
+app.command()(models)
+app.command(epilog=FETCH_EPILOG)(fetch)
+app.command("probe-cpu")(probe_cpu)
 
 
 def _version(value: bool) -> None:

@@ -60,3 +60,11 @@ InputOpt = Annotated[
         "--input", "-i", help="Read records from this file ('-' for stdin).", dir_okay=False
     ),
 ]
+CacheDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir",
+        help="Hugging Face cache folder. Default: HF_HUB_CACHE, else HF_HOME/hub "
+        "(~/.cache/huggingface/hub).",
+    ),
+]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import ExitCode, GuardError
 
@@ -27,7 +28,8 @@ def debug() -> bool:
 
 def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.INPUT) -> typer.Exit:
     console = stderr()
-    console.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    # escape: a message may hold brackets ("[models.x] needs repo") that are not markup
+    console.print(f"[bold red]Error:[/] {escape(message)}", markup=True, highlight=False)
     if hint:
         console.print(hint, markup=False)
     return typer.Exit(int(code))

@@ -29,7 +29,9 @@ def save_onnx(model, path: Path, *, force_external: bool = False) -> None:
     """Save `model`, with all weights in one `<name>_data` file when it is over 2 GB."""
     onnx = _onnx()
     path.parent.mkdir(parents=True, exist_ok=True)
-    external = force_external or model.ByteSize() > PROTOBUF_LIMIT
+    # Sum per tensor: ByteSize() of a whole model over 2 GB fails to serialize.
+    weights = sum(t.ByteSize() for t in model.graph.initializer)
+    external = force_external or weights > PROTOBUF_LIMIT - 64 * 2**20
     data = path.with_name(path.name + "_data")
     if data.exists():
         data.unlink()

@@ -1,0 +1,82 @@
+"""`guard models`: the catalog, and which variants are in the local cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from ._options import CacheDirOpt
+from ._output import fail, handle_errors
+
+FORMATS = ("table", "json")
+
+
+def catalog_rows(cache_dir: str | None = None) -> list[dict[str, Any]]:
+    from ..catalog import load_catalog
+    from ..hub import cache_status
+
+    rows = []
+    for entry in load_catalog().values():
+        snapshot, cached = cache_status(entry, cache_dir)
+        rows.append(
+            {
+                "name": entry.name,
+                "family": entry.family,
+                "repo": entry.repo,
+                "description": entry.description,
+                "threshold": entry.threshold,
+                "max_length": entry.max_length,
+                "source": entry.source,
+                "snapshot": str(snapshot) if snapshot else None,
+                "variants": {
+                    v: {"files": list(entry.variants[v]), "cached": cached[v]}
+                    for v in entry.variants
+                },
+                "common_files": list(entry.common),
+            }
+        )
+    return rows
+
+
+@handle_errors
+def models(
+    *,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
+        ),
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """List known models: hub repo, family, each variant's files, default threshold and max
+    length, and whether each variant is in the local cache.
+
+    Add or override entries in `$GUARD_MODELS` or ~/.config/guardcli/models.toml.
+    """
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    if fmt not in FORMATS:
+        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    rows = catalog_rows(cache_dir)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        threshold = "per-category" if row["threshold"] is None else f"{row['threshold']:g}"
+        max_length = row["max_length"] or "-"
+        typer.echo(
+            f"{row['name']}  ({row['family']})  {row['repo']}  "
+            f"threshold {threshold}  max length {max_length}"
+        )
+        if row["description"]:
+            typer.echo(f"  {row['description']}")
+        width = max(len(v) for v in row["variants"])
+        for variant, info in row["variants"].items():
+            state = "cached" if info["cached"] else "not cached"
+            typer.echo(f"  {variant:<{width}}  {state:<10}  {', '.join(info['files'])}")
+        typer.echo(f"  {'':<{width}}  {'+ every variant':<10}  {', '.join(row['common_files'])}")
+        if row["source"] != "built-in":
+            typer.echo(f"  (from {row['source']})")

@@ -1,0 +1,119 @@
+"""`guard probe-cpu`: which model variant this CPU runs best with onnxruntime, and why."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._output import fail, handle_errors, stderr
+
+FORMATS = ("table", "json")
+
+
+def _render(report: dict[str, Any]) -> None:
+    out = typer.echo
+    out(f"cpu:          {report['model']} ({report['arch']}, from {report['source']})")
+    if report["usable_cpus"] is not None:
+        out(f"usable cpus:  {report['usable_cpus']} (affinity and cgroup quota)")
+    ort = report["onnxruntime"]
+    if ort is not None:
+        if ort["installed"]:
+            providers = ", ".join(ort["providers"] or ["?"])
+            out(f"onnxruntime:  {ort['version']} ({providers})")
+        else:
+            out("onnxruntime:  not installed")
+    have = [k for k, v in report["features"].items() if v]
+    lack = [k for k, v in report["features"].items() if not v]
+    out(f"features:     {' '.join(have) or '-'}")
+    out(f"missing:      {' '.join(lack) or '-'}")
+    out(
+        f"recommended:  {report['recommended_variant']}  "
+        f"(order: {' > '.join(report['variant_order'])})"
+    )
+    for reason in report["reasons"]:
+        out(f"  - {reason}")
+    if "verify" in report:
+        v = report["verify"]
+        m, k, n = v["shape"]
+        out(f"measured:     [{m},{k}]x[{k},{n}] MatMul, {v['threads']} threads")
+        for row in v["timings"]:
+            if row["error"]:
+                out(f"  {row['variant']:5} failed: {row['error']}")
+            else:
+                out(
+                    f"  {row['variant']:5} {row['ms']:8.2f} ms  {row['gflops']:7.1f} GFLOP/s  "
+                    f"{row['ratio_vs_fp32']:.2f}x fp32"
+                )
+        out(
+            f"  fastest measured: {v['fastest']}"
+            + (
+                ""
+                if v["fastest"] == report["recommended_variant"]
+                else f" (differs from the recommendation {report['recommended_variant']})"
+            )
+        )
+
+
+@handle_errors
+def probe_cpu(
+    *,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
+        ),
+    ] = None,
+    cpuinfo: Annotated[
+        Path | None,
+        typer.Option(
+            "--cpuinfo",
+            help="Analyse another machine: a copy of its /proc/cpuinfo, or a macOS "
+            "`sysctl hw machdep.cpu.brand_string` dump.",
+            dir_okay=False,
+        ),
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also time FP32, FP16 and INT8 MatMuls of the model's shapes with onnxruntime "
+            "(a few seconds) and report the measured ratios.",
+        ),
+    ] = False,
+) -> None:
+    """Report CPU features, usable cores and onnxruntime, and recommend the variant
+    (fp32|fp16|int8) onnxruntime runs fastest here, with reasons. `--variant auto` follows it.
+    """
+    from ..cpu import probe
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    if fmt not in FORMATS:
+        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    if cpuinfo is not None and not cpuinfo.is_file():
+        raise fail(f"Cannot read {cpuinfo}: no such file.")
+    if verify and cpuinfo is not None:
+        raise fail("--verify measures this machine; it cannot be combined with --cpuinfo.")
+    report = probe(cpuinfo)
+    if verify:
+        from ..cpu import usable_cpus
+        from ..matmul_check import DEFAULT_SHAPE
+        from ..matmul_check import verify as run_verify
+
+        if fmt == "table":
+            stderr().print("timing FP32, FP16 and INT8 MatMuls …")
+        timings = run_verify(DEFAULT_SHAPE)
+        ok = [t for t in timings if t.error is None]
+        report["verify"] = {
+            "shape": list(DEFAULT_SHAPE),
+            "threads": usable_cpus(),
+            "timings": [t.as_dict() for t in timings],
+            "fastest": max(ok, key=lambda t: t.ratio).variant,
+        }
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _render(report)
