@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .bench import EPILOG as BENCH_EPILOG
+from .bench import bench
 from .classify import EPILOG as CLASSIFY_EPILOG
 from .classify import classify
 from .synth import synth
@@ -21,6 +23,7 @@ app = typer.Typer(
 )
 app.command(epilog=CLASSIFY_EPILOG)(classify)
 app.command()(synth)
+app.command(epilog=BENCH_EPILOG)(bench)
 
 
 def _version(value: bool) -> None:

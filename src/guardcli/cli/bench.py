@@ -1,0 +1,222 @@
+"""`guard bench`: time the model's variants side by side on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._options import QuietOpt, ThreadsOpt
+from ._output import fail, handle_errors, stderr
+
+FORMATS = ("table", "json")
+SIZES = ("tiny", "full")
+
+EPILOG = (
+    "Exit codes: 0 done, 2 usage or input error, 3 model or runtime error.\n\n"
+    "Examples:\n\n"
+    "  guard bench --variant fp32,int8 --batch-size 1,8\n\n"
+    "  guard bench --synthetic --size full --duration 30 --format json > bench.json\n\n"
+    "  guard bench --data prompts.jsonl --price-per-hour 0.10"
+)
+
+
+@handle_errors
+def bench(
+    *,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Catalog name (from the local cache) or a model folder."
+        ),
+    ] = None,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic", help="Benchmark a random-weight model of the real architecture."
+        ),
+    ] = False,
+    size: Annotated[
+        str, typer.Option("--size", help="With --synthetic: tiny (seconds) or full (real size).")
+    ] = "tiny",
+    variant: Annotated[
+        str, typer.Option("--variant", help="Comma list of fp32,fp16,int8, or all (present).")
+    ] = "all",
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", help="Comma list of batch sizes.")
+    ] = "1,8,32",
+    seq_len: Annotated[
+        int | None,
+        typer.Option("--seq-len", help="Synthetic prompts of this many tokens. Default: 48."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Real prompts: JSONL (text or prompt field) or plain lines.",
+            dir_okay=False,
+        ),
+    ] = None,
+    threads: ThreadsOpt = None,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Seconds of timing per variant x batch size.")
+    ] = 10.0,
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option("--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Time the model's variants side by side on this machine, and say which to ship.
+
+    Variants run interleaved (A B C, B C A, ...) after a warm-up, each in a process of its own,
+    so machine drift falls on all of them alike and each one's peak memory is its own. Reports
+    prompts/s, tokens/s (real tokens, not padding), latency percentiles per request and per
+    batch, session load time, peak RSS, size on disk, the ratio to FP32, and the end-to-end
+    rate with tokenization included.
+    """
+    from ..bench import BenchConfig, parse_batch_sizes, parse_variants, run_bench
+    from ..hub import present_variants, resolve
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    if fmt not in FORMATS:
+        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    if synthetic and model is not None:
+        raise fail("Give --model or --synthetic, not both.")
+    if seq_len is not None and data is not None:
+        raise fail("Give --seq-len or --data, not both.")
+    if size not in SIZES:
+        raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
+    if duration <= 0:
+        raise fail("--duration must be above 0 seconds.")
+    sizes = parse_batch_sizes(batch_size)
+    console = stderr()
+    if synthetic:
+        from ..demo import synthetic_model
+
+        model_dir = synthetic_model(size)
+    else:
+        model_dir = resolve(model or "csam-guard", "auto").path
+    variants = parse_variants(variant, present_variants(model_dir))
+    config = BenchConfig(
+        model_dir=model_dir,
+        variants=variants,
+        batch_sizes=sizes,
+        seq_len=seq_len,
+        data=data,
+        threads=threads,
+        duration=duration,
+        price_per_hour=price_per_hour,
+    )
+    if not quiet:
+        if synthetic or (model_dir / "guardcli_synthetic.json").exists():
+            console.print(f"note: {model_dir} is a synthetic model with random weights.")
+        rounds = len(variants) * len(sizes)
+        console.print(
+            f"benchmarking {', '.join(variants)} at batch {', '.join(map(str, sizes))}: "
+            f"about {rounds * duration:.0f}s of timing after loading and warm-up"
+        )
+    status = console.status("loading…") if console.is_terminal and not quiet else None
+    if status:
+        status.start()
+    try:
+        report = run_bench(config, progress=status.update if status else lambda _: None)
+    finally:
+        if status:
+            status.stop()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        render_table(report)
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def render_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    m, model = report["machine"], report["model"]
+    out.print(
+        f"{m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads, "
+        f"onnxruntime {m['onnxruntime']}, guardcli {m['guardcli']}"
+    )
+    out.print(f"features: {' '.join(m['features']) or 'none detected'}")
+    if model["synthetic"]:
+        out.print(
+            f"model: {model['path']} (SYNTHETIC: random weights; timings hold for its "
+            "architecture and size only)"
+        )
+    else:
+        out.print(f"model: {model['path']}")
+    cost = any("usd_per_1m_tokens" in r for r in report["results"])
+    table = Table(show_edge=False, pad_edge=False)
+    for name in (
+        "variant",
+        "batch",
+        "prompts/s",
+        "tokens/s",
+        "× fp32",
+        "ms/req p50",
+        "p95",
+        "p99",
+        "ms/batch p50",
+        "e2e prompts/s",
+        "load s",
+        "peak RSS MB",
+        "size MB",
+    ):
+        table.add_column(name, justify="left" if name == "variant" else "right")
+    if cost:
+        table.add_column("$/1M tok", justify="right")
+    last = None
+    for r in report["results"]:
+        if last is not None and r["batch_size"] != last:
+            table.add_section()
+        last = r["batch_size"]
+        ratio = "-" if r["ratio_to_fp32"] is None else f"{r['ratio_to_fp32']:.2f}×"
+        size_ratio = r["size_ratio_to_fp32"]
+        size = _num(r["size_mb"], 0) + ("" if size_ratio is None else f" ({size_ratio:.2f}×)")
+        cells = [
+            ("★ " if r["winner"] else "  ") + r["variant"],
+            str(r["batch_size"]),
+            _num(r["prompts_per_s"]),
+            _num(r["tokens_per_s"], 0),
+            ratio,
+            _num(r["p50_ms"]),
+            _num(r["p95_ms"]),
+            _num(r["p99_ms"]),
+            _num(r["batch_p50_ms"]),
+            _num(r["e2e_prompts_per_s"]),
+            _num(r["load_s"], 2),
+            _num(r["peak_rss_mb"], 0),
+            size,
+        ]
+        if cost:
+            cells.append(_num(r.get("usd_per_1m_tokens"), 4))
+        table.add_row(*cells, style="bold" if r["winner"] else None)
+    out.print(table)
+    winners = [r for r in report["results"] if r["winner"]]
+    for r in winners:
+        vs = "" if r["ratio_to_fp32"] is None else f", {r['ratio_to_fp32']:.2f}× FP32"
+        out.print(
+            f"★ fastest at batch {r['batch_size']}: {r['variant']} "
+            f"({r['prompts_per_s']:,.1f} prompts/s{vs})"
+        )
+    s = report["settings"]
+    prompts = f"{s['seq_len']}-token synthetic prompts" if "seq_len" in s else s.get("data")
+    out.print(
+        f"{prompts}; {s['duration_s']:g}s per variant × batch in {s['rounds']} interleaved "
+        "round(s). ms/req is a batch's time per prompt; e2e includes tokenization."
+    )
