@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 from . import __version__
 from .catalog import VARIANTS
@@ -92,7 +92,8 @@ def parse_batch_sizes(text: str) -> list[int]:
         sizes = [int(t) for t in parse_list(text, "batch-size")]
     except ValueError:
         raise input_error(
-            f"--batch-size {text!r} is not a list of whole numbers.", hint="e.g. --batch-size 1,8,32"
+            f"--batch-size {text!r} is not a list of whole numbers.",
+            hint="e.g. --batch-size 1,8,32",
         ) from None
     if any(s < 1 for s in sizes):
         raise input_error("Batch sizes must be at least 1.")
@@ -131,7 +132,7 @@ def synthetic_prompts(tokenizer, seq_len: int, count: int, seed: int = 0) -> lis
 
 
 def read_prompts(path: Path, limit: int = 10_000) -> list[str]:
-    """Texts from a JSONL file (its `text` or `prompt` field) or plain lines; blank lines skipped."""
+    """Texts from JSONL (the `text` or `prompt` field) or plain lines; blank lines skipped."""
     from .records import ReadOptions, read_lines
 
     try:
@@ -141,7 +142,9 @@ def read_prompts(path: Path, limit: int = 10_000) -> list[str]:
     with handle:
         texts = [r.text for r in read_lines(handle, ReadOptions()) if r.text]
     if not texts:
-        raise input_error(f"{path} has no prompts.", hint="One prompt per line, or JSONL with text.")
+        raise input_error(
+            f"{path} has no prompts.", hint="One prompt per line, or JSONL with text."
+        )
     return texts[:limit]
 
 

@@ -61,7 +61,9 @@ class Worker:
             # The model-only figure: the onnxruntime call, nothing around it.
             t0 = time.perf_counter()
             out = run(ids, mask)
-            self.samples.append((len(ids), int(mask.sum()), int(mask.size), time.perf_counter() - t0))
+            self.samples.append(
+                (len(ids), int(mask.sum()), int(mask.size), time.perf_counter() - t0)
+            )
             return out
 
         session.run = timed_run
@@ -85,7 +87,7 @@ class Worker:
 
     def run(self, size: int, seconds: float) -> list[tuple[int, int, int, float, float]]:
         """Batches for `seconds` of wall time, at least one."""
-        out = []
+        out: list[tuple[int, int, int, float, float]] = []
         deadline = time.perf_counter() + seconds
         while not out or time.perf_counter() < deadline:
             out.append(self.batch(size))

@@ -55,7 +55,8 @@ def bench(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Real prompts: JSONL (text or prompt field) or plain lines.",
+            "--data",
+            help="Real prompts: JSONL (text or prompt field) or plain lines.",
             dir_okay=False,
         ),
     ] = None,
@@ -65,7 +66,9 @@ def bench(
     ] = 10.0,
     price_per_hour: Annotated[
         float | None,
-        typer.Option("--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."),
+        typer.Option(
+            "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
+        ),
     ] = None,
     fmt: Annotated[
         str | None,
@@ -138,48 +141,51 @@ def bench(
         render_table(report)
 
 
-def _num(value: Any, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+def _num(value: Any) -> str:
+    """Three significant figures or so: 1,234 / 56.7 / 0.89."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def render_table(report: dict[str, Any]) -> None:
+    from rich import box
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    out = Console(file=sys.stdout, highlight=False)
     m, model = report["machine"], report["model"]
     out.print(
         f"{m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads, "
         f"onnxruntime {m['onnxruntime']}, guardcli {m['guardcli']}"
     )
     out.print(f"features: {' '.join(m['features']) or 'none detected'}")
-    if model["synthetic"]:
-        out.print(
-            f"model: {model['path']} (SYNTHETIC: random weights; timings hold for its "
-            "architecture and size only)"
-        )
-    else:
-        out.print(f"model: {model['path']}")
+    note = " (SYNTHETIC: random weights; timings hold for its architecture and size)"
+    out.print(f"model: {model['path']}{note if model['synthetic'] else ''}")
     cost = any("usd_per_1m_tokens" in r for r in report["results"])
-    table = Table(show_edge=False, pad_edge=False)
-    for name in (
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    headers = [
         "variant",
         "batch",
-        "prompts/s",
-        "tokens/s",
-        "× fp32",
-        "ms/req p50",
-        "p95",
-        "p99",
-        "ms/batch p50",
-        "e2e prompts/s",
-        "load s",
-        "peak RSS MB",
-        "size MB",
-    ):
-        table.add_column(name, justify="left" if name == "variant" else "right")
-    if cost:
-        table.add_column("$/1M tok", justify="right")
+        "prompts\n/s",
+        "tokens\n/s",
+        "×fp32",
+        "ms/request\np50 p95 p99",
+        "ms/batch\np50",
+        "e2e\nprompts/s",
+        "load\ns",
+        "RSS\nMB",
+        "size MB\n(×fp32)",
+    ]
+    for name in headers + (["$ per 1M\ntokens"] if cost else []):
+        table.add_column(name, justify="left" if name == "variant" else "right", no_wrap=True)
     last = None
     for r in report["results"]:
         if last is not None and r["batch_size"] != last:
@@ -187,36 +193,37 @@ def render_table(report: dict[str, Any]) -> None:
         last = r["batch_size"]
         ratio = "-" if r["ratio_to_fp32"] is None else f"{r['ratio_to_fp32']:.2f}×"
         size_ratio = r["size_ratio_to_fp32"]
-        size = _num(r["size_mb"], 0) + ("" if size_ratio is None else f" ({size_ratio:.2f}×)")
+        size = f"{r['size_mb']:,.0f}" + ("" if size_ratio is None else f" ({size_ratio:.2f}×)")
         cells = [
             ("★ " if r["winner"] else "  ") + r["variant"],
             str(r["batch_size"]),
             _num(r["prompts_per_s"]),
-            _num(r["tokens_per_s"], 0),
+            _num(r["tokens_per_s"]),
             ratio,
-            _num(r["p50_ms"]),
-            _num(r["p95_ms"]),
-            _num(r["p99_ms"]),
+            " ".join(_num(r[k]) for k in ("p50_ms", "p95_ms", "p99_ms")),
             _num(r["batch_p50_ms"]),
             _num(r["e2e_prompts_per_s"]),
-            _num(r["load_s"], 2),
-            _num(r["peak_rss_mb"], 0),
+            _num(r["load_s"]),
+            _num(r["peak_rss_mb"]),
             size,
         ]
         if cost:
-            cells.append(_num(r.get("usd_per_1m_tokens"), 4))
+            cells.append(_usd(r.get("usd_per_1m_tokens")))
         table.add_row(*cells, style="bold" if r["winner"] else None)
+    # Numbers are never cut short: a narrow terminal gets a table wider than itself.
+    out.width = max(out.width, Measurement.get(out, out.options.update_width(1000), table).maximum)
     out.print(table)
-    winners = [r for r in report["results"] if r["winner"]]
-    for r in winners:
-        vs = "" if r["ratio_to_fp32"] is None else f", {r['ratio_to_fp32']:.2f}× FP32"
-        out.print(
-            f"★ fastest at batch {r['batch_size']}: {r['variant']} "
-            f"({r['prompts_per_s']:,.1f} prompts/s{vs})"
-        )
+    for r in report["results"]:
+        if r["winner"]:
+            vs = "" if r["ratio_to_fp32"] is None else f", {r['ratio_to_fp32']:.2f}× FP32"
+            out.print(
+                f"★ fastest at batch {r['batch_size']}: {r['variant']} "
+                f"({_num(r['prompts_per_s'])} prompts/s{vs})"
+            )
     s = report["settings"]
     prompts = f"{s['seq_len']}-token synthetic prompts" if "seq_len" in s else s.get("data")
     out.print(
         f"{prompts}; {s['duration_s']:g}s per variant × batch in {s['rounds']} interleaved "
-        "round(s). ms/req is a batch's time per prompt; e2e includes tokenization."
+        "round(s). ms/req: a batch's model time per prompt. e2e: tokenization included. "
+        "RSS: peak of a process holding only that variant."
     )
