@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from guardcli.errors import ExitCode, GuardError
 from guardcli.tokenize import TextTokenizer
 
 from .conftest import SAMPLES, invoke
+from .test_docs import NOT_RUNTIME, without
 
 ROW_KEYS = {
     "variant",
@@ -157,6 +160,34 @@ def test_help(runner) -> None:
     assert result.exit_code == 0
     for option in ("--synthetic", "--variant", "--batch-size", "--seq-len", "--price-per-hour"):
         assert option in result.stdout
+
+
+def test_help_needs_no_onnxruntime_or_torch() -> None:
+    code = without(*NOT_RUNTIME, "onnxruntime")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "bench", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--price-per-hour" in result.stdout
+
+
+def test_cli_plain_text_data(runner, tiny_model, tmp_path) -> None:
+    data = tmp_path / "prompts.txt"
+    data.write_text("a lighthouse at dusk\n\na kettle on a stove, painted in oils\n")
+    args = ["bench", "-m", str(tiny_model), "--variant", "int8", "--batch-size", "2"]
+    result = invoke(runner, [*args, "--data", str(data), "--duration", "0.1", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["prompts"] == 2 and report["settings"]["data"] == str(data)
+    (row,) = report["results"]
+    assert row["padding_share"] > 0  # two lengths in one batch
+
+
+def test_missing_catalog_model_suggests_synthetic(runner) -> None:
+    result = invoke(runner, ["bench", "--duration", "0.1"])
+    assert result.exit_code == ExitCode.MODEL
+    assert "guard fetch csam-guard" in result.stderr
+    assert "--synthetic" in result.stderr
 
 
 def test_cli_json(runner, tiny_model) -> None:

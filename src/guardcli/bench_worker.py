@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ def rss_mb(field: str = "VmHWM") -> float | None:
         pass
     if field != "VmHWM":
         return None
+    import resource  # POSIX only; /proc above covers Linux
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

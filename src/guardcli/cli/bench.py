@@ -87,6 +87,7 @@ def bench(
     rate with tokenization included.
     """
     from ..bench import BenchConfig, parse_batch_sizes, parse_variants, run_bench
+    from ..errors import ExitCode, GuardError
     from ..hub import present_variants, resolve
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
@@ -107,7 +108,13 @@ def bench(
 
         model_dir = synthetic_model(size)
     else:
-        model_dir = resolve(model or "csam-guard", "auto").path
+        try:
+            model_dir = resolve(model or "csam-guard", "auto").path
+        except GuardError as err:
+            if model is not None or err.code != ExitCode.MODEL:
+                raise
+            err.hint = f"{err.hint} Or benchmark the architecture alone with --synthetic."
+            raise
     variants = parse_variants(variant, present_variants(model_dir))
     config = BenchConfig(
         model_dir=model_dir,
