@@ -243,3 +243,16 @@ def test_a_broken_variant_is_a_model_error(runner, tiny_model, tmp_path) -> None
     assert result.exit_code == ExitCode.MODEL
     assert "Benchmark worker for int8 failed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_synthetic_uses_the_cached_model(runner, tiny_model, tmp_path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_model, cache / "synthetic" / "csam-guard-tiny-seed0")
+    monkeypatch.setenv("GUARD_CACHE", str(cache))
+    args = ["bench", "--synthetic", "--variant", "int8", "--batch-size", "1", "--duration", "0.1"]
+    result = invoke(runner, [*args, "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    model = json.loads(result.stdout)["model"]
+    assert model["synthetic"] is True
+    assert model["path"] == str(cache / "synthetic" / "csam-guard-tiny-seed0")
+    assert "synth:" not in result.stderr  # built once, not again
