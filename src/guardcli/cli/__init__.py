@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .bench import EPILOG as BENCH_EPILOG
+from .bench import bench
 from .classify import EPILOG as CLASSIFY_EPILOG
 from .classify import classify
 from .fetch import EPILOG as FETCH_EPILOG
@@ -31,6 +33,7 @@ app.command(epilog=SWEEP_EPILOG)(sweep)
 app.command()(models)
 app.command(epilog=FETCH_EPILOG)(fetch)
 app.command("probe-cpu")(probe_cpu)
+app.command(epilog=BENCH_EPILOG)(bench)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,415 @@
+"""Interleaved side-by-side timing of model variants on this machine.
+
+Each variant runs in a worker process of its own (`bench_worker.py`), loaded once and warmed up.
+The parent then hands out time slices in rounds, A B C, B C A, C A B, ..., one worker at a time,
+so slow drift of the machine (thermal, other tenants) falls on every variant alike instead of on
+whichever ran last. Every batch goes through the real classify path (tokenize, bucket, pad,
+onnxruntime, postprocess); the onnxruntime call is timed separately, which gives the model-only
+figures (`prompts_per_s`, `tokens_per_s`, latencies) and the end-to-end ones (`e2e_*`).
+With real prompts of mixed lengths, every variant walks them in the same order from the start;
+a faster variant gets further through them in the same time, which evens out over a long run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .catalog import VARIANTS
+from .cpu import cpu_flags, usable_cpus
+from .errors import ExitCode, GuardError, input_error
+
+BACKEND = "onnxruntime-cpu"
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+DEFAULT_SEQ_LEN = 48
+DEFAULT_DURATION = 10.0
+MAX_ROUNDS = 5
+MIN_SLICE_S = 0.5
+
+DEFINITIONS = {
+    "prompts_per_s": "prompts / seconds inside onnxruntime (model only)",
+    "tokens_per_s": "real (unpadded) tokens / seconds inside onnxruntime",
+    "p50_ms": "per request: a batch's onnxruntime time divided by its prompts; p95, p99 alike",
+    "batch_p50_ms": "per batch: one onnxruntime call for batch_size prompts; p95, p99 alike",
+    "e2e_prompts_per_s": "prompts / seconds of the whole classify path, tokenization included",
+    "load_s": "onnxruntime session creation for this variant (graph optimization included)",
+    "peak_rss_mb": "peak resident memory (VmHWM) of the process that held only this variant, "
+    "interpreter and onnxruntime included; base_rss_mb is that process before loading it",
+    "size_mb": "the ONNX graph plus its external data on disk",
+    "ratio_to_fp32": "prompts_per_s / FP32's prompts_per_s at the same batch size",
+    "usd_per_1m_tokens": "price_per_hour / (e2e_tokens_per_s * 3600) * 1e6",
+}
+
+
+@dataclass
+class BenchConfig:
+    model_dir: Path
+    variants: Sequence[str] = ("fp32", "fp16", "int8")
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    seq_len: int | None = None  # synthetic prompts of this many tokens; default when no data
+    data: Path | None = None  # real prompts, JSONL (text or prompt field) or plain lines
+    threads: int | None = None
+    duration: float = DEFAULT_DURATION  # seconds per variant x batch size
+    price_per_hour: float | None = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # copied into the report's `model`
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise input_error(f"--{what} is empty.", hint=f"Give a comma-separated list for --{what}.")
+    return items
+
+
+def parse_variants(text: str, present: Sequence[str]) -> list[str]:
+    """'all' or a comma list; FP32 first, since the ratios are taken to it."""
+    wanted = list(present) if text.strip() == "all" else parse_list(text, "variant")
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        raise input_error(
+            f"Unknown variant {unknown[0]!r}.", hint=f"Choose from: {', '.join(VARIANTS)}, all."
+        )
+    missing = [v for v in wanted if v not in present]
+    if missing:
+        raise GuardError(
+            f"The model has no {missing[0]} variant (found: {', '.join(present) or 'none'}).",
+            hint="Pick variants that are there with --variant, or make one with `guard quantize`.",
+        )
+    return sorted(dict.fromkeys(wanted), key=VARIANTS.index)
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(t) for t in parse_list(text, "batch-size")]
+    except ValueError:
+        raise input_error(
+            f"--batch-size {text!r} is not a list of whole numbers.",
+            hint="e.g. --batch-size 1,8,32",
+        ) from None
+    if any(s < 1 for s in sizes):
+        raise input_error("Batch sizes must be at least 1.")
+    return list(dict.fromkeys(sizes))
+
+
+# ---------------------------------------------------------------- prompts
+
+# Common words that the Qwen3 tokenizer keeps as one token each (with their leading space), so a
+# prompt grows one token per word and lands on the requested length.
+_WORDS = (
+    "the of and to in is for on that with as it at by from this be are was or an have not "
+    "you all can more one new time but will about if has they which their so up out some what "
+    "other when there into only also any after over first two may these like how most such "
+    "then many see way back made them well good three people year day where must work through "
+    "water light city house night world river boat garden winter paper music color market"
+).split()
+
+
+def synthetic_prompts(tokenizer, seq_len: int, count: int, seed: int = 0) -> list[str]:
+    """`count` distinct prompts that each tokenize to `seq_len` tokens (special tokens included)
+    where the words allow it, else as close as they come below."""
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(count):
+        words: list[str] = []
+        text = ""
+        for _ in range(seq_len * 2 + 8):
+            candidate = " ".join([*words, rng.choice(_WORDS)])
+            if len(tokenizer.encode([candidate])[0].ids) > seq_len:
+                break
+            words.append(candidate.rsplit(" ", 1)[-1])
+            text = candidate
+        prompts.append(text or rng.choice(_WORDS))
+    return prompts
+
+
+def read_prompts(path: Path, limit: int = 10_000) -> list[str]:
+    """Texts from JSONL (the `text` or `prompt` field) or plain lines; blank lines skipped."""
+    from .records import ReadOptions, read_lines
+
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise input_error(f"Cannot read {path}: {exc.strerror}.") from None
+    with handle:
+        texts = [r.text for r in read_lines(handle, ReadOptions()) if r.text]
+    if not texts:
+        raise input_error(
+            f"{path} has no prompts.", hint="One prompt per line, or JSONL with text."
+        )
+    return texts[:limit]
+
+
+# ---------------------------------------------------------------- machine and model
+
+
+def machine_info(threads: int | None = None) -> dict[str, Any]:
+    from . import cpu
+
+    arch, flags = cpu_flags()
+    known = tuple(getattr(cpu, "X86_FEATURES", ())) + tuple(getattr(cpu, "ARM_FEATURES", ()))
+    model = platform.processor() or arch
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    usable = usable_cpus()
+    return {
+        "cpu_model": model,
+        "arch": arch,
+        "features": sorted(f for f in flags if f in known),
+        "usable_cores": usable,
+        "threads": threads or usable,
+        "onnxruntime": ort_version,
+        "guardcli": __version__,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def graph_size(graph: Path) -> int:
+    """Bytes of an ONNX graph plus its external data (`<name>_data` or `<name>.data`)."""
+    total = graph.stat().st_size
+    for data in (graph.with_name(graph.name + "_data"), graph.with_name(graph.name + ".data")):
+        if data.exists():
+            total += data.stat().st_size
+    return total
+
+
+# ---------------------------------------------------------------- workers
+
+
+class _WorkerProcess:
+    """The parent's handle on one `bench_worker` process."""
+
+    def __init__(self, variant: str):
+        self.variant = variant
+        env = dict(os.environ)
+        src = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        self.log: IO[bytes] = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "guardcli.bench_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+            text=True,
+        )
+
+    def ask(self, **msg: Any) -> dict[str, Any]:
+        assert self.proc.stdin and self.proc.stdout
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        reply = json.loads(line) if line else {"ok": False, "error": self._stderr_tail()}
+        if not reply.get("ok"):
+            raise GuardError(
+                f"Benchmark worker for {self.variant} failed: {reply.get('error')}",
+                hint="Rerun with fewer variants or smaller batches; GUARD_DEBUG=1 shows more.",
+                code=ExitCode.MODEL,
+            )
+        return reply
+
+    def _stderr_tail(self) -> str:
+        self.proc.wait(timeout=10)
+        self.log.seek(0)
+        tail = self.log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+        return f"exit code {self.proc.returncode}: " + (" | ".join(tail) or "no output")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+# ---------------------------------------------------------------- run
+
+
+def rounds_for(duration: float) -> int:
+    """Enough rounds for drift to cancel, each slice long enough to hold a few batches."""
+    return max(1, min(MAX_ROUNDS, int(duration / MIN_SLICE_S)))
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """Benchmark `config.variants` x `config.batch_sizes`; the JSON-ready report."""
+    from .hub import resolve
+    from .synthetic import is_synthetic
+    from .tokenize import TextTokenizer
+
+    model_dir = Path(config.model_dir)
+    graphs = {v: resolve(model_dir, v).graph for v in config.variants}
+    default_len = resolve(model_dir, config.variants[0]).max_length
+    if config.data is not None:
+        texts = read_prompts(config.data)
+        max_length = default_len
+        prompt_source = {"data": str(config.data), "prompts": len(texts)}
+    else:
+        seq_len = config.seq_len or DEFAULT_SEQ_LEN
+        if seq_len < 2:
+            raise input_error("--seq-len must be at least 2 (one word and the end token).")
+        max_length = max(default_len, seq_len)
+        tokenizer = TextTokenizer(model_dir, max_length)
+        count = max(64, 2 * max(config.batch_sizes))
+        texts = synthetic_prompts(tokenizer, seq_len, count, config.seed)
+        prompt_source = {"seq_len": seq_len, "prompts": len(texts)}
+
+    rounds = rounds_for(config.duration)
+    workers: dict[str, _WorkerProcess] = {}
+    setup: dict[str, dict[str, Any]] = {}
+    batches: dict[tuple[str, int], list[list[float]]] = {}
+    try:
+        for variant in config.variants:  # one at a time, so load times do not contend
+            progress(f"loading {variant}")
+            workers[variant] = _WorkerProcess(variant)
+            setup[variant] = workers[variant].ask(
+                cmd="setup",
+                model_dir=str(model_dir),
+                variant=variant,
+                threads=config.threads,
+                max_length=max_length,
+                texts=texts,
+                warmup=list(config.batch_sizes),
+            )
+        slice_s = config.duration / rounds
+        order = list(config.variants)
+        for r in range(rounds):
+            for size in config.batch_sizes:
+                for variant in order:
+                    progress(f"round {r + 1}/{rounds}: {variant} at batch {size}")
+                    got = workers[variant].ask(cmd="run", batch_size=size, seconds=slice_s)
+                    batches.setdefault((variant, size), []).extend(got["batches"])
+                order = order[1:] + order[:1]  # A B C, then B C A: no variant always goes last
+        peaks = {v: w.ask(cmd="stop").get("peak_rss_mb") for v, w in workers.items()}
+    finally:
+        for worker in workers.values():
+            worker.close()
+
+    sizes = {v: graph_size(g) for v, g in graphs.items()}
+    rows = [
+        _row(v, b, batches[(v, b)], setup[v], peaks[v], sizes[v], config.price_per_hour)
+        for b in config.batch_sizes
+        for v in config.variants
+    ]
+    _add_ratios(rows, sizes)
+    ort_version = next(iter(setup.values())).get("onnxruntime")
+    machine = machine_info(config.threads)
+    machine["onnxruntime"] = ort_version or machine["onnxruntime"]
+    return {
+        "machine": machine,
+        "model": {
+            "path": str(model_dir),
+            "synthetic": is_synthetic(model_dir),
+            "max_length": max_length,
+            **config.extra,
+        },
+        "settings": {
+            "variants": list(config.variants),
+            "batch_sizes": list(config.batch_sizes),
+            "duration_s": config.duration,
+            "rounds": rounds,
+            "price_per_hour": config.price_per_hour,
+            **prompt_source,
+        },
+        "results": rows,
+        "definitions": DEFINITIONS,
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def _row(
+    variant: str,
+    batch_size: int,
+    samples: list[list[float]],
+    setup: dict[str, Any],
+    peak_rss_mb: float | None,
+    size_bytes: int,
+    price_per_hour: float | None,
+) -> dict[str, Any]:
+    prompts = sum(s[0] for s in samples)
+    real = sum(s[1] for s in samples)
+    padded = sum(s[2] for s in samples)
+    model_s = sum(s[3] for s in samples)
+    e2e_s = sum(s[4] for s in samples)
+    per_prompt = [1000 * s[3] / s[0] for s in samples]
+    per_batch = [1000 * s[3] for s in samples]
+    e2e_per_prompt = [1000 * s[4] / s[0] for s in samples]
+    e2e_tokens_per_s = real / e2e_s
+    row: dict[str, Any] = {
+        "variant": variant,
+        "backend": BACKEND,
+        "batch_size": batch_size,
+        "prompts_per_s": prompts / model_s,
+        "tokens_per_s": real / model_s,
+        "p50_ms": percentile(per_prompt, 50),
+        "p95_ms": percentile(per_prompt, 95),
+        "p99_ms": percentile(per_prompt, 99),
+        "batch_p50_ms": percentile(per_batch, 50),
+        "batch_p95_ms": percentile(per_batch, 95),
+        "batch_p99_ms": percentile(per_batch, 99),
+        "e2e_prompts_per_s": prompts / e2e_s,
+        "e2e_tokens_per_s": e2e_tokens_per_s,
+        "e2e_p50_ms": percentile(e2e_per_prompt, 50),
+        "e2e_p95_ms": percentile(e2e_per_prompt, 95),
+        "e2e_p99_ms": percentile(e2e_per_prompt, 99),
+        "load_s": setup["load_s"],
+        "peak_rss_mb": peak_rss_mb,
+        "base_rss_mb": setup.get("base_rss_mb"),
+        "size_mb": size_bytes / 1e6,
+        "batches": len(samples),
+        "prompts": prompts,
+        "tokens": real,
+        "padding_share": 1 - real / padded if padded else 0.0,
+        "measured_s": model_s,
+    }
+    if price_per_hour is not None:
+        row["usd_per_1m_tokens"] = price_per_hour / (e2e_tokens_per_s * 3600) * 1e6
+    return row
+
+
+def _add_ratios(rows: list[dict[str, Any]], sizes: dict[str, int]) -> None:
+    """Each row against FP32 at the same batch size (None when FP32 was not run), and a
+    `winner` flag on the fastest variant of each batch size."""
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_size.setdefault(row["batch_size"], []).append(row)
+    for group in by_size.values():
+        base = next((r for r in group if r["variant"] == "fp32"), None)
+        best = max(group, key=lambda r: r["prompts_per_s"])
+        for row in group:
+            row["ratio_to_fp32"] = row["prompts_per_s"] / base["prompts_per_s"] if base else None
+            row["e2e_ratio_to_fp32"] = (
+                row["e2e_prompts_per_s"] / base["e2e_prompts_per_s"] if base else None
+            )
+            row["size_ratio_to_fp32"] = (
+                sizes[row["variant"]] / sizes["fp32"] if "fp32" in sizes else None
+            )
+            row["winner"] = row is best

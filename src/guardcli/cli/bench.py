@@ -1,0 +1,236 @@
+"""`guard bench`: time the model's variants side by side on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._options import QuietOpt, ThreadsOpt
+from ._output import fail, handle_errors, stderr
+
+FORMATS = ("table", "json")
+SIZES = ("tiny", "full")
+
+EPILOG = (
+    "Exit codes: 0 done, 2 usage or input error, 3 model or runtime error.\n\n"
+    "Examples:\n\n"
+    "  guard bench --variant fp32,int8 --batch-size 1,8\n\n"
+    "  guard bench --synthetic --size full --duration 30 --format json > bench.json\n\n"
+    "  guard bench --data prompts.jsonl --price-per-hour 0.10"
+)
+
+
+@handle_errors
+def bench(
+    *,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Catalog name (from the local cache) or a model folder."
+        ),
+    ] = None,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic", help="Benchmark a random-weight model of the real architecture."
+        ),
+    ] = False,
+    size: Annotated[
+        str, typer.Option("--size", help="With --synthetic: tiny (seconds) or full (real size).")
+    ] = "tiny",
+    variant: Annotated[
+        str, typer.Option("--variant", help="Comma list of fp32,fp16,int8, or all (present).")
+    ] = "all",
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", help="Comma list of batch sizes.")
+    ] = "1,8,32",
+    seq_len: Annotated[
+        int | None,
+        typer.Option("--seq-len", help="Synthetic prompts of this many tokens. Default: 48."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Real prompts: JSONL (text or prompt field) or plain lines.",
+            dir_okay=False,
+        ),
+    ] = None,
+    threads: ThreadsOpt = None,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Seconds of timing per variant x batch size.")
+    ] = 10.0,
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(
+            "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Time the model's variants side by side on this machine, and say which to ship.
+
+    Variants run interleaved (A B C, B C A, ...) after a warm-up, each in a process of its own,
+    so machine drift falls on all of them alike and each one's peak memory is its own. Reports
+    prompts/s, tokens/s (real tokens, not padding), latency percentiles per request and per
+    batch, session load time, peak RSS, size on disk, the ratio to FP32, and the end-to-end
+    rate with tokenization included.
+    """
+    from ..bench import BenchConfig, parse_batch_sizes, parse_variants, run_bench
+    from ..errors import ExitCode, GuardError
+    from ..hub import present_variants, resolve
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    if fmt not in FORMATS:
+        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    if synthetic and model is not None:
+        raise fail("Give --model or --synthetic, not both.")
+    if seq_len is not None and data is not None:
+        raise fail("Give --seq-len or --data, not both.")
+    if size not in SIZES:
+        raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
+    if duration <= 0:
+        raise fail("--duration must be above 0 seconds.")
+    sizes = parse_batch_sizes(batch_size)
+    console = stderr()
+    if synthetic:
+        from ..demo import synthetic_model
+
+        model_dir = synthetic_model(size)
+    else:
+        try:
+            model_dir = resolve(model or "csam-guard", "auto").path
+        except GuardError as err:
+            if model is not None or err.code != ExitCode.MODEL:
+                raise
+            err.hint = f"{err.hint} Or benchmark the architecture alone with --synthetic."
+            raise
+    variants = parse_variants(variant, present_variants(model_dir))
+    config = BenchConfig(
+        model_dir=model_dir,
+        variants=variants,
+        batch_sizes=sizes,
+        seq_len=seq_len,
+        data=data,
+        threads=threads,
+        duration=duration,
+        price_per_hour=price_per_hour,
+    )
+    if not quiet:
+        if synthetic or (model_dir / "guardcli_synthetic.json").exists():
+            console.print(f"note: {model_dir} is a synthetic model with random weights.")
+        rounds = len(variants) * len(sizes)
+        console.print(
+            f"benchmarking {', '.join(variants)} at batch {', '.join(map(str, sizes))}: "
+            f"about {rounds * duration:.0f}s of timing after loading and warm-up"
+        )
+    status = console.status("loading…") if console.is_terminal and not quiet else None
+    if status:
+        status.start()
+    try:
+        report = run_bench(config, progress=status.update if status else lambda _: None)
+    finally:
+        if status:
+            status.stop()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        render_table(report)
+
+
+def _num(value: Any) -> str:
+    """Three significant figures or so: 1,234 / 56.7 / 0.89."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def render_table(report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    out = Console(file=sys.stdout, highlight=False)
+    m, model = report["machine"], report["model"]
+    out.print(
+        f"{m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads, "
+        f"onnxruntime {m['onnxruntime']}, guardcli {m['guardcli']}"
+    )
+    out.print(f"features: {' '.join(m['features']) or 'none detected'}")
+    note = " (SYNTHETIC: random weights; timings hold for its architecture and size)"
+    out.print(f"model: {model['path']}{note if model['synthetic'] else ''}")
+    cost = any("usd_per_1m_tokens" in r for r in report["results"])
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    headers = [
+        "variant",
+        "batch",
+        "prompts\n/s",
+        "tokens\n/s",
+        "×fp32",
+        "ms/request\np50 p95 p99",
+        "ms/batch\np50",
+        "e2e\nprompts/s",
+        "load\ns",
+        "RSS\nMB",
+        "size MB\n(×fp32)",
+    ]
+    for name in headers + (["$ per 1M\ntokens"] if cost else []):
+        table.add_column(name, justify="left" if name == "variant" else "right", no_wrap=True)
+    last = None
+    for r in report["results"]:
+        if last is not None and r["batch_size"] != last:
+            table.add_section()
+        last = r["batch_size"]
+        ratio = "-" if r["ratio_to_fp32"] is None else f"{r['ratio_to_fp32']:.2f}×"
+        size_ratio = r["size_ratio_to_fp32"]
+        size = f"{r['size_mb']:,.0f}" + ("" if size_ratio is None else f" ({size_ratio:.2f}×)")
+        cells = [
+            ("★ " if r["winner"] else "  ") + r["variant"],
+            str(r["batch_size"]),
+            _num(r["prompts_per_s"]),
+            _num(r["tokens_per_s"]),
+            ratio,
+            " ".join(_num(r[k]) for k in ("p50_ms", "p95_ms", "p99_ms")),
+            _num(r["batch_p50_ms"]),
+            _num(r["e2e_prompts_per_s"]),
+            _num(r["load_s"]),
+            _num(r["peak_rss_mb"]),
+            size,
+        ]
+        if cost:
+            cells.append(_usd(r.get("usd_per_1m_tokens")))
+        table.add_row(*cells, style="bold" if r["winner"] else None)
+    # Numbers are never cut short: a narrow terminal gets a table wider than itself.
+    out.width = max(out.width, Measurement.get(out, out.options.update_width(1000), table).maximum)
+    out.print(table)
+    for r in report["results"]:
+        if r["winner"]:
+            vs = "" if r["ratio_to_fp32"] is None else f", {r['ratio_to_fp32']:.2f}× FP32"
+            out.print(
+                f"★ fastest at batch {r['batch_size']}: {r['variant']} "
+                f"({_num(r['prompts_per_s'])} prompts/s{vs})"
+            )
+    s = report["settings"]
+    prompts = f"{s['seq_len']}-token synthetic prompts" if "seq_len" in s else s.get("data")
+    out.print(
+        f"{prompts}; {s['duration_s']:g}s per variant × batch in {s['rounds']} interleaved "
+        "round(s). ms/req: a batch's model time per prompt. e2e: tokenization included. "
+        "RSS: peak of a process holding only that variant."
+    )
