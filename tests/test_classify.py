@@ -297,3 +297,23 @@ def test_jsonl_streams_before_eof(tiny_model: Path) -> None:
         proc.stdin.close()
         proc.wait(timeout=60)
     assert proc.returncode in (0, 1)
+
+
+def test_reader_closing_stdout_is_not_an_error(tiny_model: Path) -> None:
+    """`guard classify - | head -1`: the pipe closes early; no traceback, exit 0."""
+    lines = "".join(f"prompt {n}\n" for n in range(3000)).encode()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guardcli", "classify", "-m", str(tiny_model), "-q", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    proc.stdin.write(lines)
+    proc.stdin.close()
+    assert json.loads(proc.stdout.readline())["id"] == "1"
+    proc.stdout.close()
+    proc.wait(timeout=120)
+    stderr = proc.stderr.read().decode()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
