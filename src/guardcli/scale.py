@@ -376,6 +376,8 @@ def classify_with_ray(
             )
         if spec.threads is None:
             spec = replace(spec, threads=max(1, round(cpus)))
+        # Fail in seconds, with our message, rather than through a dying actor pool.
+        ray.get(ray.remote(_resolve_model).options(num_cpus=0).remote(spec))
         start = time.perf_counter()
         if source == "parquet":
             ds = ray.data.read_parquet(files)
@@ -430,6 +432,11 @@ def classify_with_ray(
             for kind, n in stats["error_types"].items():
                 summary.error_types[kind] = summary.error_types.get(kind, 0) + n
         summary.seconds = time.perf_counter() - start
+    except Exception as exc:
+        err = guard_error_in(exc)
+        if err is None:
+            raise
+        raise err from None
     finally:
         if started:
             import ray
@@ -444,6 +451,31 @@ def classify_with_ray(
         workers=workers,
         cpus_per_worker=cpus,
     )
+
+
+def _resolve_model(spec: GuardSpec) -> str:
+    from .hub import resolve
+
+    return str(resolve(spec.model, spec.variant, cache_dir=spec.cache_dir).path)
+
+
+def guard_error_in(exc: BaseException) -> GuardError | None:
+    """The GuardError a worker raised, out of Ray's wrappers (or out of their text, when an
+    actor died and only its traceback came back)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, GuardError):
+            return GuardError(node.message, hint=node.hint, code=node.code)
+        cause = getattr(node, "cause", None)
+        node = cause if isinstance(cause, BaseException) else node.__cause__ or node.__context__
+    marker = "guardcli.errors.GuardError: "
+    text = str(exc)
+    if marker in text:
+        message, _, hint = text.rsplit(marker, 1)[1].strip().partition("\n")
+        return GuardError(message, hint=hint or None, code=ExitCode.MODEL)
+    return None
 
 
 def _prepare_output(output: str) -> None:

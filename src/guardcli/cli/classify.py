@@ -12,7 +12,6 @@ import typer
 
 from ..errors import ExitCode
 from ..records import FORMATS, ReadOptions, VerdictWriter, read_args, read_lines
-from ..scale import GuardSpec
 from ..verdict import Record
 from ._options import (
     BatchSizeOpt,
@@ -154,6 +153,8 @@ def classify(
     if engine not in ENGINES:
         raise fail(f"Unknown engine {engine!r}.", f"Choose one of: {', '.join(ENGINES)}.")
     if engine == "ray":
+        from ..scale import GuardSpec
+
         if texts or show_input or fmt:
             raise fail(
                 "--engine ray reads --input and writes --output shards.",
