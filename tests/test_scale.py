@@ -92,6 +92,25 @@ def test_missing_records_fail_the_run() -> None:
     ScaleResult(Summary(records=3), records_in=3, records_out=3, output="out/").check()
 
 
+def test_inputs_expand_from_files_folders_and_globs(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    from guardcli.scale import expand_inputs, input_format
+
+    for name in ("b.jsonl", "a.jsonl", "c.parquet", "sub/d.jsonl", "_SUCCESS"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    jsonl = [str(tmp_path / n) for n in ("a.jsonl", "b.jsonl")]
+    assert expand_inputs(str(tmp_path / "*.jsonl")) == jsonl
+    assert expand_inputs(jsonl[1]) == jsonl[1:]
+    folder = expand_inputs(str(tmp_path))
+    assert folder == sorted([*jsonl, str(tmp_path / "c.parquet"), str(tmp_path / "sub/d.jsonl")])
+    assert input_format(jsonl) == "jsonl"
+    with pytest.raises(GuardError, match="mixes Parquet and JSONL"):
+        input_format(folder)
+    with pytest.raises(GuardError, match="No input files match"):
+        expand_inputs(str(tmp_path / "*.csv"))
+
+
 def test_cli_keeps_engines_apart(runner, tmp_path: Path) -> None:
     result = invoke(runner, ["classify", "--workers", "2", "--output", "x", "hello"])
     assert result.exit_code == 2

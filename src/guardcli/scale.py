@@ -111,7 +111,17 @@ def expand_inputs(path_or_glob: str) -> list[str]:
     """A file, folder or glob (local or any fsspec URL) -> the sorted files it names."""
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(path_or_glob)
+    try:
+        fs, path = fsspec.core.url_to_fs(path_or_glob)
+    except ImportError as exc:  # s3fs, gcsfs... : pyarrow still reads single files
+        if not any(c in path_or_glob for c in GLOB_CHARS) and path_or_glob.lower().endswith(
+            (".jsonl", ".json", ".ndjson", ".txt", *PARQUET_SUFFIXES)
+        ):
+            return [path_or_glob]
+        raise input_error(
+            f"Listing {path_or_glob} needs an fsspec filesystem that is not installed ({exc}).",
+            "Install it (pip install s3fs, gcsfs, adlfs...), or name single files.",
+        ) from None
     if any(c in path for c in GLOB_CHARS):
         found = [p for p in fs.glob(path) if fs.isfile(p)]
     elif fs.isdir(path):
@@ -432,6 +442,7 @@ def classify_with_ray(
             for kind, n in stats["error_types"].items():
                 summary.error_types[kind] = summary.error_types.get(kind, 0) + n
         summary.seconds = time.perf_counter() - start
+        _remove_unreported(output, shards)
     except Exception as exc:
         err = guard_error_in(exc)
         if err is None:
@@ -476,6 +487,19 @@ def guard_error_in(exc: BaseException) -> GuardError | None:
         message, _, hint = text.rsplit(marker, 1)[1].strip().partition("\n")
         return GuardError(message, hint=hint or None, code=ExitCode.MODEL)
     return None
+
+
+def _remove_unreported(output: str, shards: list[str]) -> None:
+    """A write task that Ray retried may have left a shard nobody reported: its records are in
+    a reported shard too, so it goes, or readers of the folder would see them twice."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(output)
+    reported = {os.path.basename(s) for s in shards}
+    for found in fs.ls(path, detail=False):
+        name = os.path.basename(found)
+        if name.startswith("part-") and name not in reported:
+            fs.rm(found)
 
 
 def _prepare_output(output: str) -> None:
