@@ -16,7 +16,7 @@ from guardcli import load_guard
 from guardcli.classify import Summary
 from guardcli.errors import ExitCode, GuardError
 from guardcli.records import ReadOptions
-from guardcli.scale import GuardSpec, ScaleResult, split_lines, worker_plan
+from guardcli.scale import GuardSpec, ScaleResult, count_lines, split_lines, worker_plan
 
 from .conftest import SAMPLES, invoke
 
@@ -79,8 +79,10 @@ def test_worker_plan_leaves_room_for_io(cpus, workers, per_worker, plan) -> None
 @pytest.mark.parametrize(
     "data", [b"", b"a\nb\n", b"a\nb", b"a\r\nb\r\n\n", b"\n\n", b"x\rstill one line\n"]
 )
-def test_split_lines_matches_a_binary_stream(data: bytes) -> None:
+def test_split_lines_matches_a_binary_stream(data: bytes, tmp_path: Path) -> None:
     assert split_lines(data) == [line.rstrip(b"\n") for line in io.BytesIO(data)]
+    (tmp_path / "f").write_bytes(data)
+    assert count_lines(str(tmp_path / "f"), chunk=2) == len(split_lines(data))
 
 
 def test_missing_records_fail_the_run() -> None:

@@ -96,7 +96,7 @@ class ScaleResult:
     def line(self) -> str:
         return (
             f"{self.summary.line()}; {self.workers} workers x {self.cpus_per_worker:g} CPU; "
-            f"{len(self.shards)} shards in {self.output}"
+            f"{len(self.shards)} shard{'' if len(self.shards) == 1 else 's'} in {self.output}"
         )
 
 
@@ -183,7 +183,10 @@ def connect(address: str | None = None, *, quiet: bool = False) -> bool:
         raise missing_extra("ray", "guard classify --engine ray") from None
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"log_to_driver": not quiet, "logging_level": "warning"}
+    kwargs: dict[str, Any] = {
+        "log_to_driver": not quiet,
+        "logging_level": "error" if quiet else "warning",
+    }
     if address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
         from .cpu import usable_cpus
 
@@ -327,6 +330,25 @@ def parquet_table(rows: list[dict[str, Any]], keep: tuple[str, ...] = ()) -> pa.
     return pa.table(columns, schema=schema)
 
 
+def count_lines(path: str, chunk: int = 1 << 22) -> int:
+    """Lines in a local file as `split_lines` counts them, without holding the file."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def parquet_rows(path: str) -> int:
+    """Rows in a Parquet file, from its footer (one small read, also for URLs)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(path, "rb") as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)
+
+
 def _count_lines(batch: pa.Table) -> dict[str, list[int]]:
     return {"lines": [len(split_lines(b)) for b in batch.column("bytes").to_pylist()]}
 
@@ -375,7 +397,7 @@ def classify_with_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         total = float(ray.cluster_resources().get("CPU", 1))
         workers, cpus = worker_plan(total, workers, cpus_per_worker)
         if started and workers * cpus >= total:
@@ -396,16 +418,19 @@ def classify_with_ray(
                     f"The Parquet input has no {read.id_field!r} column.",
                     "Parquet has no line numbers to fall back on: pass --id-field COLUMN.",
                 )
-            records_in = ds.count()
+            records_in = sum(parquet_rows(f) for f in files)
         else:
             raw = ray.data.read_binary_files(files, include_paths=True)
             local = not is_uri(input_path)
             root = os.path.commonpath([os.path.dirname(f) for f in files]) if local else ""
             ds = raw.flat_map(JsonlLines(root))
-            counts = ray.data.read_binary_files(files).map_batches(
-                _count_lines, batch_format="pyarrow"
-            )
-            records_in = sum(row["lines"] for row in counts.take_all())  # one row per file
+            if local:  # here, in streamed chunks: fast, and independent of Ray's reading
+                records_in = sum(count_lines(f) for f in files)
+            else:
+                counts = ray.data.read_binary_files(files).map_batches(
+                    _count_lines, batch_format="pyarrow"
+                )
+                records_in = sum(row["lines"] for row in counts.take_all())  # one row per file
         # At least a few blocks per actor, so a modest input still reaches every actor.
         per_block = min(rows_per_block, max(32, math.ceil(records_in / (workers * 4))))
         verdicts = ds.repartition(target_num_rows_per_block=per_block).map_batches(
