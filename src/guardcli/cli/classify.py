@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,7 +16,6 @@ from ..verdict import Record
 from ._options import (
     BatchSizeOpt,
     FormatOpt,
-    InputOpt,
     MaxLengthOpt,
     ModelOpt,
     QuietOpt,
@@ -32,16 +31,18 @@ EPILOG = (
     "Examples:\n\n"
     "  guard classify 'a watercolor lighthouse at dusk'\n\n"
     "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
-    "  guard classify --input prompts.jsonl --variant int8 --format csv"
+    "  guard classify --input prompts.jsonl --variant int8 --format csv\n\n"
+    "  guard classify --engine ray --input 'logs/*.jsonl' --output verdicts/ --workers 4"
 )
+ENGINES = ("local", "ray")
 
 
-def _open_records(texts: list[str], input_path: Path | None, opts: ReadOptions) -> Iterator[Record]:
+def _open_records(texts: list[str], input_path: str | None, opts: ReadOptions) -> Iterator[Record]:
     if input_path is not None and texts:
         raise fail("Give texts as arguments or --input FILE, not both.")
-    if input_path is not None and str(input_path) != "-":
+    if input_path is not None and input_path != "-":
         try:
-            handle = open(input_path, "rb")  # noqa: SIM115 - closed when the generator ends
+            handle = open(Path(input_path), "rb")  # noqa: SIM115 - closed when the generator ends
         except OSError as exc:
             raise fail(f"Cannot read {input_path}: {exc.strerror}.") from None
         return _closing(handle, opts)
@@ -67,7 +68,15 @@ def classify(
         typer.Argument(help="Texts to classify. '-' (or nothing, when piped) reads stdin."),
     ] = None,
     *,
-    input_path: InputOpt = None,
+    input_path: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Read records from this file ('-' for stdin). With --engine ray: a JSONL or "
+            "Parquet file, folder or quoted glob, local or any fsspec URL (s3://, gs://).",
+        ),
+    ] = None,
     model: ModelOpt = "csam-guard",
     variant: VariantOpt = "auto",
     threshold: ThresholdOpt = None,
@@ -95,6 +104,41 @@ def classify(
         typer.Option("--fail-closed", help="Mark records that cannot be judged as flagged."),
     ] = False,
     quiet: QuietOpt = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="local: this process. ray: Ray Data, on a local Ray or a cluster."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join: auto, or ray://HOST:10001. Default: RAY_ADDRESS, "
+            "else a local Ray on the usable CPUs.",
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="--engine ray: folder (or URL) for the shards."),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--output-format", help="--engine ray: shard format, jsonl|parquet.")
+    ] = "jsonl",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="--engine ray: actors, each with its own guard. Default: CPUs - 1."
+        ),
+    ] = None,
+    cpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus-per-worker",
+            help="--engine ray: CPUs each actor reserves (fractions allowed). "
+            "Default: 1, less when that would leave no CPU for reading and writing.",
+        ),
+    ] = None,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.
 
@@ -105,6 +149,51 @@ def classify(
     from ..api import load_guard
     from ..classify import classify_into, rendered_inputs
     from ..synthetic import is_synthetic
+
+    if engine not in ENGINES:
+        raise fail(f"Unknown engine {engine!r}.", f"Choose one of: {', '.join(ENGINES)}.")
+    if engine == "ray":
+        from ..scale import GuardSpec
+
+        if texts or show_input or fmt:
+            raise fail(
+                "--engine ray reads --input and writes --output shards.",
+                "Drop texts, --show-input and --format (use --output-format).",
+            )
+        if not input_path or input_path == "-" or not output:
+            raise fail(
+                "--engine ray needs --input PATH_OR_GLOB and --output DIR.",
+                "stdin cannot be split across workers; pass files.",
+            )
+        _classify_ray(
+            input_path,
+            output,
+            spec=GuardSpec(
+                model=model,
+                variant=variant,
+                threshold=threshold,
+                max_length=max_length,
+                batch_size=batch_size,
+                threads=threads,
+                fail_closed=fail_closed,
+            ),
+            read=ReadOptions(text_field=text_field, id_field=id_field, keep=tuple(keep or ())),
+            output_format=output_format,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            address=ray_address,
+            quiet=quiet,
+        )
+        return
+    ray_only = {
+        "--ray-address": ray_address,
+        "--output": output,
+        "--workers": workers,
+        "--cpus-per-worker": cpus_per_worker,
+    }
+    given = [name for name, value in ray_only.items() if value is not None]
+    if given:
+        raise fail(f"{', '.join(given)} only apply to --engine ray.")
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     if fmt not in FORMATS:
@@ -151,5 +240,17 @@ def classify(
     if progress:
         console.print(f"{guard.name} ({guard.variant}): {summary.line()}")
     code = summary.exit_code
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def _classify_ray(input_path: str, output: str, *, quiet: bool, **kwargs: Any) -> None:
+    from ..scale import classify_with_ray
+
+    result = classify_with_ray(input_path, output, progress=not quiet, **kwargs)
+    if not quiet:
+        stderr().print(result.line(), markup=False)
+    result.check()
+    code = result.summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
