@@ -58,11 +58,24 @@ def classify_cli(runner, model: Path, texts: list[str], threshold: float) -> lis
     return rows
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def served(tiny_model: Path):
+def guard_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model: Path, guard_port: int):
     guard = load_guard(tiny_model, variant="fp32")
     app = create_app(guard, ServeOptions(max_batch=8, max_wait_ms=5, api_key=KEY))
-    with BackgroundServer(app) as url:
+    with BackgroundServer(app, port=guard_port) as url:
         wait_ready(url)
         yield url, app.state.service
 
@@ -209,8 +222,14 @@ def test_load_no_lost_or_mismatched_answers(served, reference) -> None:
     assert 'guard_request_duration_seconds_bucket{endpoint="moderations",le="+Inf"}' in metrics
     assert "guard_flagged_total" in metrics and "guard_batch_size_count" in metrics
     # Coalescing happened: fewer model runs than texts.
-    runs = float(next(ln for ln in metrics.splitlines() if ln.startswith("guard_batch_size_count")).split()[-1])
-    texts = float(next(ln for ln in metrics.splitlines() if ln.startswith("guard_batch_size_sum")).split()[-1])
+    runs = float(
+        next(ln for ln in metrics.splitlines() if ln.startswith("guard_batch_size_count")).split()[
+            -1
+        ]
+    )
+    texts = float(
+        next(ln for ln in metrics.splitlines() if ln.startswith("guard_batch_size_sum")).split()[-1]
+    )
     assert texts / runs > 1.5
 
 
@@ -316,3 +335,139 @@ def test_serve_without_the_extra_says_what_to_install(tiny_model: Path) -> None:
 def test_unknown_backend(runner) -> None:
     result = invoke(runner, ["serve", "--backend", "tpu"])
     assert result.exit_code == 2 and "Unknown backend 'tpu'" in result.stderr
+
+
+LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
+CHAT_REPLY = "stand-in reply"
+LITELLM_THRESHOLD = 0.2
+
+
+def stand_in_chat_model(seen: list[str]):
+    """An OpenAI-compatible chat model that answers every call and remembers each prompt."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        seen.append(body["messages"][-1]["content"])
+        message = {"role": "assistant", "content": CHAT_REPLY}
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", "stand-in"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def litellm_proxy(guard_port: int, tmp_path_factory: pytest.TempPathFactory):
+    """LiteLLM's proxy, started when this module starts: its ~15-35 s start-up overlaps the
+    other tests. Configured with `guardrail: generic_guardrail_api, mode: pre_call` pointing at
+    the port `served` will listen on, in front of a stand-in chat model."""
+    if not LITELLM.exists():
+        yield None
+        return
+    seen: list[str] = []
+    tmp = tmp_path_factory.mktemp("litellm")
+    with BackgroundServer(stand_in_chat_model(seen)) as chat_url:
+        config = {
+            "model_list": [
+                {
+                    "model_name": "stand-in",
+                    "litellm_params": {
+                        "model": "openai/stand-in",
+                        "api_base": f"{chat_url}/v1",
+                        "api_key": "unused",
+                    },
+                }
+            ],
+            "guardrails": [
+                {
+                    "guardrail_name": "guard",
+                    "litellm_params": {
+                        "guardrail": "generic_guardrail_api",
+                        "mode": "pre_call",
+                        "api_base": f"http://127.0.0.1:{guard_port}",
+                        "api_key": KEY,
+                        "default_on": True,
+                        "additional_provider_specific_params": {"threshold": LITELLM_THRESHOLD},
+                    },
+                }
+            ],
+            "general_settings": {"master_key": "sk-master"},
+        }
+        path = tmp / "litellm.yaml"
+        path.write_text(json.dumps(config))  # YAML is a superset of JSON
+        port = free_port()
+        # Without LITELLM_LOCAL_MODEL_COST_MAP the proxy fetches a price list at start.
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": "*"}
+        log_path = tmp / "litellm.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                [str(LITELLM), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            try:
+                yield {
+                    "url": f"http://127.0.0.1:{port}",
+                    "proc": proc,
+                    "log": log_path,
+                    "seen": seen,
+                }
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.mark.skipif(
+    not LITELLM.exists(),
+    reason="needs the LiteLLM proxy in .venv-litellm (see HANDOFF/README): "
+    "litellm[proxy] pins huggingface_hub<2, so it lives outside the project venv",
+)
+def test_litellm_proxy_pre_call_guardrail(litellm_proxy, served, reference) -> None:
+    """Prompts guard flags get HTTP 400 with guard's reason and never reach the model; the rest
+    pass through. Decisions are those of `guard classify --threshold 0.2`."""
+    openai = pytest.importorskip("openai")
+    proxy, proc = litellm_proxy["url"], litellm_proxy["proc"]
+    rows = reference[LITELLM_THRESHOLD]
+    flagged = [t for t, r in zip(PROMPTS, rows, strict=True) if r["flagged"]][:5]
+    passed = [t for t, r in zip(PROMPTS, rows, strict=True) if not r["flagged"]][:5]
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, litellm_proxy["log"].read_text()[-3000:]
+        try:
+            if httpx.get(f"{proxy}/health/liveliness", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "LiteLLM proxy did not start"
+        time.sleep(0.2)
+    client = openai.OpenAI(base_url=proxy, api_key="sk-master", max_retries=0)
+    for text in passed:
+        reply = client.chat.completions.create(
+            model="stand-in", messages=[{"role": "user", "content": text}]
+        )
+        assert reply.choices[0].message.content == CHAT_REPLY
+    for text in flagged:
+        with pytest.raises(openai.BadRequestError) as blocked:
+            client.chat.completions.create(
+                model="stand-in", messages=[{"role": "user", "content": text}]
+            )
+        assert blocked.value.status_code == 400
+        assert "Blocked by guard csam-guard (fp32)" in str(blocked.value)
+        assert f">= {LITELLM_THRESHOLD}" in str(blocked.value)
+    assert litellm_proxy["seen"] == passed  # flagged prompts never reached the model

@@ -16,7 +16,7 @@ EPILOG = (
     "Examples:\n\n"
     "  guard serve --model csam-guard --variant int8\n\n"
     "  GUARD_API_KEY=s3cret guard serve --host 0.0.0.0 --port 8080 --max-batch 16\n\n"
-    "  curl -s localhost:8080/v1/moderations -d '{\"input\": \"a lighthouse at dusk\"}'"
+    '  curl -s localhost:8080/v1/moderations -d \'{"input": "a lighthouse at dusk"}\''
 )
 
 BACKENDS = ("onnx",)
@@ -62,9 +62,7 @@ def serve(
     ] = 1 << 20,
     max_text_chars: Annotated[
         int,
-        typer.Option(
-            "--max-text-chars", min=1, help="Longer texts are cut and marked truncated."
-        ),
+        typer.Option("--max-text-chars", min=1, help="Longer texts are cut and marked truncated."),
     ] = 32_000,
     api_key: Annotated[
         str | None,

@@ -48,9 +48,7 @@ class ServeOptions:
 
 
 class HTTPError(Exception):
-    def __init__(
-        self, status: int, message: str, kind: str, headers: dict[str, str] | None = None
-    ):
+    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
 
@@ -150,7 +148,9 @@ class GuardService:
                 {"Retry-After": str(full.retry_after)},
             ) from None
         except TimeoutError:
-            verdicts = self._failed(records, f"timed out after {self.options.timeout_s:g}s", "timeout")
+            verdicts = self._failed(
+                records, f"timed out after {self.options.timeout_s:g}s", "timeout"
+            )
         except Exception as exc:
             verdicts = self._failed(records, f"{type(exc).__name__}: {exc}", "runtime")
         finally:
@@ -200,11 +200,16 @@ class GuardService:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise HTTPError(413, f"The request body is over {limit} bytes.", "too_large")
+        from starlette.requests import ClientDisconnect
+
         data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise HTTPError(413, f"The request body is over {limit} bytes.", "too_large")
+        try:
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    raise HTTPError(413, f"The request body is over {limit} bytes.", "too_large")
+        except ClientDisconnect:
+            raise HTTPError(499, "The client went away.", "client_disconnect") from None
         try:
             return json.loads(bytes(data))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

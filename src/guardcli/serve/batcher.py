@@ -147,7 +147,9 @@ class MicroBatcher:
             error = exc
             if len(jobs) > 1:
                 try:
-                    part = await loop.run_in_executor(self._model_thread, self.classify, job.records)
+                    part = await loop.run_in_executor(
+                        self._model_thread, self.classify, job.records
+                    )
                 except Exception as again:
                     error = again
                 else:

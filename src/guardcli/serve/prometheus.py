@@ -83,12 +83,12 @@ class Metrics:
                     lines.append(f"# TYPE {full} {kind}")
                     for key, value in sorted(series.items()):
                         lines.append(f"{full}{_labels(key)} {_number(value)}")
-            for name, (buckets, series) in sorted(self._hists.items()):
+            for name, (buckets, hist) in sorted(self._hists.items()):
                 full = f"{p}_{name}"
                 if name in self._help:
                     lines.append(f"# HELP {full} {self._help[name]}")
                 lines.append(f"# TYPE {full} histogram")
-                for key, row in sorted(series.items()):
+                for key, row in sorted(hist.items()):
                     for bound, count in zip(buckets, row, strict=False):
                         le = f'le="{_number(bound)}"'
                         lines.append(f"{full}_bucket{_labels(key, le)} {_number(count)}")

@@ -88,7 +88,9 @@ def _text_records(texts: list[Any]) -> list[Record]:
     return out
 
 
-def guardrail_request(body: Any, policy: Policy, limits: Limits) -> tuple[list[Record], float | None]:
+def guardrail_request(
+    body: Any, policy: Policy, limits: Limits
+) -> tuple[list[Record], float | None]:
     """LiteLLM `POST /beta/litellm_basic_guardrail_api` -> records to judge, threshold."""
     body = _object(body)
     texts = body.get("texts") or []
@@ -271,8 +273,9 @@ def _reason(verdict: Verdict, index: int, policy: Policy) -> str:
         return f"{where}: could not be judged ({verdict.error.type}: {verdict.error.message})"
     cats = [n for n, f in _categories(verdict, policy, True)[0].items() if f]
     score = "n/a" if verdict.score is None else f"{verdict.score:.4f}"
-    threshold = verdict.threshold if verdict.threshold is not None else policy.threshold
-    return f"{where}: score {score} >= {threshold} ({', '.join(cats) or policy.positive_class})"
+    # Families with per-category thresholds have no single threshold to name.
+    bound = "" if verdict.threshold is None else f" >= {verdict.threshold}"
+    return f"{where}: score {score}{bound} ({', '.join(cats) or policy.positive_class})"
 
 
 def guardrail_response(verdicts: list[Verdict], policy: Policy) -> dict[str, Any]:
@@ -282,9 +285,7 @@ def guardrail_response(verdicts: list[Verdict], policy: Policy) -> dict[str, Any
     error (`errors`) and the server counts and logs it: nothing is allowed silently.
     """
     blocked = [
-        _reason(v, i, policy)
-        for i, v in enumerate(verdicts, start=1)
-        if decision(v, policy)
+        _reason(v, i, policy) for i, v in enumerate(verdicts, start=1) if decision(v, policy)
     ]
     errors = [v.error.to_dict() for v in verdicts if v.error is not None]
     out: dict[str, Any] = {"action": "BLOCKED" if blocked else "NONE"}

@@ -36,6 +36,10 @@ def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
         loop="asyncio",
         http="h11",
         timeout_graceful_shutdown=5,
+        # Longer than clients keep idle connections (httpx: 5 s, uvicorn's default too): a
+        # server that closes first races the client's next request, which then fails, and
+        # LiteLLM fails the call closed.
+        timeout_keep_alive=75,
     )
 
 
