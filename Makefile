@@ -13,15 +13,25 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[export,dev,plot,ray]"
+	$(BIN)/python -m pip install -q -e ".[export,dev,plot,ray,serve]"
 	touch $@
 
 venv: $(VENV)/.installed
 
+# The LiteLLM proxy for the guardrail test lives in its own venv: litellm[proxy] pins
+# huggingface_hub<2, which the project's venv cannot share.
+LITELLM_VENV ?= .venv-litellm
+LITELLM_SPEC ?= litellm[proxy]==1.106.2
+
+$(LITELLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install -q "$(LITELLM_SPEC)"
+	touch $@
+
 demo: venv
 	$(BIN)/python -m guardcli.demo
 
-test: venv
+test: venv $(LITELLM_VENV)/.installed
 	$(BIN)/python -m pytest
 
 lint: venv
@@ -33,4 +43,4 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LITELLM_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

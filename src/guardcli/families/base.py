@@ -33,6 +33,9 @@ class Judgement:
 
 class Guard(ABC):
     family: ClassVar[str]
+    # True for families that judge a dialogue (`record.messages`): dialogue intent, response
+    # moderation. `guard serve` then hands them LiteLLM's structured_messages, not bare texts.
+    accepts_messages: ClassVar[bool] = False
 
     def __init__(
         self,

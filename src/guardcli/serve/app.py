@@ -1,0 +1,355 @@
+"""The HTTP service: one loaded Guard behind LiteLLM's guardrail API, OpenAI moderations,
+OpenCC's /check and guard's own /v1/classify, with health, readiness and metrics.
+
+Starlette only (no FastAPI): the endpoints parse JSON by hand in `protocols`, so the server
+needs no schema layer, and `guard --help` never imports any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ..verdict import Record, Verdict
+from . import protocols
+from .batcher import MicroBatcher, QueueFull
+from .prometheus import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
+from .protocols import BadRequest, Limits, Policy
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from ..families import Guard
+
+log = logging.getLogger("guardcli.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024  # texts waiting; beyond this, 503 + Retry-After
+    timeout_s: float = 30.0  # per request, queueing included
+    max_body_bytes: int = 1 << 20
+    max_text_chars: int = 32_000  # longer texts are cut and marked truncated
+    max_items: int = 256  # texts per request
+    api_key: str | None = None
+    fail_closed: bool = True
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+
+
+def policy_for(guard: Guard, fail_closed: bool) -> Policy:
+    labels = getattr(guard, "labels", None)
+    positive = str(labels[1]) if isinstance(labels, tuple) and len(labels) == 2 else "unsafe"
+    return Policy(
+        model=guard.name,
+        variant=guard.variant,
+        threshold=guard.threshold,
+        positive_class=positive,
+        accepts_messages=bool(getattr(guard, "accepts_messages", False)),
+        fail_closed=fail_closed,
+    )
+
+
+class GuardService:
+    """The state behind the routes: the guard, its batcher, the metrics."""
+
+    def __init__(self, guard: Guard, options: ServeOptions):
+        self.guard = guard
+        self.options = options
+        self.limits = Limits(max_text_chars=options.max_text_chars, max_items=options.max_items)
+        self.metrics = Metrics()
+        self._describe()
+        # One coalesced group is one model call unless the token budget splits it.
+        guard.batch_size = max(guard.batch_size, options.max_batch)
+        # Bad records (/v1/classify) follow the same rule as texts the model failed on.
+        guard.fail_closed = options.fail_closed
+        self.batcher = MicroBatcher(
+            guard.classify_records,
+            max_batch=options.max_batch,
+            max_wait_ms=options.max_wait_ms,
+            max_queue=options.max_queue,
+            on_batch=lambda n: self.metrics.observe("batch_size", n, BATCH_BUCKETS),
+        )
+        self.ready = False
+        self.load_error: str | None = None
+        self._policy: Policy | None = None
+
+    @property
+    def policy(self) -> Policy:
+        # Built after warm-up: the positive class may come from the model's config.
+        if self._policy is None:
+            self._policy = policy_for(self.guard, self.options.fail_closed)
+        return self._policy
+
+    def _describe(self) -> None:
+        m = self.metrics
+        m.describe("requests_total", "HTTP requests by endpoint and status code.")
+        m.describe("texts_total", "Texts judged, by endpoint.")
+        m.describe("flagged_total", "Texts flagged (or blocked), by endpoint.")
+        m.describe("errors_total", "Errors by kind: timeout, runtime, queue_full, bad_request, ...")
+        m.describe("truncated_total", "Texts cut to --max-text-chars or the model's max length.")
+        m.describe("request_duration_seconds", "Request latency by endpoint.")
+        m.describe("batch_size", "Texts per model run after coalescing.")
+        m.describe("queue_depth", "Texts waiting for the model.")
+        m.describe("ready", "1 when the model is loaded and warm.")
+        m.set("ready", 0)
+
+    async def start(self) -> None:
+        await self.batcher.start()
+        asyncio.get_running_loop().create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        try:
+            await self.batcher.in_model_thread(lambda: self.guard.classify(["warm-up"]))
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", self.load_error)
+            return
+        self.ready = True
+        self.metrics.set("ready", 1)
+        log.info("%s (%s) ready", self.guard.name, self.guard.variant)
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    # ------------------------------------------------------------ judging
+
+    async def judge(
+        self, records: list[Record], threshold: float | None, endpoint: str
+    ) -> list[Verdict]:
+        """Verdicts for records, in order; never raises for model trouble (see fail_closed)."""
+        clipped = [protocols.clip(r, self.limits) for r in records]
+        try:
+            verdicts = await asyncio.wait_for(
+                self.batcher.submit(records), timeout=self.options.timeout_s
+            )
+        except QueueFull as full:
+            self.metrics.inc("errors_total", kind="queue_full")
+            raise HTTPError(
+                503,
+                "The guard is busy: its queue is full.",
+                "queue_full",
+                {"Retry-After": str(full.retry_after)},
+            ) from None
+        except TimeoutError:
+            verdicts = self._failed(
+                records, f"timed out after {self.options.timeout_s:g}s", "timeout"
+            )
+        except Exception as exc:
+            verdicts = self._failed(records, f"{type(exc).__name__}: {exc}", "runtime")
+        finally:
+            self.metrics.set("queue_depth", self.batcher.pending)
+        out = []
+        for verdict, cut in zip(verdicts, clipped, strict=True):
+            verdict = protocols.rethreshold(verdict, threshold, self.policy)
+            if cut and verdict.error is None:
+                verdict = replace(verdict, truncated=True)
+            out.append(verdict)
+        self._count(out, endpoint)
+        return out
+
+    def _failed(self, records: list[Record], message: str, kind: str) -> list[Verdict]:
+        self.metrics.inc("errors_total", value=len(records), kind=kind)
+        action = "blocking" if self.options.fail_closed else "NOT blocking (--fail-open)"
+        log.warning("%d text(s) could not be judged (%s); %s them", len(records), message, action)
+        return [protocols.failed_verdict(r, message, self.policy) for r in records]
+
+    def _count(self, verdicts: list[Verdict], endpoint: str) -> None:
+        m = self.metrics
+        m.inc("texts_total", len(verdicts), endpoint=endpoint)
+        flagged = sum(protocols.decision(v, self.policy) for v in verdicts)
+        if flagged:
+            m.inc("flagged_total", flagged, endpoint=endpoint)
+        truncated = sum(bool(v.truncated) for v in verdicts)
+        if truncated:
+            m.inc("truncated_total", truncated, endpoint=endpoint)
+        bad = sum(v.error is not None and v.error.type != "internal" for v in verdicts)
+        if bad:
+            m.inc("errors_total", bad, kind="record")
+
+    # ------------------------------------------------------------ HTTP plumbing
+
+    def authorised(self, request: Request) -> bool:
+        key = self.options.api_key
+        if not key:
+            return True
+        given = request.headers.get("x-api-key", "")
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), key.encode())
+
+    async def body(self, request: Request) -> Any:
+        limit = self.options.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise HTTPError(413, f"The request body is over {limit} bytes.", "too_large")
+        from starlette.requests import ClientDisconnect
+
+        data = bytearray()
+        try:
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    raise HTTPError(413, f"The request body is over {limit} bytes.", "too_large")
+        except ClientDisconnect:
+            raise HTTPError(499, "The client went away.", "client_disconnect") from None
+        try:
+            return json.loads(bytes(data))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, f"The body is not JSON: {exc}", "bad_request") from None
+
+
+Handler = Callable[["GuardService", "Request"], Awaitable[Any]]
+
+
+def _route(service: GuardService, endpoint: str, handler: Handler, *, auth: bool = True):
+    """Wrap a handler: auth, JSON errors, request counts and latency."""
+    from starlette.responses import JSONResponse, Response
+
+    async def endpoint_fn(request: Request) -> Response:
+        start = time.perf_counter()
+        try:
+            if auth and not service.authorised(request):
+                raise HTTPError(
+                    401,
+                    "Missing or wrong API key.",
+                    "unauthorized",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+            result = await handler(service, request)
+            response = result if isinstance(result, Response) else JSONResponse(result)
+        except HTTPError as err:
+            if err.kind != "queue_full":  # counted where it happens
+                service.metrics.inc("errors_total", kind=err.kind)
+            response = JSONResponse(
+                {"error": {"message": err.message, "type": err.kind}},
+                status_code=err.status,
+                headers=err.headers,
+            )
+        except BadRequest as err:
+            service.metrics.inc("errors_total", kind="bad_request")
+            response = JSONResponse(
+                {"error": {"message": str(err), "type": "bad_request"}}, status_code=400
+            )
+        except Exception as exc:  # a bug: answer 500, which LiteLLM treats as a failed check
+            log.exception("internal error on %s", endpoint)
+            service.metrics.inc("errors_total", kind="internal")
+            response = JSONResponse(
+                {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "internal"}},
+                status_code=500,
+            )
+        service.metrics.inc("requests_total", endpoint=endpoint, code=str(response.status_code))
+        service.metrics.observe(
+            "request_duration_seconds",
+            time.perf_counter() - start,
+            LATENCY_BUCKETS,
+            endpoint=endpoint,
+        )
+        return response
+
+    return endpoint_fn
+
+
+async def _guardrail(service: GuardService, request: Request) -> Any:
+    body = await service.body(request)
+    records, threshold = protocols.guardrail_request(body, service.policy, service.limits)
+    verdicts = await service.judge(records, threshold, "guardrail")
+    return protocols.guardrail_response(verdicts, service.policy)
+
+
+async def _moderations(service: GuardService, request: Request) -> Any:
+    body = await service.body(request)
+    records = protocols.moderation_request(body, service.limits)
+    verdicts = await service.judge(records, None, "moderations")
+    return protocols.moderation_response(verdicts, service.policy, f"modr-{uuid.uuid4().hex}")
+
+
+async def _check(service: GuardService, request: Request) -> Any:
+    body = await service.body(request)
+    record, mode, threshold = protocols.check_request(body, service.limits)
+    (verdict,) = await service.judge([record], threshold, "check")
+    return protocols.check_response(verdict, mode, service.policy)
+
+
+async def _classify(service: GuardService, request: Request) -> Any:
+    body = await service.body(request)
+    records, threshold = protocols.classify_request(body, service.limits)
+    verdicts = await service.judge(records, threshold, "classify")
+    return protocols.classify_response(verdicts)
+
+
+async def _healthz(service: GuardService, request: Request) -> Any:
+    return {"status": "ok"}
+
+
+async def _readyz(service: GuardService, request: Request) -> Any:
+    from starlette.responses import JSONResponse
+
+    guard = service.guard
+    if service.ready:
+        return {"status": "ready", "model": guard.name, "variant": guard.variant}
+    if service.load_error:
+        return JSONResponse({"status": "failed", "error": service.load_error}, status_code=503)
+    return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def _metrics(service: GuardService, request: Request) -> Any:
+    from starlette.responses import PlainTextResponse
+
+    service.metrics.set("queue_depth", service.batcher.pending)
+    return PlainTextResponse(
+        service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+def create_app(guard: Guard, options: ServeOptions | None = None) -> Starlette:
+    """The ASGI app serving `guard`. The model warms up in the background after start-up;
+    /readyz says when it is done, and requests that arrive earlier simply wait in the queue."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    service = GuardService(guard, options or ServeOptions())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    def post(path: str, name: str, handler: Handler) -> Route:
+        return Route(path, _route(service, name, handler), methods=["POST"])
+
+    def get(path: str, name: str, handler: Handler, auth: bool) -> Route:
+        return Route(path, _route(service, name, handler, auth=auth), methods=["GET"])
+
+    routes = [
+        post("/beta/litellm_basic_guardrail_api", "guardrail", _guardrail),
+        post("/v1/moderations", "moderations", _moderations),
+        post("/check", "check", _check),
+        post("/v1/classify", "classify", _classify),
+        get("/healthz", "healthz", _healthz, auth=False),
+        get("/readyz", "readyz", _readyz, auth=False),
+        get("/metrics", "metrics", _metrics, auth=True),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return app
