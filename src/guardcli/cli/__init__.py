@@ -7,10 +7,16 @@ import typer
 from .. import __version__
 from .classify import EPILOG as CLASSIFY_EPILOG
 from .classify import classify
+from .compare import EPILOG as COMPARE_EPILOG
+from .compare import compare
+from .export import EPILOG as EXPORT_EPILOG
+from .export import export
 from .fetch import EPILOG as FETCH_EPILOG
 from .fetch import fetch
 from .models import models
 from .probe_cpu import probe_cpu
+from .quantize import EPILOG as QUANTIZE_EPILOG
+from .quantize import quantize
 from .sweep import EPILOG as SWEEP_EPILOG
 from .sweep import sweep
 from .synth import synth
@@ -31,6 +37,9 @@ app.command(epilog=SWEEP_EPILOG)(sweep)
 app.command()(models)
 app.command(epilog=FETCH_EPILOG)(fetch)
 app.command("probe-cpu")(probe_cpu)
+app.command(epilog=EXPORT_EPILOG)(export)
+app.command(epilog=QUANTIZE_EPILOG)(quantize)
+app.command(epilog=COMPARE_EPILOG)(compare)
 
 
 def _version(value: bool) -> None:
