@@ -62,8 +62,12 @@ def seqcls_out(seqcls_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from typer.testing import CliRunner
 
     out = tmp_path_factory.mktemp("exported") / "seqcls"
+    stale = out / "onnx" / "model_quantized.onnx"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("made from an earlier export")
     result = invoke(CliRunner(), ["export", str(seqcls_src), "--out", str(out)])
     assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and f"removing {stale}" in result.stderr
     assert result.stdout == f"{out}\n"
     assert "max |Δ logit|" in result.stderr
     return out
@@ -132,7 +136,8 @@ def test_export_layout(seqcls_src: Path, seqcls_out: Path) -> None:
         assert (seqcls_out / name).read_bytes() == (seqcls_src / name).read_bytes()
     config = json.loads((seqcls_out / "config.json").read_text())
     assert config["id2label"] == {"0": "benign", "1": "harmful"}
-    assert config["max_length"] == 512  # the tokenizer's model_max_length
+    # the tokenizer's model_max_length
+    assert config["guardcli"] == {"max_length": 512, "exported_from": "seqcls"}
 
 
 def test_export_card_layout_and_the_tolerance(runner, card_src: Path, tmp_path: Path) -> None:
@@ -156,7 +161,8 @@ def test_export_card_layout_and_the_tolerance(runner, card_src: Path, tmp_path: 
         run_onnx(out / "onnx" / "model.onnx", ids, mask), expected, atol=1e-5, rtol=0
     )
     config = json.loads((out / "config.json").read_text())
-    assert config["id2label"] == {"0": "safe", "1": "unsafe"} and config["max_length"] == 384
+    assert config["id2label"] == {"0": "safe", "1": "unsafe"}
+    assert config["guardcli"] == {"max_length": 384, "exported_from": "card"}
 
 
 def test_export_rejects_other_checkpoints(runner, tmp_path: Path) -> None:

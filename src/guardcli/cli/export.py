@@ -37,6 +37,15 @@ def export(
         float,
         typer.Option("--tolerance", min=0.0, help="Largest |Δ logit| against PyTorch accepted."),
     ] = 1e-4,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length",
+            min=1,
+            help="Tokens per input the model was trained for (recorded in config.json). "
+            "Default: model_config.json's, else the tokenizer's, else 384.",
+        ),
+    ] = None,
 ) -> None:
     """Export a local transformers checkpoint to ONNX FP32 in the CSAM-Guard layout
     (tokenizer files, config.json, onnx/model.onnx) and check it against PyTorch.
@@ -49,7 +58,11 @@ def export(
 
     console = stderr()
     result = export_checkpoint(
-        src, out, tolerance=tolerance, log=lambda m: console.print(f"export: {m}", markup=False)
+        src,
+        out,
+        tolerance=tolerance,
+        max_length=max_length,
+        log=lambda m: console.print(f"export: {m}", markup=False),
     )
     size = result.bytes / 2**20
     data = " + external data" if result.external_data else ""

@@ -15,9 +15,11 @@ Two kinds of source are read:
   state_dict order; `pooling` is `last_token` (the last token whose attention mask is 1);
   `max_length` and `id2label` are optional.
 
-The output folder holds the tokenizer files, config.json (with id2label) and onnx/model.onnx
+The output folder holds the tokenizer files, config.json (the encoder's, with id2label, and
+`"guardcli": {"max_length": N, "exported_from": "seqcls"|"card"}`) and onnx/model.onnx
 (inputs input_ids/attention_mask [batch, sequence], output logits [batch, num_labels], weights in
-one external-data file when over 2 GB). The export is checked against PyTorch before it counts.
+one external-data file when over 2 GB); FP16/INT8 variants of an earlier export are removed. The
+export is checked against PyTorch before it counts.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ TOKENIZER_FILES = (
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_MAX_LENGTH = 384
+MAX_SANE_LENGTH = 32_768
+# config.json key for what guardcli adds (not "max_length": old configs use it for generation).
+CONFIG_KEY = "guardcli"
 # Neutral prompts of different lengths, so that the check runs a padded batch.
 CHECK_PROMPTS = (
     "A watercolor of a lighthouse at dusk.",
@@ -317,7 +322,8 @@ def _tokenizer_max_length(src: Path) -> int | None:
         path = folder / "tokenizer_config.json"
         if path.exists():
             value = _read_json(path).get("model_max_length")
-            if isinstance(value, int) and 0 < value < 1_000_000:
+            # Tokenizers often say "no limit" with a huge number: not a training length.
+            if isinstance(value, int) and 0 < value <= MAX_SANE_LENGTH:
                 return value
     return None
 
@@ -355,8 +361,8 @@ def write_config(source: Source, out: Path) -> None:
     config.update(
         id2label=labels,
         label2id={v: int(k) for k, v in labels.items()},
-        max_length=source.max_length,
     )
+    config[CONFIG_KEY] = {"max_length": source.max_length, "exported_from": source.kind}
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
 
 
@@ -389,10 +395,14 @@ def export_checkpoint(
     out: Path,
     *,
     tolerance: float = DEFAULT_TOLERANCE,
+    max_length: int | None = None,
     prompts: tuple[str, ...] = CHECK_PROMPTS,
     log=lambda _: None,
 ) -> ExportResult:
     """Export `src` to `out` (CSAM-Guard layout) and check it against PyTorch.
+
+    `max_length` (recorded in config.json) defaults to model_config.json's, else the tokenizer's
+    model_max_length when it is a real limit, else 384.
 
     Raises GuardError (exit 3) when max |Δ logit| is above `tolerance`; the files stay for a look.
     """
@@ -404,7 +414,16 @@ def export_checkpoint(
         raise input_error("--out must be another folder than the source.")
     log(f"reading {src}")
     source = load_source(src)
+    if max_length is not None:
+        source.max_length = max_length
     out.mkdir(parents=True, exist_ok=True)
+    for variant in ("fp16", "int8"):
+        # Variants made from an earlier model.onnx would no longer match it.
+        stale = out / ONNX_VARIANT_FILES[variant]
+        for path in (stale, stale.with_name(stale.name + "_data")):
+            if path.exists():
+                log(f"removing {path} (made from the previous export)")
+                path.unlink()
     copy_tokenizer(source.tokenizer_dirs, out)
     write_config(source, out)
     graph = out / ONNX_VARIANT_FILES["fp32"]

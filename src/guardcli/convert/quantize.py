@@ -133,10 +133,11 @@ def to_int8_static(
 
 
 def _max_length(model_dir: Path) -> int:
-    """config.json's max_length (written by `guard export`), else CSAM-Guard's 384."""
+    """The max_length `guard export` recorded in config.json, else CSAM-Guard's 384."""
     config = model_dir / "config.json"
     if config.exists():
-        value = json.loads(config.read_text(encoding="utf-8")).get("max_length")
+        ours = json.loads(config.read_text(encoding="utf-8")).get("guardcli")
+        value = ours.get("max_length") if isinstance(ours, dict) else None
         if isinstance(value, int) and value > 0:
             return value
     return 384
