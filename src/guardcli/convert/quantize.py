@@ -20,6 +20,7 @@ from ..records import ReadOptions, read_lines
 from .onnx_recipes import (
     INT8_KEEP_FLOAT_DEFAULT,
     PROTOBUF_LIMIT,
+    _onnx,
     int8_excluded_nodes,
     model_size,
     to_fp16,
@@ -171,6 +172,7 @@ def quantize_model(
         )
     if calibration is not None and not static:
         raise input_error("--calibration is only used with --static.")
+    _onnx()  # "install guardcli[export]" before any work when onnx is missing
     patterns = list(keep_float) if keep_float else list(INT8_KEEP_FLOAT_DEFAULT)
     results = []
     for target in targets:
