@@ -160,9 +160,11 @@ def synth_csam_guard(
     size: str = "tiny",
     seed: int = 0,
     variants: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    pytorch: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
-    """Write a random-weight CSAM-Guard repository: tokenizer, config, ONNX fp32/fp16/int8."""
+    """Write a random-weight CSAM-Guard repository: tokenizer, config, ONNX fp32/fp16/int8,
+    and with `pytorch` the card's PyTorch layout (encoder/ + head.pt + model_config.json, FP32)."""
     if size not in SIZES:
         raise GuardError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
     from .convert.onnx_recipes import to_fp16, to_int8_dynamic
@@ -182,6 +184,11 @@ def synth_csam_guard(
         label2id={"safe": 0, "unsafe": 1},
     )
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    if pytorch:
+        from .convert.export import save_card_layout
+
+        log("writing the PyTorch layout (encoder/, head.pt, model_config.json)")
+        save_card_layout(module.model, module.head, out, max_length=CSAM_GUARD_MAX_LENGTH)
     log(f"exporting FP32 ONNX ({size})")
     export_seqcls_onnx(module, onnx_dir / "model.onnx", max_length=CSAM_GUARD_MAX_LENGTH)
     if "fp16" in variants:

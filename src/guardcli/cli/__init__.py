@@ -9,10 +9,16 @@ from .bench import EPILOG as BENCH_EPILOG
 from .bench import bench
 from .classify import EPILOG as CLASSIFY_EPILOG
 from .classify import classify
+from .compare import EPILOG as COMPARE_EPILOG
+from .compare import compare
+from .export import EPILOG as EXPORT_EPILOG
+from .export import export
 from .fetch import EPILOG as FETCH_EPILOG
 from .fetch import fetch
 from .models import models
 from .probe_cpu import probe_cpu
+from .quantize import EPILOG as QUANTIZE_EPILOG
+from .quantize import quantize
 from .serve import EPILOG as SERVE_EPILOG
 from .serve import serve
 from .sweep import EPILOG as SWEEP_EPILOG
@@ -37,6 +43,9 @@ app.command(epilog=FETCH_EPILOG)(fetch)
 app.command("probe-cpu")(probe_cpu)
 app.command(epilog=BENCH_EPILOG)(bench)
 app.command(epilog=SERVE_EPILOG)(serve)
+app.command(epilog=EXPORT_EPILOG)(export)
+app.command(epilog=QUANTIZE_EPILOG)(quantize)
+app.command(epilog=COMPARE_EPILOG)(compare)
 
 
 def _version(value: bool) -> None:

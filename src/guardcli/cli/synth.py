@@ -21,6 +21,14 @@ def synth(
         str, typer.Option("--size", help="tiny (tests, seconds) or full (real dimensions).")
     ] = "tiny",
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same model.")] = 0,
+    pytorch: Annotated[
+        bool,
+        typer.Option(
+            "--pytorch",
+            help="Also write the card's PyTorch layout (encoder/, head.pt, model_config.json), "
+            "a source for `guard export`.",
+        ),
+    ] = False,
 ) -> None:
     """Write a random-weight model in the real repository layout (tokenizer.json, config.json,
     onnx/model.onnx, onnx/model_fp16.onnx, onnx/model_quantized.onnx).
@@ -35,6 +43,8 @@ def synth(
     if size not in SIZES:
         raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
     console = stderr()
-    path = synth_csam_guard(out, size=size, seed=seed, log=lambda m: console.print(f"synth: {m}"))
+    path = synth_csam_guard(
+        out, size=size, seed=seed, pytorch=pytorch, log=lambda m: console.print(f"synth: {m}")
+    )
     console.print(f"wrote {family} ({size}, random weights) to {path}")
     typer.echo(str(path))

@@ -1,0 +1,79 @@
+"""`guard quantize`: FP16 and INT8 variants of a model folder's onnx/model.onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import handle_errors, stderr
+
+EPILOG = (
+    "fp16 writes onnx/model_fp16.onnx: a cast keeping norms and inputs/outputs FP32. int8 writes "
+    "onnx/model_quantized.onnx: dynamic per-channel QInt8 with the MatMuls matching "
+    "--keep-float (node name or weight name; default down_proj) kept FP32; with --static, a "
+    "calibrated static QDQ graph instead.\n\n"
+    "Check every variant before shipping it: guard compare DIR --data labelled.jsonl\n\n"
+    "Exit codes: 0 written, 2 usage or input error, 3 model or runtime error.\n\n"
+    "Examples:\n\n"
+    "  guard quantize ./my-guard --to fp16,int8\n\n"
+    "  guard quantize ./my-guard --to int8 --keep-float down_proj --keep-float /head/\n\n"
+    "  guard quantize ./my-guard --to int8 --static --calibration prompts.jsonl"
+)
+
+
+@handle_errors
+def quantize(
+    model_dir: Annotated[
+        Path, typer.Argument(help="Model folder with onnx/model.onnx.", file_okay=False)
+    ],
+    *,
+    to: Annotated[
+        str, typer.Option("--to", help="Variants to make, comma separated: fp16,int8.")
+    ] = "fp16,int8",
+    keep_float: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-float",
+            help="INT8: keep MatMuls whose node name or weight name contains PATTERN in FP32 "
+            "(repeatable). Default: down_proj.",
+        ),
+    ] = None,
+    static: Annotated[
+        bool, typer.Option("--static", help="INT8: calibrated static QDQ instead of dynamic.")
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            help="--static: representative prompts, JSONL ('text' or 'prompt') or plain lines.",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Make FP16 and INT8 variants of a model folder's FP32 ONNX graph with the model card's
+    recipes (onnx/model_fp16.onnx, onnx/model_quantized.onnx), and print their paths.
+
+    Needs the 'export' extra (onnx).
+    """
+    from ..convert.quantize import parse_targets, quantize_model
+
+    console = stderr()
+    results = quantize_model(
+        model_dir,
+        parse_targets(to),
+        keep_float=keep_float,
+        static=static,
+        calibration=calibration,
+        log=lambda m: console.print(f"quantize: {m}", markup=False),
+    )
+    for r in results:
+        kept = f", {len(r.kept_float)} MatMuls kept FP32" if r.variant == "int8" else ""
+        console.print(
+            f"wrote {r.variant} ({r.recipe}{kept}): {r.path} ({r.bytes / 2**20:.1f} MiB, "
+            f"{r.seconds:.1f}s)",
+            markup=False,
+        )
+        typer.echo(str(r.path))
+    console.print(f"check them: guard compare {model_dir} --data LABELLED.jsonl", markup=False)
