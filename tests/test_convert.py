@@ -138,6 +138,9 @@ def test_export_layout(seqcls_src: Path, seqcls_out: Path) -> None:
     assert config["id2label"] == {"0": "benign", "1": "harmful"}
     # the tokenizer's model_max_length
     assert config["guardcli"] == {"max_length": 512, "exported_from": "seqcls"}
+    from guardcli.hub import resolve
+
+    assert resolve(seqcls_out, "fp32").max_length == 512  # classify uses the export's length
 
 
 def test_export_card_layout_and_the_tolerance(runner, card_src: Path, tmp_path: Path) -> None:

@@ -133,12 +133,18 @@ def pick_variant(requested: str, present: list[str]) -> str | None:
 
 
 def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
-    """A folder's family and defaults: its guardcli marker if any, else CSAM-Guard's."""
+    """A folder's name and defaults: CSAM-Guard's, overridden by the `guardcli` entry that
+    `guard export` writes into config.json, named by the synthetic marker if there is one."""
     entry = get_entry("csam-guard")
     name, threshold, max_length = model_dir.name, entry.threshold, entry.max_length
     marker = model_dir / "guardcli_synthetic.json"
     if marker.exists():
         name = json.loads(marker.read_text()).get("family", name)
+    config = model_dir / "config.json"
+    if config.exists():
+        ours = json.loads(config.read_text(encoding="utf-8")).get("guardcli") or {}
+        threshold = float(ours.get("threshold", threshold))
+        max_length = int(ours.get("max_length", max_length))
     return name, threshold or 0.5, max_length or 384
 
 
