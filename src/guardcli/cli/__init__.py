@@ -13,6 +13,8 @@ from .fetch import EPILOG as FETCH_EPILOG
 from .fetch import fetch
 from .models import models
 from .probe_cpu import probe_cpu
+from .quantize import EPILOG as QUANTIZE_EPILOG
+from .quantize import quantize
 from .sweep import EPILOG as SWEEP_EPILOG
 from .sweep import sweep
 from .synth import synth
@@ -34,6 +36,7 @@ app.command()(models)
 app.command(epilog=FETCH_EPILOG)(fetch)
 app.command("probe-cpu")(probe_cpu)
 app.command(epilog=BENCH_EPILOG)(bench)
+app.command(epilog=QUANTIZE_EPILOG)(quantize)
 
 
 def _version(value: bool) -> None:

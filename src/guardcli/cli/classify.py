@@ -14,6 +14,7 @@ from ..errors import ExitCode
 from ..records import FORMATS, ReadOptions, VerdictWriter, read_args, read_lines
 from ..verdict import Record
 from ._options import (
+    BackendOpt,
     BatchSizeOpt,
     FormatOpt,
     InputOpt,
@@ -70,6 +71,7 @@ def classify(
     input_path: InputOpt = None,
     model: ModelOpt = "csam-guard",
     variant: VariantOpt = "auto",
+    backend: BackendOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -95,6 +97,14 @@ def classify(
         typer.Option("--fail-closed", help="Mark records that cannot be judged as flagged."),
     ] = False,
     quiet: QuietOpt = False,
+    timings: Annotated[
+        bool,
+        typer.Option(
+            "--timings",
+            help="Print where the wall time went (start-up and imports, session load, "
+            "inference) on stderr. Also GUARD_TIMING=1.",
+        ),
+    ] = False,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.
 
@@ -102,9 +112,12 @@ def classify(
     text. Bad records (broken JSON, missing or empty text, invalid UTF-8) yield an error record
     in place; nothing is dropped.
     """
+    from .. import timings as timing
     from ..api import load_guard
     from ..classify import classify_into, rendered_inputs
     from ..synthetic import is_synthetic
+
+    clock = timing.Clock() if timings or timing.wanted() else None
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     if fmt not in FORMATS:
@@ -115,6 +128,7 @@ def classify(
     guard = load_guard(
         model,
         variant=variant,
+        backend=backend,
         threshold=threshold,
         max_length=max_length,
         batch_size=batch_size,
@@ -137,6 +151,7 @@ def classify(
     status = console.status("classifying…") if progress else None
     if status:
         status.start()
+    loaded_before = sum(timing.stages().values())
     try:
         summary = classify_into(
             guard,
@@ -150,6 +165,12 @@ def classify(
     writer.close()
     if progress:
         console.print(f"{guard.name} ({guard.variant}): {summary.line()}")
+    if clock is not None:
+        # The session and tokenizer load on the first batch: what is left is inference.
+        loading = sum(timing.stages().values()) - loaded_before
+        timing.record("inference", max(0.0, summary.seconds - loading))
+        for line in clock.lines():
+            console.print(line, highlight=False)
     code = summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))

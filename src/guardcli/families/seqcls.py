@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from ..batching import pad
-from ..runtime.onnx_session import OnnxSession
+from ..runtime import Session, open_session
 from ..tokenize import Encoded
 from . import register_family
 from .base import Guard, Judgement
@@ -27,8 +27,8 @@ class SeqClsGuard(Guard):
     family = "seqcls"
 
     @cached_property
-    def session(self) -> OnnxSession:
-        return OnnxSession(self.model.graph, threads=self.threads)
+    def session(self) -> Session:
+        return open_session(self.model, threads=self.threads)
 
     @cached_property
     def labels(self) -> tuple[str, str]:
