@@ -322,3 +322,20 @@ def test_quantize_usage_errors(runner, tmp_path) -> None:
     assert result.exit_code == ExitCode.INPUT and "Unknown backend 'tflite'." in result.stderr
     result = invoke(runner, ["quantize", str(tmp_path / "nope")])
     assert result.exit_code == ExitCode.INPUT and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["classify", "bench", "sweep"])
+def test_backend_option_on_every_runner(runner, command) -> None:
+    result = invoke(runner, [command, "--help"])
+    assert "--backend" in result.stdout and "openvino" in result.stdout
+
+
+def test_graph_cache_can_be_turned_off(tiny_model, tmp_path, monkeypatch) -> None:
+    from guardcli.runtime.onnx_session import OnnxSession
+
+    monkeypatch.setenv("GUARD_GRAPH_CACHE", "0")
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    shutil.copy(tiny_model / "onnx" / "model_quantized.onnx", folder / "model.onnx")
+    session = OnnxSession(folder / "model.onnx")
+    assert session.optimized is None and not (folder / ".cache").exists()

@@ -151,7 +151,6 @@ def classify(
     status = console.status("classifying…") if progress else None
     if status:
         status.start()
-    loaded_before = sum(timing.stages().values())
     try:
         summary = classify_into(
             guard,
@@ -166,9 +165,6 @@ def classify(
     if progress:
         console.print(f"{guard.name} ({guard.variant}): {summary.line()}")
     if clock is not None:
-        # The session and tokenizer load on the first batch: what is left is inference.
-        loading = sum(timing.stages().values()) - loaded_before
-        timing.record("inference", max(0.0, summary.seconds - loading))
         for line in clock.lines():
             console.print(line, highlight=False)
     code = summary.exit_code

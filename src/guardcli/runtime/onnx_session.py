@@ -68,7 +68,17 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
+def cache_enabled() -> bool:
+    """GUARD_GRAPH_CACHE=0 turns the optimized-graph and compiled-blob caches off (they hold
+    about one more copy of each model's weights on disk)."""
+    return os.environ.get("GUARD_GRAPH_CACHE", "1").strip().lower() not in {"0", "false", "no"}
+
+
 def _import_ort():
+    import sys
+
+    if "onnxruntime" in sys.modules:
+        return sys.modules["onnxruntime"]
     start = time.perf_counter()
     import onnxruntime as ort
 
@@ -94,7 +104,7 @@ class OnnxSession:
         source = self.path
         self.optimized: Path | None = None
         self.cache_hit = False
-        if cache:
+        if cache and cache_enabled():
             try:
                 self.optimized = optimized_path(self.path, ort.__version__)
             except OSError:

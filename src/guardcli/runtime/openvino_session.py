@@ -17,6 +17,10 @@ from ..timings import record
 
 
 def import_openvino():
+    import sys
+
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
     try:
         start = time.perf_counter()
         import openvino
@@ -63,7 +67,9 @@ class OpenVinoSession:
         }
         if precision is not None:
             config["INFERENCE_PRECISION_HINT"] = precision
-        folder = compile_cache_dir(precision) if cache else None
+        from .onnx_session import cache_enabled
+
+        folder = compile_cache_dir(precision) if cache and cache_enabled() else None
         if folder is not None:
             config["CACHE_DIR"] = str(folder)
         try:
