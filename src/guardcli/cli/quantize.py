@@ -37,7 +37,7 @@ def quantize(
         typer.Option(
             "--keep-float",
             help="Keep MatMuls whose name contains this in float (repeatable). "
-            "Default: down_proj, as the model card does.",
+            "Default: down_proj, as the model card does; '' quantizes every MatMul.",
         ),
     ] = None,
     calibration: Annotated[
@@ -64,7 +64,9 @@ def quantize(
         raise fail(f"Model folder {model_dir} does not exist.")
     if calibration is not None and backend != "openvino":
         raise fail("--calibration applies to --backend openvino (dynamic INT8 needs none).")
-    patterns = tuple(keep_float) if keep_float is not None else INT8_KEEP_FLOAT_DEFAULT
+    # `--keep-float ''` quantizes every MatMul.
+    given = tuple(keep_float) if keep_float is not None else INT8_KEEP_FLOAT_DEFAULT
+    patterns = tuple(p for p in given if p)
     console = stderr()
     if backend == "openvino":
         from ..convert.openvino_quant import quantize_openvino
