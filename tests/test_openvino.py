@@ -238,9 +238,12 @@ def test_openvino_variants_need_openvino(ov_model, monkeypatch) -> None:
     monkeypatch.setattr(backends, "openvino_available", lambda: False)
     monkeypatch.setattr(hub, "openvino_available", lambda: False)
     assert "bf16" not in hub.present_variants(ov_model)
-    with pytest.raises(GuardError) as err:
-        hub.resolve(ov_model, "bf16")
-    assert "guardcli[openvino]" in (err.value.hint or "")
+    for variant, backend in (("bf16", None), ("auto", "openvino"), ("fp32", "openvino")):
+        with pytest.raises(GuardError) as err:
+            hub.resolve(ov_model, variant, backend=backend)
+        assert err.value.code == ExitCode.MODEL
+        assert "guardcli[openvino]" in (err.value.hint or "")
+    assert hub.resolve(ov_model).backend == "onnxruntime"
 
 
 def test_probe_cpu_verify_times_openvino_and_stores_the_order(runner, tmp_path, monkeypatch):
@@ -339,3 +342,10 @@ def test_graph_cache_can_be_turned_off(tiny_model, tmp_path, monkeypatch) -> Non
     shutil.copy(tiny_model / "onnx" / "model_quantized.onnx", folder / "model.onnx")
     session = OnnxSession(folder / "model.onnx")
     assert session.optimized is None and not (folder / ".cache").exists()
+
+
+def test_without_native_bf16_the_flags_rank_bf16_last() -> None:
+    from guardcli.backends import openvino_order
+
+    assert openvino_order({"avx512f", "amx_bf16", "amx_int8"}) == ["ov-int8", "bf16", "ov-fp32"]
+    assert openvino_order({"avx512f", "avx512_vnni"}) == ["ov-int8", "ov-fp32", "bf16"]

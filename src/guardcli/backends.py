@@ -144,11 +144,19 @@ def load_measurement() -> dict[str, Any] | None:
     return data
 
 
+def openvino_order(flags: set[str]) -> list[str]:
+    """OpenVINO's paths, fastest first, from flags: without native bf16 (AMX, avx512_bf16, arm
+    bf16) OpenVINO emulates the bf16 hint and it runs far slower than f32."""
+    if flags & {"amx_bf16", "avx512_bf16", "bf16"}:
+        return list(OPENVINO_ORDER)
+    return ["ov-int8", "ov-fp32", "bf16"]
+
+
 def auto_order(backend: str | None = None) -> list[str]:
     """Every variant, the one `--variant auto` should pick first: measured, else from flags."""
-    from .cpu import preferred_variants
+    from .cpu import preferred_variants, read_cpu
 
-    flags_order = [*preferred_variants(), *OPENVINO_ORDER]
+    flags_order = [*preferred_variants(), *openvino_order(read_cpu().flags)]
     measured = load_measurement()
     order = [v for v in (measured or {}).get("order", []) if v in ALL_VARIANTS]
     order += [v for v in flags_order if v not in order]

@@ -29,7 +29,7 @@ from .backends import (
 )
 from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry
 from .cpu import preferred_variants
-from .errors import ExitCode, GuardError
+from .errors import ExitCode, GuardError, missing_extra
 
 VARIANT_CHOICES = ("auto", *ALL_VARIANTS)
 FETCH_CHOICES = ("auto", *VARIANTS, "all")
@@ -187,6 +187,8 @@ def resolve(
     that runtime: `--backend openvino --variant int8` is ov-int8."""
     _check_variant(variant)
     variant = with_backend(variant, backend)
+    if "openvino" in (backend, backend_of(variant)) and not openvino_available():
+        raise missing_extra("openvino", f"The {variant} variant on OpenVINO")
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         name, threshold, max_length = _local_defaults(path)
@@ -238,7 +240,7 @@ def _resolve_cached(
             "guardcli cannot run it yet.",
             hint="Use an ONNX sequence classifier such as csam-guard.",
         )
-    wanted = variant if variant != "auto" else auto_order(backend)[0]
+    wanted = variant if variant != "auto" else (auto_order(backend) or ["fp32"])[0]
     snapshot, status = cache_status(entry, cache_dir)
     status = {**status, **_cached_openvino(entry, snapshot, status)}
     present = [v for v in ALL_VARIANTS if status.get(v)]
