@@ -21,6 +21,8 @@ def _isolated_hub(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.pop("HF_TOKEN", None)
     os.environ["COLUMNS"] = "120"
+    # `--variant auto` follows a stored `probe-cpu --verify` measurement: never the user's.
+    os.environ["GUARD_PROBE_RESULT"] = str(hf_home / "probe-cpu.json")
 
 
 @pytest.fixture(scope="session")

@@ -175,9 +175,10 @@ def test_help_and_probe_do_not_import_heavy_runtimes() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_verify_times_three_variants(runner, monkeypatch) -> None:
+def test_verify_times_three_variants(runner, monkeypatch, tmp_path) -> None:
     from guardcli import matmul_check
 
+    monkeypatch.setenv("GUARD_PROBE_RESULT", str(tmp_path / "probe.json"))
     monkeypatch.setattr(matmul_check, "DEFAULT_SHAPE", (16, 64, 128))
     monkeypatch.setattr(matmul_check, "SECONDS_PER_VARIANT", 0.05)
     result = invoke(runner, ["probe-cpu", "--verify", "--format", "json"])
@@ -185,7 +186,7 @@ def test_verify_times_three_variants(runner, monkeypatch) -> None:
     verify = json.loads(result.stdout)["verify"]
     assert verify["shape"] == [16, 64, 128]
     rows = {r["variant"]: r for r in verify["timings"]}
-    assert set(rows) == {"fp32", "fp16", "int8"}
+    assert {"fp32", "fp16", "int8"} <= set(rows)  # + OpenVINO's paths when it is installed
     assert rows["fp32"]["ratio_vs_fp32"] == 1.0
     assert all(r["ms"] > 0 and r["runs"] >= 3 for r in rows.values() if not r["error"])
     assert verify["fastest"] in rows

@@ -12,6 +12,7 @@ def load_guard(
     name_or_dir: str | Path = "csam-guard",
     *,
     variant: str = "auto",
+    backend: str | None = None,
     threshold: float | None = None,
     max_length: int | None = None,
     batch_size: int | None = None,
@@ -23,8 +24,11 @@ def load_guard(
 
     >>> guard = load_guard("./models/csam-guard-tiny", variant="fp32")
     >>> guard.classify(["a watercolor of a lighthouse"])[0].flagged
+
+    `backend` (onnxruntime|openvino) runs the variant on that runtime; None: the variant's own
+    (bf16 and ov-int8 are OpenVINO's, fp32/fp16/int8 onnxruntime's).
     """
-    model = resolve(name_or_dir, variant, cache_dir=cache_dir)
+    model = resolve(name_or_dir, variant, cache_dir=cache_dir, backend=backend)
     cls = get_family(model.family)
     return cls(
         model,

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
-from .catalog import VARIANTS
+from .backends import ALL_VARIANTS, backend_of, with_backend
 from .cpu import cpu_flags, usable_cpus
 from .errors import ExitCode, GuardError, input_error
 
-BACKEND = "onnxruntime-cpu"
+AGREEMENT_PROMPTS = 32  # prompts every variant scores once, to compare with FP32
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 DEFAULT_SEQ_LEN = 48
 DEFAULT_DURATION = 10.0
@@ -37,17 +37,21 @@ MAX_ROUNDS = 5
 MIN_SLICE_S = 0.5
 
 DEFINITIONS = {
-    "prompts_per_s": "prompts / seconds inside onnxruntime (model only)",
-    "tokens_per_s": "real (unpadded) tokens / seconds inside onnxruntime",
-    "p50_ms": "per request: a batch's onnxruntime time divided by its prompts; p95, p99 alike",
-    "batch_p50_ms": "per batch: one onnxruntime call for batch_size prompts; p95, p99 alike",
+    "prompts_per_s": "prompts / seconds inside the runtime (model only)",
+    "tokens_per_s": "real (unpadded) tokens / seconds inside the runtime",
+    "p50_ms": "per request: a batch's runtime call time divided by its prompts; p95, p99 alike",
+    "batch_p50_ms": "per batch: one runtime call for batch_size prompts; p95, p99 alike",
     "e2e_prompts_per_s": "prompts / seconds of the whole classify path, tokenization included",
-    "load_s": "onnxruntime session creation for this variant (graph optimization included)",
+    "load_s": "session creation for this variant: onnxruntime graph optimization or OpenVINO "
+    "compilation, or loading their cached result when one is there",
     "peak_rss_mb": "peak resident memory (VmHWM) of the process that held only this variant, "
-    "interpreter and onnxruntime included; base_rss_mb is that process before loading it",
+    "interpreter and runtime included; base_rss_mb is that process before loading it",
     "size_mb": "the ONNX graph plus its external data on disk",
     "ratio_to_fp32": "prompts_per_s / FP32's prompts_per_s at the same batch size",
     "usd_per_1m_tokens": "price_per_hour / (e2e_tokens_per_s * 3600) * 1e6",
+    "max_abs_diff_vs_fp32": f"largest |score - FP32 score| over the first {AGREEMENT_PROMPTS} "
+    "prompts (onnxruntime FP32 is the reference)",
+    "flag_agreement_vs_fp32": "share of those prompts flagged the same as by FP32",
 }
 
 
@@ -72,21 +76,27 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
-def parse_variants(text: str, present: Sequence[str]) -> list[str]:
-    """'all' or a comma list; FP32 first, since the ratios are taken to it."""
-    wanted = list(present) if text.strip() == "all" else parse_list(text, "variant")
-    unknown = [v for v in wanted if v not in VARIANTS]
+def parse_variants(text: str, present: Sequence[str], backend: str | None = None) -> list[str]:
+    """'all' or a comma list; FP32 first, since the ratios are taken to it. With `backend`,
+    names map to that runtime's paths (fp32 -> ov-fp32 on openvino) and 'all' keeps its own."""
+    if text.strip() == "all":
+        wanted = [v for v in present if backend is None or backend_of(v) == backend]
+    else:
+        wanted = parse_list(text, "variant")
+    unknown = [v for v in wanted if v not in ALL_VARIANTS]
     if unknown:
         raise input_error(
-            f"Unknown variant {unknown[0]!r}.", hint=f"Choose from: {', '.join(VARIANTS)}, all."
+            f"Unknown variant {unknown[0]!r}.",
+            hint=f"Choose from: {', '.join(ALL_VARIANTS)}, all.",
         )
+    wanted = [with_backend(v, backend) for v in wanted]
     missing = [v for v in wanted if v not in present]
     if missing:
         raise GuardError(
             f"The model has no {missing[0]} variant (found: {', '.join(present) or 'none'}).",
             hint="Pick variants that are there with --variant, or make one with `guard quantize`.",
         )
-    return sorted(dict.fromkeys(wanted), key=VARIANTS.index)
+    return sorted(dict.fromkeys(wanted), key=ALL_VARIANTS.index)
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -172,6 +182,12 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ov_version: str | None = version("openvino")
+    except PackageNotFoundError:
+        ov_version = None
     usable = usable_cpus()
     return {
         "cpu_model": model,
@@ -180,6 +196,7 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "usable_cores": usable,
         "threads": threads or usable,
         "onnxruntime": ort_version,
+        "openvino": ov_version,
         "guardcli": __version__,
         "python": platform.python_version(),
         "os": platform.platform(),
@@ -293,6 +310,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
                 max_length=max_length,
                 texts=texts,
                 warmup=list(config.batch_sizes),
+                agreement=AGREEMENT_PROMPTS,
             )
         slice_s = config.duration / rounds
         order = list(config.variants)
@@ -315,9 +333,11 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         for v in config.variants
     ]
     _add_ratios(rows, sizes)
+    _add_agreement(rows, {v: s.get("scores") for v, s in setup.items()}, setup)
     ort_version = next(iter(setup.values())).get("onnxruntime")
     machine = machine_info(config.threads)
     machine["onnxruntime"] = ort_version or machine["onnxruntime"]
+    machine["openvino"] = next(iter(setup.values())).get("openvino") or machine["openvino"]
     return {
         "machine": machine,
         "model": {
@@ -365,7 +385,7 @@ def _row(
     e2e_tokens_per_s = real / e2e_s
     row: dict[str, Any] = {
         "variant": variant,
-        "backend": BACKEND,
+        "backend": f"{backend_of(variant)}-cpu",
         "batch_size": batch_size,
         "prompts_per_s": prompts / model_s,
         "tokens_per_s": real / model_s,
@@ -413,3 +433,24 @@ def _add_ratios(rows: list[dict[str, Any]], sizes: dict[str, int]) -> None:
                 sizes[row["variant"]] / sizes["fp32"] if "fp32" in sizes else None
             )
             row["winner"] = row is best
+
+
+def _add_agreement(
+    rows: list[dict[str, Any]],
+    scores: dict[str, list[float] | None],
+    setup: dict[str, dict[str, Any]],
+) -> None:
+    """Each row's agreement with FP32 on the same prompts (None when FP32 was not run), so a
+    faster path is never bought with silent drift."""
+    base = scores.get("fp32")
+    threshold = next(iter(setup.values())).get("threshold", 0.5) if setup else 0.5
+    for row in rows:
+        mine = scores.get(row["variant"])
+        if base is None or mine is None or len(mine) != len(base):
+            row["max_abs_diff_vs_fp32"] = row["flag_agreement_vs_fp32"] = None
+            continue
+        row["max_abs_diff_vs_fp32"] = max(
+            (abs(a - b) for a, b in zip(mine, base, strict=True)), default=0.0
+        )
+        same = sum((a >= threshold) == (b >= threshold) for a, b in zip(mine, base, strict=True))
+        row["flag_agreement_vs_fp32"] = same / len(base) if base else None

@@ -38,7 +38,13 @@ def rss_mb(field: str = "VmHWM") -> float | None:
 
 class Worker:
     def __init__(self, setup: dict[str, Any]):
-        import onnxruntime  # noqa: F401 - part of the base, not of the variant
+        from .backends import backend_of
+
+        # The runtime is part of the base, not of the variant.
+        if backend_of(setup["variant"]) == "openvino":
+            import openvino  # noqa: F401
+        else:
+            import onnxruntime  # noqa: F401
 
         from .api import load_guard
 
@@ -86,6 +92,12 @@ class Worker:
         padded = sum(s[2] for s in self.samples)
         return prompts, real, padded, sum(s[3] for s in self.samples), e2e
 
+    def scores(self, count: int) -> list[float | None]:
+        """Scores of the first `count` prompts, one batch of 8 at a time, for agreement."""
+        texts = self.texts[:count]
+        self.guard.batch_size = 8
+        return [v.score for v in self.guard.classify(texts)]
+
     def run(self, size: int, seconds: float) -> list[tuple[int, int, int, float, float]]:
         """Batches for `seconds` of wall time, at least one."""
         out: list[tuple[int, int, int, float, float]] = []
@@ -93,6 +105,18 @@ class Worker:
         while not out or time.perf_counter() < deadline:
             out.append(self.batch(size))
         return out
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for dist in ("onnxruntime", "openvino"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
 
 
 def _timed(fn) -> float:
@@ -118,14 +142,14 @@ def main() -> int:
                 worker = Worker(msg)
                 for size in msg.get("warmup", []):
                     worker.batch(size)
-                import onnxruntime
-
                 reply(
                     ok=True,
                     load_s=worker.load_s,
                     tokenizer_load_s=worker.tokenizer_s,
                     base_rss_mb=worker.base_rss_mb,
-                    onnxruntime=onnxruntime.__version__,
+                    scores=worker.scores(int(msg.get("agreement", 0))),
+                    threshold=worker.guard.threshold,
+                    **_versions(),
                 )
             elif msg["cmd"] == "run":
                 assert worker is not None

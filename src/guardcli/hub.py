@@ -17,11 +17,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .backends import (
+    ALL_VARIANTS,
+    OPENVINO_SOURCES,
+    OPENVINO_VARIANT_FILES,
+    auto_order,
+    backend_of,
+    openvino_available,
+    variant_file,
+    with_backend,
+)
 from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry
 from .cpu import preferred_variants
-from .errors import ExitCode, GuardError
+from .errors import ExitCode, GuardError, missing_extra
 
-VARIANT_CHOICES = ("auto", *VARIANTS)
+VARIANT_CHOICES = ("auto", *ALL_VARIANTS)
 FETCH_CHOICES = ("auto", *VARIANTS, "all")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -33,9 +43,10 @@ class ResolvedModel:
     family: str
     path: Path  # the model folder
     variant: str
-    graph: Path  # the ONNX file of that variant
+    graph: Path  # the ONNX file of that variant (an OpenVINO IR .xml for ov-int8)
     threshold: float
     max_length: int
+    backend: str = "onnxruntime"  # onnxruntime | openvino
 
 
 @dataclass(frozen=True)
@@ -123,13 +134,25 @@ def cache_status(
 
 
 def present_variants(model_dir: Path) -> list[str]:
-    return [v for v, rel in ONNX_VARIANT_FILES.items() if (model_dir / rel).exists()]
+    """The variants a folder holds that this install can run (OpenVINO ones need openvino)."""
+    present = [v for v, rel in ONNX_VARIANT_FILES.items() if (model_dir / rel).exists()]
+    if openvino_available():
+        present += [v for v, rel in OPENVINO_VARIANT_FILES.items() if (model_dir / rel).exists()]
+    return present
 
 
-def pick_variant(requested: str, present: list[str]) -> str | None:
+def pick_variant(requested: str, present: list[str], backend: str | None = None) -> str | None:
     if requested != "auto":
         return requested if requested in present else None
-    return next((v for v in preferred_variants() if v in present), None)
+    return next((v for v in auto_order(backend) if v in present), None)
+
+
+def _missing_hint(variant: str) -> str:
+    if variant == "ov-int8":
+        return "Make it with `guard quantize DIR --backend openvino`, or pick another --variant."
+    if backend_of(variant) == "openvino" and not openvino_available():
+        return "OpenVINO variants need the openvino extra: pip install 'guardcli[openvino]'."
+    return "Pick a variant that is there with --variant, or make it with `guard quantize`."
 
 
 def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
@@ -143,8 +166,10 @@ def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
     config = model_dir / "config.json"
     if config.exists():
         ours = json.loads(config.read_text(encoding="utf-8")).get("guardcli") or {}
-        threshold = float(ours.get("threshold", threshold))
-        max_length = int(ours.get("max_length", max_length))
+        if ours.get("threshold") is not None:
+            threshold = float(ours["threshold"])
+        if ours.get("max_length") is not None:
+            max_length = int(ours["max_length"])
     return name, threshold or 0.5, max_length or 384
 
 
@@ -157,23 +182,44 @@ def _check_variant(variant: str) -> None:
         )
 
 
-def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | None = None):
-    """A catalog name (looked up in the Hugging Face cache, offline) or a model folder."""
+def resolve(
+    name_or_dir: str | Path,
+    variant: str = "auto",
+    *,
+    cache_dir: str | None = None,
+    backend: str | None = None,
+):
+    """A catalog name (looked up in the Hugging Face cache, offline) or a model folder.
+
+    `backend` (onnxruntime|openvino, None for the variant's own) maps a variant to its path on
+    that runtime: `--backend openvino --variant int8` is ov-int8."""
     _check_variant(variant)
+    variant = with_backend(variant, backend)
+    if "openvino" in (backend, backend_of(variant)) and not openvino_available():
+        raise missing_extra("openvino", f"The {variant} variant on OpenVINO")
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         name, threshold, max_length = _local_defaults(path)
         family = "seqcls"
         present = present_variants(path)
-        chosen = pick_variant(variant, present)
+        chosen = pick_variant(variant, present, backend)
         if chosen is None:
+            what = variant if backend is None else f"{variant} {backend}"
+            # ov-fp32 and bf16 come with fp32's file: name only the variants with files.
+            found = ", ".join(v for v in present if v not in OPENVINO_SOURCES) or "none"
             raise GuardError(
-                f"{path} has no {variant} variant (found: {', '.join(present) or 'none'}).",
-                hint="Pick a variant that is there with --variant, or make it with "
-                "`guard quantize`.",
+                f"{path} has no {what} variant (found: {found}).",
+                hint=_missing_hint(variant),
             )
         return ResolvedModel(
-            name, family, path, chosen, path / ONNX_VARIANT_FILES[chosen], threshold, max_length
+            name,
+            family,
+            path,
+            chosen,
+            path / variant_file(chosen),
+            threshold,
+            max_length,
+            backend_of(chosen),
         )
     if str(name_or_dir).startswith((".", "/", "~")) or "/" in str(name_or_dir):
         raise GuardError(
@@ -181,33 +227,53 @@ def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | 
             hint="Pass an existing folder, or a catalog name (see `guard models`).",
         )
     entry = get_entry(str(name_or_dir))
-    return _resolve_cached(entry, variant, cache_dir)
+    return _resolve_cached(entry, variant, cache_dir, backend)
 
 
-def _resolve_cached(entry: ModelEntry, variant: str, cache_dir: str | None) -> ResolvedModel:
+def _cached_openvino(entry: ModelEntry, snapshot: Path | None, status: dict[str, bool]):
+    """OpenVINO variants of a cached entry: those on its FP32 file, and an ov-int8 made in it."""
+    if snapshot is None or not openvino_available():
+        return {}
+    found = {v: status.get(src, False) for v, src in OPENVINO_SOURCES.items()}
+    found["ov-int8"] = (snapshot / OPENVINO_VARIANT_FILES["ov-int8"]).exists()
+    return found
+
+
+def _resolve_cached(
+    entry: ModelEntry, variant: str, cache_dir: str | None, backend: str | None = None
+) -> ResolvedModel:
     if not entry.runs_onnx:
         raise GuardError(
             f"Model '{entry.name}' (family {entry.family}) can be fetched but this version of "
             "guardcli cannot run it yet.",
             hint="Use an ONNX sequence classifier such as csam-guard.",
         )
-    wanted = variant if variant != "auto" else preferred_variants()[0]
+    wanted = variant if variant != "auto" else (auto_order(backend) or ["fp32"])[0]
     snapshot, status = cache_status(entry, cache_dir)
-    present = [v for v in VARIANTS if status.get(v)]
-    chosen = pick_variant(variant, present)
+    status = {**status, **_cached_openvino(entry, snapshot, status)}
+    present = [v for v in ALL_VARIANTS if status.get(v)]
+    chosen = pick_variant(variant, present, backend)
     if snapshot is None or chosen is None:
-        raise GuardError(
-            f"Model '{entry.name}' ({wanted}) is not in the cache.",
-            hint=f"Run `guard fetch {entry.name} --variant {wanted}`, or pass --model DIR.",
-        )
+        if wanted == "ov-int8" and snapshot is not None:
+            hint = f"Run `guard quantize {snapshot} --backend openvino`, or pass --model DIR."
+        else:
+            fetchable = OPENVINO_SOURCES.get(wanted, wanted)
+            hint = f"Run `guard fetch {entry.name} --variant {fetchable}`, or pass --model DIR."
+        raise GuardError(f"Model '{entry.name}' ({wanted}) is not in the cache.", hint=hint)
+    if chosen in OPENVINO_VARIANT_FILES:
+        source = OPENVINO_SOURCES.get(chosen)
+        graph = snapshot / (entry.variants[source][0] if source else variant_file(chosen))
+    else:
+        graph = snapshot / entry.variants[chosen][0]
     return ResolvedModel(
         entry.name,
         entry.family,
         snapshot,
         chosen,
-        snapshot / entry.variants[chosen][0],
+        graph,
         entry.threshold if entry.threshold is not None else 0.5,
         entry.max_length or 512,
+        backend_of(chosen),
     )
 
 

@@ -89,6 +89,9 @@ def _session(path: Path, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # Idle onnxruntime threads spin for a while after each run; timed next to OpenVINO in the
+    # same process, that spinning would steal its cores.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -113,8 +116,12 @@ def verify(
     *,
     threads: int | None = None,
     seconds_per_variant: float | None = None,
+    openvino: bool = True,
 ) -> list[MatMulTiming]:
-    """Median time of one [M,K]x[K,N] MatMul per variant, and its throughput relative to FP32."""
+    """Median time of one [M,K]x[K,N] MatMul per variant, and its throughput relative to FP32.
+
+    With `openvino` (and openvino installed) the OpenVINO paths are timed too: the FP32 graph at
+    f32 (ov-fp32) and with the bf16 hint (bf16), and a QDQ INT8 graph (ov-int8)."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -141,10 +148,18 @@ def verify(
                 medians[variant] = (float("nan"), 0, f"{type(exc).__name__}: {exc}")
                 continue
             runners[variant] = lambda s=session, f=feed: s.run(None, f)
+        order = ["fp32", "fp16", "int8"]
+        if openvino:
+            for variant, run in openvino_runners(shape, threads, Path(tmp)).items():
+                order.append(variant)
+                if isinstance(run, Exception):
+                    medians[variant] = (float("nan"), 0, f"{type(run).__name__}: {run}")
+                else:
+                    runners[variant] = run
         for variant, times in _interleaved(runners, seconds).items():
             times.sort()
             medians[variant] = (times[len(times) // 2], len(times), None)
-    medians = {v: medians[v] for v in ("fp32", "fp16", "int8")}
+    medians = {v: medians[v] for v in order}
     base = medians["fp32"][0]
     if base != base:  # NaN: FP32 itself failed
         raise GuardError(f"onnxruntime could not run an FP32 MatMul: {medians['fp32'][2]}")
@@ -159,3 +174,75 @@ def verify(
         )
         for v, (s, runs, err) in medians.items()
     ]
+
+
+# ---------------------------------------------------------------------------- OpenVINO
+
+OPENVINO_PATHS = ("ov-fp32", "bf16", "ov-int8")
+
+
+def _qdq_graph(m: int, k: int, n: int, seed: int = 0):
+    """The FP32 MatMul with QuantizeLinear/DequantizeLinear on activations (u8, per tensor) and
+    weights (s8, per output channel): what NNCF's INT8 amounts to, and what OpenVINO's
+    low-precision pass turns into an INT8 GEMM."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((k, n)) * 0.02).astype(np.float32)
+    w_scale = (np.abs(weight).max(axis=0) / 127).astype(np.float32)
+    w_q = np.clip(np.round(weight / w_scale), -127, 127).astype(np.int8)
+    inits = [
+        numpy_helper.from_array(w_q, "w_q"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(n, np.int8), "w_zero"),
+        numpy_helper.from_array(np.array(8.0 / 255, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "x_zero"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["x_q"]),
+        helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"]),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w_dq"], axis=1),
+        helper.make_node("MatMul", ["x_dq", "w_dq"], ["y"], name="up_proj/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "matmul_qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def openvino_runners(shape: tuple[int, int, int], threads: int, workdir: Path) -> dict:
+    """One runner per OpenVINO path, or {} without openvino."""
+    from .backends import OPENVINO_PRECISION, openvino_available
+
+    if not openvino_available():
+        return {}
+    import numpy as np
+    import onnx
+    import openvino as ov
+
+    m, k, n = shape
+    fp32, qdq = workdir / "matmul_fp32.onnx", workdir / "matmul_qdq.onnx"
+    if not fp32.exists():
+        onnx.save(_graph("fp32", m, k, n), fp32)
+    onnx.save(_qdq_graph(m, k, n), qdq)
+    core = ov.Core()
+    x = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
+    runners: dict[str, Any] = {}  # a callable, or the exception that stopped it
+    for variant in OPENVINO_PATHS:
+        config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+        if (precision := OPENVINO_PRECISION[variant]) is not None:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        path = qdq if variant == "ov-int8" else fp32
+        try:
+            request = core.compile_model(str(path), "CPU", config).create_infer_request()
+            request.infer({"x": x})
+        except Exception as exc:  # e.g. a bf16 hint on a CPU that cannot take it
+            runners[variant] = exc
+            continue
+        runners[variant] = lambda r=request: r.infer({"x": x})
+    return runners

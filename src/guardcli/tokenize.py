@@ -19,8 +19,13 @@ class TextTokenizer:
     """Wraps `tokenizers.Tokenizer`: batch encoding with truncation to `max_length`."""
 
     def __init__(self, model_dir: Path, max_length: int):
+        import time
+
         from tokenizers import Tokenizer
 
+        from .timings import record
+
+        start = time.perf_counter()
         path = Path(model_dir) / "tokenizer.json"
         if not path.exists():
             raise GuardError(
@@ -35,6 +40,7 @@ class TextTokenizer:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_length)
         self.pad_id = self._pad_id(Path(model_dir))
+        record("tokenizer load", time.perf_counter() - start)
 
     def _pad_id(self, model_dir: Path) -> int:
         """Pad id from tokenizer_config.json's pad_token, else config.json, else EOS-ish, else 0.

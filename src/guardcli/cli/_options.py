@@ -19,7 +19,16 @@ VariantOpt = Annotated[
     str,
     typer.Option(
         "--variant",
-        help="auto|fp32|fp16|int8. auto picks the fastest variant present for this CPU.",
+        help="auto|fp32|fp16|int8|bf16|ov-fp32|ov-int8. auto picks the fastest variant present "
+        "for this CPU: measured by `guard probe-cpu --verify` when stored, else from its flags.",
+    ),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="onnxruntime|openvino. openvino (the 'openvino' extra, for Intel CPUs) runs fp32 as "
+        "ov-fp32 and int8 as ov-int8. Default: the variant's own (bf16, ov-* are OpenVINO's).",
     ),
 ]
 ThresholdOpt = Annotated[

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._options import QuietOpt, ThreadsOpt
+from ._options import BackendOpt, QuietOpt, ThreadsOpt
 from ._output import fail, handle_errors, stderr
 
 FORMATS = ("table", "json")
@@ -43,8 +43,14 @@ def bench(
         str, typer.Option("--size", help="With --synthetic: tiny (seconds) or full (real size).")
     ] = "tiny",
     variant: Annotated[
-        str, typer.Option("--variant", help="Comma list of fp32,fp16,int8, or all (present).")
+        str,
+        typer.Option(
+            "--variant",
+            help="Comma list of fp32,fp16,int8,bf16,ov-fp32,ov-int8, or all (every path present "
+            "that this install can run).",
+        ),
     ] = "all",
+    backend: BackendOpt = None,
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="Comma list of batch sizes.")
     ] = "1,8,32",
@@ -115,7 +121,7 @@ def bench(
                 raise
             err.hint = f"{err.hint} Or benchmark the architecture alone with --synthetic."
             raise
-    variants = parse_variants(variant, present_variants(model_dir))
+    variants = parse_variants(variant, present_variants(model_dir), backend)
     config = BenchConfig(
         model_dir=model_dir,
         variants=variants,
@@ -157,6 +163,10 @@ def _num(value: Any) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
+def _delta(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
 def _usd(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -171,7 +181,9 @@ def render_table(report: dict[str, Any]) -> None:
     m, model = report["machine"], report["model"]
     out.print(
         f"{m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads, "
-        f"onnxruntime {m['onnxruntime']}, guardcli {m['guardcli']}"
+        f"onnxruntime {m['onnxruntime']}"
+        + (f", openvino {m['openvino']}" if m.get("openvino") else "")
+        + f", guardcli {m['guardcli']}"
     )
     out.print(f"features: {' '.join(m['features']) or 'none detected'}")
     note = " (SYNTHETIC: random weights; timings hold for its architecture and size)"
@@ -190,6 +202,7 @@ def render_table(report: dict[str, Any]) -> None:
         "load\ns",
         "RSS\nMB",
         "size MB\n(×fp32)",
+        "max |Δ|\nvs fp32",
     ]
     for name in headers + (["$ per 1M\ntokens"] if cost else []):
         table.add_column(name, justify="left" if name == "variant" else "right", no_wrap=True)
@@ -213,6 +226,7 @@ def render_table(report: dict[str, Any]) -> None:
             _num(r["load_s"]),
             _num(r["peak_rss_mb"]),
             size,
+            _delta(r.get("max_abs_diff_vs_fp32")),
         ]
         if cost:
             cells.append(_usd(r.get("usd_per_1m_tokens")))

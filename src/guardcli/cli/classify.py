@@ -14,6 +14,7 @@ from ..errors import ExitCode
 from ..records import FORMATS, ReadOptions, VerdictWriter, read_args, read_lines
 from ..verdict import Record
 from ._options import (
+    BackendOpt,
     BatchSizeOpt,
     FormatOpt,
     MaxLengthOpt,
@@ -79,6 +80,7 @@ def classify(
     ] = None,
     model: ModelOpt = "csam-guard",
     variant: VariantOpt = "auto",
+    backend: BackendOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -139,6 +141,14 @@ def classify(
             "Default: 1, less when that would leave no CPU for reading and writing.",
         ),
     ] = None,
+    timings: Annotated[
+        bool,
+        typer.Option(
+            "--timings",
+            help="Print where the wall time went (start-up and imports, session load, "
+            "inference) on stderr. Also GUARD_TIMING=1.",
+        ),
+    ] = False,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.
 
@@ -146,6 +156,7 @@ def classify(
     text. Bad records (broken JSON, missing or empty text, invalid UTF-8) yield an error record
     in place; nothing is dropped.
     """
+    from .. import timings as timing
     from ..api import load_guard
     from ..classify import classify_into, rendered_inputs
     from ..synthetic import is_synthetic
@@ -194,6 +205,7 @@ def classify(
     given = [name for name, value in ray_only.items() if value is not None]
     if given:
         raise fail(f"{', '.join(given)} only apply to --engine ray.")
+    clock = timing.Clock() if timings or timing.wanted() else None
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     if fmt not in FORMATS:
@@ -204,6 +216,7 @@ def classify(
     guard = load_guard(
         model,
         variant=variant,
+        backend=backend,
         threshold=threshold,
         max_length=max_length,
         batch_size=batch_size,
@@ -239,6 +252,9 @@ def classify(
     writer.close()
     if progress:
         console.print(f"{guard.name} ({guard.variant}): {summary.line()}")
+    if clock is not None:
+        for line in clock.lines():
+            console.print(line, highlight=False)
     code = summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))

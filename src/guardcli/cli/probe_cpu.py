@@ -42,10 +42,10 @@ def _render(report: dict[str, Any]) -> None:
         out(f"measured:     [{m},{k}]x[{k},{n}] MatMul, {v['threads']} threads")
         for row in v["timings"]:
             if row["error"]:
-                out(f"  {row['variant']:5} failed: {row['error']}")
+                out(f"  {row['variant']:7} failed: {row['error']}")
             else:
                 out(
-                    f"  {row['variant']:5} {row['ms']:8.2f} ms  {row['gflops']:7.1f} GFLOP/s  "
+                    f"  {row['variant']:7} {row['ms']:8.2f} ms  {row['gflops']:7.1f} GFLOP/s  "
                     f"{row['ratio_vs_fp32']:.2f}x fp32"
                 )
         out(
@@ -56,6 +56,12 @@ def _render(report: dict[str, Any]) -> None:
                 else f" (differs from the recommendation {report['recommended_variant']})"
             )
         )
+    if report.get("measured"):
+        m = report["measured"]
+        out(f"auto order:   {' > '.join(m['order'])}")
+        out(f"  from the measurement of {m['measured_at']}, stored in {m['path']}")
+    else:
+        out("auto order:   from the flags above; `guard probe-cpu --verify` measures and stores it")
 
 
 @handle_errors
@@ -80,14 +86,17 @@ def probe_cpu(
         bool,
         typer.Option(
             "--verify",
-            help="Also time FP32, FP16 and INT8 MatMuls of the model's shapes with onnxruntime "
-            "(a few seconds) and report the measured ratios.",
+            help="Also time the model's MatMul shapes on every path (onnxruntime FP32, FP16, "
+            "INT8; with OpenVINO installed ov-fp32, bf16, ov-int8), a few seconds, report the "
+            "ratios and store them: `--variant auto` then follows the measurement.",
         ),
     ] = False,
 ) -> None:
     """Report CPU features, usable cores and onnxruntime, and recommend the variant
-    (fp32|fp16|int8) onnxruntime runs fastest here, with reasons. `--variant auto` follows it.
+    (fp32|fp16|int8) onnxruntime runs fastest here, with reasons. `--variant auto` follows it,
+    or the stored `--verify` measurement (backends included) when there is one for this CPU.
     """
+    from ..backends import load_measurement, measurement_path, save_measurement
     from ..cpu import probe
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
@@ -104,7 +113,7 @@ def probe_cpu(
         from ..matmul_check import verify as run_verify
 
         if fmt == "table":
-            stderr().print("timing FP32, FP16 and INT8 MatMuls …")
+            stderr().print("timing MatMuls on every path …")
         timings = run_verify(DEFAULT_SHAPE)
         ok = [t for t in timings if t.error is None]
         report["verify"] = {
@@ -112,6 +121,13 @@ def probe_cpu(
             "threads": usable_cpus(),
             "timings": [t.as_dict() for t in timings],
             "fastest": max(ok, key=lambda t: t.ratio).variant,
+        }
+        save_measurement(report["verify"]["timings"], report["verify"]["shape"])
+    if cpuinfo is None and (stored := load_measurement()) is not None:
+        report["measured"] = {
+            "order": stored["order"],
+            "measured_at": stored.get("measured_at"),
+            "path": str(measurement_path()),
         }
     if fmt == "json":
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ._output import handle_errors, stderr
+from ._output import fail, handle_errors, stderr
+
+BACKENDS = ("onnxruntime", "openvino")
 
 EPILOG = (
     "fp16 writes onnx/model_fp16.onnx: a cast keeping norms and inputs/outputs FP32. int8 writes "
@@ -19,7 +21,8 @@ EPILOG = (
     "Examples:\n\n"
     "  guard quantize ./my-guard --to fp16,int8\n\n"
     "  guard quantize ./my-guard --to int8 --keep-float down_proj --keep-float /head/\n\n"
-    "  guard quantize ./my-guard --to int8 --static --calibration prompts.jsonl"
+    "  guard quantize ./my-guard --to int8 --static --calibration prompts.jsonl\n\n"
+    "  guard quantize ./my-guard --backend openvino --calibration prompts.jsonl"
 )
 
 
@@ -37,9 +40,18 @@ def quantize(
         typer.Option(
             "--keep-float",
             help="INT8: keep MatMuls whose node name or weight name contains PATTERN in FP32 "
-            "(repeatable). Default: down_proj.",
+            "(repeatable). Default: down_proj; '' quantizes every MatMul.",
         ),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="onnxruntime: the ONNX variants above. openvino: NNCF post-training INT8 "
+            "(openvino/model_int8.xml, the ov-int8 variant), calibrated on --calibration "
+            "or the sample prompts.",
+        ),
+    ] = "onnxruntime",
     static: Annotated[
         bool, typer.Option("--static", help="INT8: calibrated static QDQ instead of dynamic.")
     ] = False,
@@ -47,19 +59,41 @@ def quantize(
         Path | None,
         typer.Option(
             "--calibration",
-            help="--static: representative prompts, JSONL ('text' or 'prompt') or plain lines.",
+            help="--static or --backend openvino: representative prompts, JSONL ('text' or "
+            "'prompt') or plain lines.",
             dir_okay=False,
         ),
     ] = None,
 ) -> None:
     """Make FP16 and INT8 variants of a model folder's FP32 ONNX graph with the model card's
-    recipes (onnx/model_fp16.onnx, onnx/model_quantized.onnx), and print their paths.
+    recipes (onnx/model_fp16.onnx, onnx/model_quantized.onnx), or with --backend openvino an
+    NNCF INT8 (openvino/model_int8.xml), and print their paths.
 
-    Needs the 'export' extra (onnx).
+    Needs the 'export' extra (onnx); --backend openvino needs the 'openvino' extra.
     """
     from ..convert.quantize import parse_targets, quantize_model
 
     console = stderr()
+    if backend not in BACKENDS:
+        raise fail(f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}.")
+    if not model_dir.is_dir():
+        raise fail(f"Model folder {model_dir} does not exist.")
+    if backend == "openvino":
+        from ..convert.onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
+        from ..convert.openvino_quant import quantize_openvino
+
+        if static:
+            raise fail("--static applies to --backend onnxruntime (NNCF is always calibrated).")
+        given = INT8_KEEP_FLOAT_DEFAULT if keep_float is None else tuple(keep_float)
+        out = quantize_openvino(
+            model_dir,
+            keep_float=tuple(p for p in given if p),
+            calibration=calibration,
+            log=lambda m: console.print(f"quantize: {m}", markup=False),
+        )
+        console.print(f"wrote ov-int8: {out}", markup=False)
+        typer.echo(str(out))
+        return
     results = quantize_model(
         model_dir,
         parse_targets(to),

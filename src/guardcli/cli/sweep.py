@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from ..records import ReadOptions, read_lines
-from ._options import BatchSizeOpt, FormatOpt, QuietOpt, ThreadsOpt, ThresholdOpt, VariantOpt
+from ._options import (
+    BackendOpt,
+    BatchSizeOpt,
+    FormatOpt,
+    QuietOpt,
+    ThreadsOpt,
+    ThresholdOpt,
+    VariantOpt,
+)
 from ._output import fail, handle_errors, stderr
 
 SWEEP_FORMATS = ("table", "json")
@@ -51,6 +59,7 @@ def sweep(
         ),
     ] = None,
     variant: VariantOpt = "auto",
+    backend: BackendOpt = None,
     threshold: ThresholdOpt = None,
     label_field: Annotated[
         str | None,
@@ -162,6 +171,7 @@ def sweep(
         return load_guard(
             model or "csam-guard",
             variant=variant,
+            backend=backend,
             threshold=threshold,
             batch_size=batch_size,
             threads=threads,

@@ -173,7 +173,8 @@ def quantize_model(
     if calibration is not None and not static:
         raise input_error("--calibration is only used with --static.")
     _onnx()  # "install guardcli[export]" before any work when onnx is missing
-    patterns = list(keep_float) if keep_float else list(INT8_KEEP_FLOAT_DEFAULT)
+    # None: the card's default; '' patterns are dropped, so `--keep-float ''` quantizes all.
+    patterns = [p for p in (INT8_KEEP_FLOAT_DEFAULT if keep_float is None else keep_float) if p]
     results = []
     for target in targets:
         dst = model_dir / ONNX_VARIANT_FILES[target]

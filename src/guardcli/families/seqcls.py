@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import cached_property
 
 import numpy as np
 
 from ..batching import pad
-from ..runtime.onnx_session import OnnxSession
+from ..runtime import Session, open_session
+from ..timings import record
 from ..tokenize import Encoded
 from . import register_family
 from .base import Guard, Judgement
@@ -27,8 +29,8 @@ class SeqClsGuard(Guard):
     family = "seqcls"
 
     @cached_property
-    def session(self) -> OnnxSession:
-        return OnnxSession(self.model.graph, threads=self.threads)
+    def session(self) -> Session:
+        return open_session(self.model, threads=self.threads)
 
     @cached_property
     def labels(self) -> tuple[str, str]:
@@ -40,7 +42,10 @@ class SeqClsGuard(Guard):
 
     def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
         ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
-        logits = self.session.run(ids, mask).astype(np.float64)
+        session = self.session
+        start = time.perf_counter()
+        logits = session.run(ids, mask).astype(np.float64)
+        record("inference", time.perf_counter() - start)
         if logits.shape[-1] == 1:
             scores = 1.0 / (1.0 + np.exp(-logits[:, 0]))
         else:

@@ -1,1 +1,28 @@
-"""Backends that run a prepared batch."""
+"""Backends that run a prepared batch: `open_session(model)` picks onnxruntime or OpenVINO."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..hub import ResolvedModel
+
+
+class Session(Protocol):
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+def open_session(model: ResolvedModel, *, threads: int | None = None) -> Session:
+    """A session for the model's variant on its backend."""
+    if getattr(model, "backend", "onnxruntime") == "openvino":
+        from ..backends import OPENVINO_PRECISION
+        from .openvino_session import OpenVinoSession
+
+        return OpenVinoSession(
+            model.graph, threads=threads, precision=OPENVINO_PRECISION.get(model.variant)
+        )
+    from .onnx_session import OnnxSession
+
+    return OnnxSession(model.graph, threads=threads)
