@@ -18,7 +18,7 @@ class Encoded:
 class TextTokenizer:
     """Wraps `tokenizers.Tokenizer`: batch encoding with truncation to `max_length`."""
 
-    def __init__(self, model_dir: Path, max_length: int):
+    def __init__(self, model_dir: Path, max_length: int, *, truncation_side: str = "right"):
         from tokenizers import Tokenizer
 
         path = Path(model_dir) / "tokenizer.json"
@@ -33,7 +33,7 @@ class TextTokenizer:
             raise GuardError(f"Cannot read {path}: {exc}") from exc
         self.max_length = max_length
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=max_length)
+        self.tokenizer.enable_truncation(max_length=max_length, direction=truncation_side)
         self.pad_id = self._pad_id(Path(model_dir))
 
     def _pad_id(self, model_dir: Path) -> int:
