@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .families import Guard, get_family
 from .hub import resolve
+from .thresholds import read_thresholds
 
 
 def load_guard(
@@ -18,12 +19,18 @@ def load_guard(
     threads: int | None = None,
     fail_closed: bool = False,
     cache_dir: str | None = None,
+    thresholds: str | Path | dict[str, float] | None = None,
 ) -> Guard:
     """Resolve a catalog name (from the local cache, offline) or a model folder to a Guard.
 
     >>> guard = load_guard("./models/csam-guard-tiny", variant="fp32")
     >>> guard.classify(["a watercolor of a lighthouse"])[0].flagged
+
+    `thresholds` (a {category: threshold} dict, or a JSON file of one, flat or under a
+    "thresholds" key) overrides per-category thresholds of a multilabel model.
     """
+    if isinstance(thresholds, str | Path):
+        thresholds = read_thresholds(thresholds)
     model = resolve(name_or_dir, variant, cache_dir=cache_dir)
     cls = get_family(model.family)
     return cls(
@@ -33,4 +40,5 @@ def load_guard(
         batch_size=batch_size,
         threads=threads,
         fail_closed=fail_closed,
+        category_thresholds=thresholds,
     )

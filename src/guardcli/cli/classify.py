@@ -32,7 +32,9 @@ EPILOG = (
     "Examples:\n\n"
     "  guard classify 'a watercolor lighthouse at dusk'\n\n"
     "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
-    "  guard classify --input prompts.jsonl --variant int8 --format csv"
+    "  guard classify --input prompts.jsonl --variant int8 --format csv\n\n"
+    "  guard classify -m opencc-cm --thresholds thresholds.json --input prompts.jsonl\n\n"
+    "  guard classify --pipeline escalation.yaml --input prompts.jsonl"
 )
 
 
@@ -94,6 +96,25 @@ def classify(
         bool,
         typer.Option("--fail-closed", help="Mark records that cannot be judged as flagged."),
     ] = False,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds",
+            help="Per-category thresholds of a multilabel model (opencc-cm): a JSON file "
+            "{category: threshold}, as `guard sweep --write-thresholds` writes.",
+            dir_okay=False,
+        ),
+    ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            help="Run an escalation pipeline (YAML: screens in order, then an optional judge) "
+            "instead of one --model; each verdict carries `decision` allow|block|escalate "
+            "and the stage verdicts under `stages`.",
+            dir_okay=False,
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.
@@ -112,6 +133,14 @@ def classify(
     keep_fields = tuple(keep or ())
     opts = ReadOptions(text_field=text_field, id_field=id_field, keep=keep_fields)
     records = _open_records(list(texts or []), input_path, opts)
+    if pipeline is not None:
+        if show_input or thresholds is not None or threshold is not None:
+            raise fail(
+                "--pipeline cannot be combined with --show-input, --threshold or --thresholds.",
+                "Set each stage's threshold or thresholds in the pipeline file.",
+            )
+        _classify_pipeline(pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed)
+        return
     guard = load_guard(
         model,
         variant=variant,
@@ -120,6 +149,7 @@ def classify(
         batch_size=batch_size,
         threads=threads,
         fail_closed=fail_closed,
+        thresholds=thresholds,
     )
     console = stderr()
     if is_synthetic(guard.model.path) and not quiet:
@@ -153,3 +183,25 @@ def classify(
     code = summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
+
+
+def _classify_pipeline(
+    path: Path,
+    records: Iterator[Record],
+    fmt: str,
+    keep: tuple[str, ...],
+    batch_size: int | None,
+    threads: int | None,
+    fail_closed: bool,
+) -> None:
+    from ..classify import classify_into
+    from ..pipeline import load_pipeline
+
+    pipe = load_pipeline(path, batch_size=batch_size, threads=threads, fail_closed=fail_closed)
+    writer = VerdictWriter(sys.stdout, fmt, ("decision", "stages", *keep))
+    summary = classify_into(pipe, records, writer.write)
+    writer.close()
+    if sys.stderr.isatty():
+        stderr().print(f"pipeline {pipe.name}: {summary.line()}")
+    if summary.exit_code != ExitCode.OK:
+        raise typer.Exit(int(summary.exit_code))

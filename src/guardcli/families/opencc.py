@@ -7,7 +7,9 @@ thresholds; the jailbreak detector (`opencc-jb`) is binary with one threshold.
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from ..errors import ExitCode, GuardError, missing_extra
@@ -53,6 +55,19 @@ def load_adapter_state(path, torch) -> dict[str, Any]:
 
         return load_file(str(path))
     return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _rebuild_cached(model_dir: str, base_dir: str, stamp: tuple[int, ...], dtype: str):
+    return rebuild(read_frame(Path(model_dir)), Path(base_dir), dtype=dtype)
+
+
+def rebuild_shared(frame: OpenCCFrame, base_dir: Path, *, dtype: str = "bfloat16"):
+    """`rebuild`, reused within a process for the same unchanged files (a pipeline that names
+    one model twice, a notebook that loads it again)."""
+    files = (frame.adapter_file, frame.head_file, base_dir / "config.json")
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+    return _rebuild_cached(str(frame.path), str(base_dir), stamp, dtype)
 
 
 def rebuild(frame: OpenCCFrame, base_dir, *, dtype: str = "bfloat16"):
@@ -142,7 +157,7 @@ class OpenCCGuard(Guard):
         torch = _torch_stack()
         if self.threads:
             torch.set_num_threads(self.threads)
-        return rebuild(self.frame, self.base_dir)
+        return rebuild_shared(self.frame, self.base_dir)
 
     def probabilities(self, batch: list[Encoded]):
         """Per-label probabilities [B, num_labels] as float64 numpy."""
@@ -154,13 +169,11 @@ class OpenCCGuard(Guard):
         model, head = self.network
         ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
         input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
+        # The causal LM's own decoder (LoRA layers are injected in place): the same
+        # hidden_states as the full model, without the vocabulary projection.
+        decoder = model.get_base_model().base_model
         with torch.no_grad():
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention,
-                output_hidden_states=True,
-                logits_to_keep=1,
-            )
+            out = decoder(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
             hidden = out.hidden_states[-1]
             last = input_ids.shape[1] - 1 - attention.flip(1).argmax(1)
             pooled = hidden[torch.arange(hidden.shape[0]), last]

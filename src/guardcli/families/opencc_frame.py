@@ -68,7 +68,7 @@ def _json(path: Path) -> Any:
         raise GuardError(f"Cannot read {path}: {exc}.") from None
 
 
-def _taxonomy(value: Any, where: Path) -> tuple[str, ...] | None:
+def _taxonomy(value: Any, where: Path, known: tuple[str, ...]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, dict):  # {"0": "Benign", ...} or {"Benign": 0, ...}
@@ -76,7 +76,7 @@ def _taxonomy(value: Any, where: Path) -> tuple[str, ...] | None:
             return tuple(str(k) for k, _ in sorted(value.items(), key=lambda kv: kv[1]))
         return tuple(str(value[k]) for k in sorted(value, key=lambda k: int(k)))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(canonical_category(v, TAXONOMY) for v in value)
+        return tuple(canonical_category(v, known) for v in value)
     raise GuardError(f"{where}: 'taxonomy' must be a list of label names.")
 
 
@@ -116,7 +116,8 @@ def read_frame(model_dir: Path) -> OpenCCFrame:
     if not base_model:
         raise GuardError(f"{model_dir}: no base_model in weight_frame.json or train_config.json.")
     objective = str(frame.get("objective") or train.get("objective") or "softmax")
-    taxonomy = _taxonomy(frame.get("taxonomy") or train.get("taxonomy"), wf_path) or (
+    known = () if jailbreak else TAXONOMY
+    taxonomy = _taxonomy(frame.get("taxonomy") or train.get("taxonomy"), wf_path, known) or (
         JAILBREAK_LABELS if jailbreak else TAXONOMY
     )
     head = frame.get("head_filename") or (
