@@ -73,16 +73,6 @@ class DialogueGuard(SeqClsGuard):
     def tokenizer(self) -> TextTokenizer:
         return TextTokenizer(self.model.path, self.max_length, truncation_side="left")
 
-    @cached_property
-    def _counter(self):
-        """The same tokenizer without truncation, to measure and trim the context."""
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
-        tok.no_truncation()
-        tok.no_padding()
-        return tok
-
     def context(self, record: Record) -> str:
         if record.messages is not None:
             bad = next((m for m in record.messages if not isinstance(m, dict)), None)
@@ -106,12 +96,16 @@ class DialogueGuard(SeqClsGuard):
     def prepare(self, record: Record) -> tuple[str, bool]:
         prefix = model_prefix(self.task_description)
         ctx = self.context(record)
-        budget = self.max_length - len(self._counter.encode(prefix).ids) - MARGIN
-        ids = self._counter.encode(ctx).ids
-        if len(ids) <= budget:
+        # The tokenizer truncates on the left at max_length: the tail it keeps is the tail of
+        # the whole context's ids, which is all the trimming needs.
+        tok = self.tokenizer.tokenizer
+        budget = self.max_length - len(tok.encode(prefix, add_special_tokens=False).ids) - MARGIN
+        ids = tok.encode(ctx, add_special_tokens=False).ids
+        full = len(ids) < self.max_length  # else the encoding was cut: longer than the budget
+        if full and len(ids) <= budget:
             return prefix + ctx, False
         kept = ids[-budget:] if budget > 0 else []
-        return prefix + self._counter.decode(kept, skip_special_tokens=False), True
+        return prefix + tok.decode(kept, skip_special_tokens=False), True
 
     def render(self, record: Record) -> str:
         return self.prepare(record)[0]
