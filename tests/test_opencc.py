@@ -146,12 +146,18 @@ def test_frame_inline_thresholds_and_train_config_fallback(tmp_path: Path, openc
     frame = read_frame(_frame_dir(tmp_path / "b", opencc_cm, None, train))
     assert frame.base_model == "org/base" and frame.lora["lora_r"] == 8 and not frame.jailbreak
     assert frame.head_file.name == "classification_head.pt"
-    jb = read_frame(_frame_dir(tmp_path / "c", opencc_cm, {"classifier": {"base_model": "b", "threshold": 0.2}}, None))
+    jb = read_frame(
+        _frame_dir(
+            tmp_path / "c", opencc_cm, {"classifier": {"base_model": "b", "threshold": 0.2}}, None
+        )
+    )
     assert jb.jailbreak and jb.threshold == 0.2 and jb.head_file.name == "jailbreak_head.pt"
 
 
 def test_bad_sidecar_is_rejected_by_name(tmp_path: Path, opencc_cm: Path) -> None:
-    d = _frame_dir(tmp_path, opencc_cm, {"classifier": {"base_model": "b", "thresholds": None}}, None)
+    d = _frame_dir(
+        tmp_path, opencc_cm, {"classifier": {"base_model": "b", "thresholds": None}}, None
+    )
     (d / "thresholds.json").write_text(json.dumps([["CBRN", 0.4]]))
     with pytest.raises(GuardError, match="thresholds.json is not a thresholds object"):
         read_frame(d)
@@ -189,7 +195,16 @@ def test_cli_thresholds_and_sweep_round_trip(runner, opencc_cm: Path, tmp_path: 
     out = tmp_path / "thresholds.json"
     result = invoke(
         runner,
-        ["sweep", str(labelled), "-m", str(opencc_cm), "--write-thresholds", str(out), "-f", "json"],
+        [
+            "sweep",
+            str(labelled),
+            "-m",
+            str(opencc_cm),
+            "--write-thresholds",
+            str(out),
+            "-f",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.stderr
     written = json.loads(out.read_text())
@@ -210,8 +225,6 @@ def test_cli_thresholds_and_sweep_round_trip(runner, opencc_cm: Path, tmp_path: 
 def test_cli_thresholds_rejected_for_a_binary_model(runner, tiny_model: Path, tmp_path) -> None:
     path = tmp_path / "t.json"
     path.write_text('{"CBRN": 0.4}')
-    result = invoke(
-        runner, ["classify", "-m", str(tiny_model), "--thresholds", str(path), "hi"]
-    )
+    result = invoke(runner, ["classify", "-m", str(tiny_model), "--thresholds", str(path), "hi"])
     assert result.exit_code == 2
     assert "has no categories" in result.stderr

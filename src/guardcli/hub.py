@@ -166,7 +166,11 @@ def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
             code=ExitCode.INPUT,
         )
     adapter = next(
-        (path / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (path / n).exists()),
+        (
+            path / n
+            for n in ("adapter_model.safetensors", "adapter_model.bin")
+            if (path / n).exists()
+        ),
         path / "adapter_model.safetensors",
     )
     return ResolvedModel(name, "opencc", path, TORCH_VARIANT, adapter, 0.5, 512)

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import GuardError
 from .families.opencc_frame import HARM_CATEGORIES, JAILBREAK_THRESHOLD, LOCAL_BASE, TAXONOMY
@@ -21,7 +22,7 @@ REAL_BASE = "Qwen/Qwen3.5-0.8B"
 OPENCC_KINDS = ("opencc-cm", "opencc-jb")
 # Qwen3.5-0.8B: hidden 1024, 24 layers (3 linear-attention : 1 full-attention), 8 heads,
 # 2 KV heads, head_dim 256, intermediate 3584; linear attention 16 key / 16 value heads of 128.
-QWEN35_DIMS = {
+QWEN35_DIMS: dict[str, dict[str, Any]] = {
     "full": dict(
         hidden_size=1024,
         intermediate_size=3584,
@@ -84,10 +85,9 @@ def synth_opencc(
         raise GuardError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
     torch = _torch()
     from peft import LoraConfig, get_peft_model
+    from transformers.utils import logging as hf_logging
 
     from .convert.qwen_tokenizer import write_tokenizer_files
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     start = time.perf_counter()
@@ -130,7 +130,7 @@ def synth_opencc(
     head_name = "jailbreak_head.pt" if jailbreak else "classification_head.pt"
     torch.save(head.state_dict(), str(out / head_name))
     frame_key = "jailbreak_classifier" if jailbreak else "classifier"
-    frame = {
+    frame: dict[str, Any] = {
         "base_model": REAL_BASE,
         "objective": train["objective"],
         "taxonomy": taxonomy,

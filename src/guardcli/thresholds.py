@@ -65,7 +65,9 @@ def read_thresholds(path: str | Path, code: ExitCode = ExitCode.INPUT) -> dict[s
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GuardError(f"{path} is not valid JSON: {exc.msg}.", hint=SHAPE_HINT, code=code) from None
+        raise GuardError(
+            f"{path} is not valid JSON: {exc.msg}.", hint=SHAPE_HINT, code=code
+        ) from None
     return parse_thresholds(data, str(path), code)
 
 

@@ -14,7 +14,9 @@ FAMILIES = ("csam-guard", "opencc-cm", "opencc-jb", "intent-ctx")
 
 @handle_errors
 def synth(
-    family: Annotated[str, typer.Argument(help="Model: csam-guard, opencc-cm, opencc-jb or intent-ctx.")],
+    family: Annotated[
+        str, typer.Argument(help="Model: csam-guard, opencc-cm, opencc-jb or intent-ctx.")
+    ],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
     size: Annotated[

@@ -75,7 +75,6 @@ def rebuild(frame: OpenCCFrame, base_dir, *, dtype: str = "bfloat16"):
     torch = _torch_stack()
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()

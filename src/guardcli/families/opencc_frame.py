@@ -111,7 +111,9 @@ def read_frame(model_dir: Path) -> OpenCCFrame:
         raise GuardError(
             f"{model_dir} has no weight_frame.json or train_config.json: not an OpenCC model."
         )
-    jailbreak = key == "jailbreak_classifier" or ("threshold" in frame and "thresholds" not in frame)
+    jailbreak = key == "jailbreak_classifier" or (
+        "threshold" in frame and "thresholds" not in frame
+    )
     base_model = frame.get("base_model") or train.get("model_name")
     if not base_model:
         raise GuardError(f"{model_dir}: no base_model in weight_frame.json or train_config.json.")
