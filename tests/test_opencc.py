@@ -228,3 +228,37 @@ def test_cli_thresholds_rejected_for_a_binary_model(runner, tiny_model: Path, tm
     result = invoke(runner, ["classify", "-m", str(tiny_model), "--thresholds", str(path), "hi"])
     assert result.exit_code == 2
     assert "has no categories" in result.stderr
+
+
+def test_synth_cli_writes_the_real_layout(runner, tmp_path: Path) -> None:
+    out = tmp_path / "jb"
+    result = invoke(runner, ["synth", "opencc-jb", "--size", "tiny", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    for name in (
+        "weight_frame.json",
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "jailbreak_head.pt",
+        "threshold.json",
+        "train_config.json",
+        "tokenizer.json",
+        "base/config.json",
+    ):
+        assert (out / name).exists(), name
+    frame = json.loads((out / "weight_frame.json").read_text())["jailbreak_classifier"]
+    assert frame["base_model"] == "Qwen/Qwen3.5-0.8B" and frame["threshold"] is None
+    config = json.loads((out / "base" / "config.json").read_text())
+    assert config["model_type"] == "qwen3_5_text"
+
+
+def test_catalog_name_resolves_from_the_cache(opencc_cm: Path) -> None:
+    from guardcli.hub import import_folder
+
+    result = import_folder("opencc-cm", opencc_cm)
+    assert "weight_frame.json" in result.files and "classification_head.pt" in result.files
+    model = resolve("opencc-cm")
+    assert (model.family, model.variant, model.path) == ("opencc", "lora", result.path)
+    guard = load_guard("opencc-cm")  # the base model is not in the cache: a clear error
+    with pytest.raises(GuardError, match="Run|hf download"):
+        guard.classify(["hello"])
