@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[export,dev,plot,ray,serve,openvino]"
+	$(BIN)/python -m pip install -q -e ".[export,dev,plot,ray,serve,openvino,pipeline]"
 	touch $@
 
 venv: $(VENV)/.installed

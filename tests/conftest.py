@@ -43,3 +43,27 @@ def invoke(runner: CliRunner, args: list[str], input: str | bytes | None = None)
     from guardcli.cli import app
 
     return runner.invoke(app, args, input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def opencc_cm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny OpenCC content-moderation checkpoint (LoRA + head + thresholds) on a tiny Qwen3.5."""
+    from guardcli.synthetic_opencc import synth_opencc
+
+    return synth_opencc(tmp_path_factory.mktemp("models") / "opencc-cm", "opencc-cm")
+
+
+@pytest.fixture(scope="session")
+def opencc_jb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny OpenCC jailbreak detector (threshold.json sidecar)."""
+    from guardcli.synthetic_opencc import synth_opencc
+
+    return synth_opencc(tmp_path_factory.mktemp("models") / "opencc-jb", "opencc-jb", seed=1)
+
+
+@pytest.fixture(scope="session")
+def intent_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny dialogue-intent classifier: safetensors, task description, ONNX fp32/fp16/int8."""
+    from guardcli.synthetic_dialogue import synth_intent_ctx
+
+    return synth_intent_ctx(tmp_path_factory.mktemp("models") / "intent-ctx")

@@ -37,12 +37,18 @@ def plan_batches(
     return batches
 
 
-def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad to the longest sequence: (input_ids, attention_mask) as int64 arrays."""
+def pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, *, side: str = "right"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to the longest sequence (on the right, or the left): (input_ids, attention_mask) as
+    int64 arrays."""
     width = max(len(s) for s in sequences)
     ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
+        if not len(seq):
+            continue
+        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+        ids[row, span] = seq
+        mask[row, span] = 1
     return ids, mask

@@ -27,7 +27,7 @@ ONNX_VARIANT_FILES = {
 }
 VARIANTS = tuple(ONNX_VARIANT_FILES)
 # Families whose variants are ONNX graphs that guardcli runs with onnxruntime.
-ONNX_FAMILIES = ("seqcls",)
+ONNX_FAMILIES = ("seqcls", "dialogue")
 
 
 def _onnx_variants() -> dict[str, tuple[str, ...]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ExitCode
 from .families import Guard
@@ -47,8 +47,14 @@ class Summary:
         return ", ".join(parts) + f" in {self.seconds:.2f}s ({rate:.1f} records/s)"
 
 
+class Classifier(Protocol):
+    """A Guard, or anything that judges a stream the same way (an escalation pipeline)."""
+
+    def classify_stream(self, records: Iterable[Record]) -> Iterator[list[Verdict]]: ...
+
+
 def classify_into(
-    guard: Guard,
+    guard: Guard | Classifier,
     records: Iterable[Record],
     write: Callable[[list[Verdict]], None],
     *,

@@ -31,7 +31,13 @@ from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry
 from .cpu import preferred_variants
 from .errors import ExitCode, GuardError, missing_extra
 
-VARIANT_CHOICES = ("auto", *ALL_VARIANTS)
+# "lora": OpenCC's adapter + head run with torch on the base model.
+TORCH_VARIANT = "lora"
+VARIANT_CHOICES = ("auto", *ALL_VARIANTS, TORCH_VARIANT)
+# What marks a local folder as a family other than the default ONNX sequence classifier.
+OPENCC_MARKER = "weight_frame.json"
+DIALOGUE_MARKER = "task_description.txt"
+DIALOGUE_MAX_LENGTH = 4096
 FETCH_CHOICES = ("auto", *VARIANTS, "all")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -173,6 +179,34 @@ def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
     return name, threshold or 0.5, max_length or 384
 
 
+def local_family(model_dir: Path) -> str:
+    """A folder's family from the files it holds: weight_frame.json (or an OpenCC
+    train_config.json) -> opencc; a task description file -> dialogue; else seqcls."""
+    if (model_dir / OPENCC_MARKER).exists():
+        return "opencc"
+    if (model_dir / DIALOGUE_MARKER).exists():
+        return "dialogue"
+    return "seqcls"
+
+
+def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
+    if variant not in ("auto", TORCH_VARIANT):
+        raise GuardError(
+            f"{path} is an OpenCC model, run with torch: it has no {variant} variant.",
+            hint="Use --variant auto (or lora).",
+            code=ExitCode.INPUT,
+        )
+    adapter = next(
+        (
+            path / n
+            for n in ("adapter_model.safetensors", "adapter_model.bin")
+            if (path / n).exists()
+        ),
+        path / "adapter_model.safetensors",
+    )
+    return ResolvedModel(name, "opencc", path, TORCH_VARIANT, adapter, 0.5, 512)
+
+
 def _check_variant(variant: str) -> None:
     if variant not in VARIANT_CHOICES:
         raise GuardError(
@@ -200,7 +234,11 @@ def resolve(
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         name, threshold, max_length = _local_defaults(path)
-        family = "seqcls"
+        family = local_family(path)
+        if family == "opencc":
+            return _resolve_opencc(name, path, variant)
+        if family == "dialogue":
+            max_length = DIALOGUE_MAX_LENGTH
         present = present_variants(path)
         chosen = pick_variant(variant, present, backend)
         if chosen is None:
@@ -242,6 +280,18 @@ def _cached_openvino(entry: ModelEntry, snapshot: Path | None, status: dict[str,
 def _resolve_cached(
     entry: ModelEntry, variant: str, cache_dir: str | None, backend: str | None = None
 ) -> ResolvedModel:
+    if entry.family == "opencc":
+        snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir)
+        if snapshot is None or not (snapshot / OPENCC_MARKER).exists():
+            raise GuardError(
+                f"Model '{entry.name}' is not in the cache.",
+                hint=f"Run `guard fetch {entry.name}`, or pass --model DIR.",
+            )
+        resolved = _resolve_opencc(entry.name, snapshot, variant)
+        threshold = entry.threshold if entry.threshold is not None else 0.5
+        return ResolvedModel(
+            entry.name, "opencc", snapshot, resolved.variant, resolved.graph, threshold, 512
+        )
     if not entry.runs_onnx:
         raise GuardError(
             f"Model '{entry.name}' (family {entry.family}) can be fetched but this version of "

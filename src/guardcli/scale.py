@@ -51,6 +51,8 @@ class GuardSpec:
     threads: int | None = None
     fail_closed: bool = False
     cache_dir: str | None = None
+    backend: str | None = None
+    thresholds: dict[str, float] | None = None
 
     def load(self) -> Guard:
         from .api import load_guard
@@ -63,6 +65,8 @@ class GuardSpec:
             batch_size=self.batch_size,
             threads=self.threads,
             fail_closed=self.fail_closed,
+            backend=self.backend,
+            thresholds=self.thresholds,
             cache_dir=self.cache_dir,
         )
 

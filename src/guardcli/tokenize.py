@@ -18,7 +18,7 @@ class Encoded:
 class TextTokenizer:
     """Wraps `tokenizers.Tokenizer`: batch encoding with truncation to `max_length`."""
 
-    def __init__(self, model_dir: Path, max_length: int):
+    def __init__(self, model_dir: Path, max_length: int, *, truncation_side: str = "right"):
         import time
 
         from tokenizers import Tokenizer
@@ -38,7 +38,7 @@ class TextTokenizer:
             raise GuardError(f"Cannot read {path}: {exc}") from exc
         self.max_length = max_length
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=max_length)
+        self.tokenizer.enable_truncation(max_length=max_length, direction=truncation_side)
         self.pad_id = self._pad_id(Path(model_dir))
         record("tokenizer load", time.perf_counter() - start)
 

@@ -33,7 +33,9 @@ EPILOG = (
     "  guard classify 'a watercolor lighthouse at dusk'\n\n"
     "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
     "  guard classify --input prompts.jsonl --variant int8 --format csv\n\n"
-    "  guard classify --engine ray --input 'logs/*.jsonl' --output verdicts/ --workers 4"
+    "  guard classify --engine ray --input 'logs/*.jsonl' --output verdicts/ --workers 4\n\n"
+    "  guard classify -m opencc-cm --thresholds thresholds.json --input prompts.jsonl\n\n"
+    "  guard classify --pipeline escalation.yaml --input prompts.jsonl"
 )
 ENGINES = ("local", "ray")
 
@@ -105,6 +107,25 @@ def classify(
         bool,
         typer.Option("--fail-closed", help="Mark records that cannot be judged as flagged."),
     ] = False,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds",
+            help="Per-category thresholds of a multilabel model (opencc-cm): a JSON file "
+            "{category: threshold}, as `guard sweep --write-thresholds` writes.",
+            dir_okay=False,
+        ),
+    ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            help="Run an escalation pipeline (YAML: screens in order, then an optional judge) "
+            "instead of one --model; each verdict carries `decision` allow|block|escalate "
+            "and the stage verdicts under `stages`.",
+            dir_okay=False,
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     engine: Annotated[
         str,
@@ -160,6 +181,7 @@ def classify(
     from ..api import load_guard
     from ..classify import classify_into, rendered_inputs
     from ..synthetic import is_synthetic
+    from ..thresholds import read_thresholds
 
     if engine not in ENGINES:
         raise fail(f"Unknown engine {engine!r}.", f"Choose one of: {', '.join(ENGINES)}.")
@@ -187,6 +209,8 @@ def classify(
                 batch_size=batch_size,
                 threads=threads,
                 fail_closed=fail_closed,
+                backend=backend,
+                thresholds=read_thresholds(thresholds) if thresholds else None,
             ),
             read=ReadOptions(text_field=text_field, id_field=id_field, keep=tuple(keep or ())),
             output_format=output_format,
@@ -213,6 +237,14 @@ def classify(
     keep_fields = tuple(keep or ())
     opts = ReadOptions(text_field=text_field, id_field=id_field, keep=keep_fields)
     records = _open_records(list(texts or []), input_path, opts)
+    if pipeline is not None:
+        if show_input or thresholds is not None or threshold is not None:
+            raise fail(
+                "--pipeline cannot be combined with --show-input, --threshold or --thresholds.",
+                "Set each stage's threshold or thresholds in the pipeline file.",
+            )
+        _classify_pipeline(pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed)
+        return
     guard = load_guard(
         model,
         variant=variant,
@@ -222,6 +254,7 @@ def classify(
         batch_size=batch_size,
         threads=threads,
         fail_closed=fail_closed,
+        thresholds=thresholds,
     )
     console = stderr()
     if is_synthetic(guard.model.path) and not quiet:
@@ -270,3 +303,25 @@ def _classify_ray(input_path: str, output: str, *, quiet: bool, **kwargs: Any) -
     code = result.summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
+
+
+def _classify_pipeline(
+    path: Path,
+    records: Iterator[Record],
+    fmt: str,
+    keep: tuple[str, ...],
+    batch_size: int | None,
+    threads: int | None,
+    fail_closed: bool,
+) -> None:
+    from ..classify import classify_into
+    from ..pipeline import load_pipeline
+
+    pipe = load_pipeline(path, batch_size=batch_size, threads=threads, fail_closed=fail_closed)
+    writer = VerdictWriter(sys.stdout, fmt, ("decision", "stages", *keep))
+    summary = classify_into(pipe, records, writer.write)
+    writer.close()
+    if sys.stderr.isatty():
+        stderr().print(f"pipeline {pipe.name}: {summary.line()}")
+    if summary.exit_code != ExitCode.OK:
+        raise typer.Exit(int(summary.exit_code))

@@ -9,12 +9,14 @@ import typer
 
 from ._output import fail, handle_errors, stderr
 
-FAMILIES = ("csam-guard",)
+FAMILIES = ("csam-guard", "opencc-cm", "opencc-jb", "intent-ctx")
 
 
 @handle_errors
 def synth(
-    family: Annotated[str, typer.Argument(help="Model family: csam-guard.")],
+    family: Annotated[
+        str, typer.Argument(help="Model: csam-guard, opencc-cm, opencc-jb or intent-ctx.")
+    ],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
     size: Annotated[
@@ -30,8 +32,10 @@ def synth(
         ),
     ] = False,
 ) -> None:
-    """Write a random-weight model in the real repository layout (tokenizer.json, config.json,
-    onnx/model.onnx, onnx/model_fp16.onnx, onnx/model_quantized.onnx).
+    """Write a random-weight model in the real repository layout: csam-guard and intent-ctx
+    (a dialogue-intent classifier) as tokenizer.json, config.json and onnx/model.onnx,
+    model_fp16.onnx, model_quantized.onnx; opencc-cm and opencc-jb as weight_frame.json, the
+    LoRA adapter, the head and the thresholds sidecar, with a Qwen3.5 base of that size in base/.
 
     Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
     Needs the 'export' extra (torch, transformers, onnx).
@@ -43,8 +47,19 @@ def synth(
     if size not in SIZES:
         raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
     console = stderr()
-    path = synth_csam_guard(
-        out, size=size, seed=seed, pytorch=pytorch, log=lambda m: console.print(f"synth: {m}")
-    )
+
+    def log(message: str) -> None:
+        console.print(f"synth: {message}")
+
+    if family == "intent-ctx":
+        from ..synthetic_dialogue import synth_intent_ctx
+
+        path = synth_intent_ctx(out, size=size, seed=seed, log=log)
+    elif family.startswith("opencc"):
+        from ..synthetic_opencc import synth_opencc
+
+        path = synth_opencc(out, family, size=size, seed=seed, log=log)
+    else:
+        path = synth_csam_guard(out, size=size, seed=seed, pytorch=pytorch, log=log)
     console.print(f"wrote {family} ({size}, random weights) to {path}")
     typer.echo(str(path))

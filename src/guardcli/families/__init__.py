@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 from ..errors import GuardError
 from .base import Guard
 
 _FAMILIES: dict[str, type[Guard]] = {}
+# Modules that register a family when imported (lazily: some need torch at run time).
+FAMILY_MODULES = ("seqcls", "opencc", "dialogue")
 
 
 def register_family(cls: type[Guard]) -> type[Guard]:
@@ -14,8 +18,9 @@ def register_family(cls: type[Guard]) -> type[Guard]:
 
 
 def get_family(name: str) -> type[Guard]:
-    if not _FAMILIES:
-        from . import seqcls  # noqa: F401  (registers itself)
+    if name not in _FAMILIES:
+        for module in FAMILY_MODULES:
+            importlib.import_module(f".{module}", __name__)
     try:
         return _FAMILIES[name]
     except KeyError:

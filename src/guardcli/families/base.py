@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from ..batching import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, plan_batches
+from ..errors import ExitCode, GuardError
 from ..hub import ResolvedModel
 from ..records import ReadOptions, as_records, chunked
 from ..tokenize import Encoded, TextTokenizer
@@ -36,6 +37,9 @@ class Guard(ABC):
     # True for families that judge a dialogue (`record.messages`): dialogue intent, response
     # moderation. `guard serve` then hands them LiteLLM's structured_messages, not bare texts.
     accepts_messages: ClassVar[bool] = False
+    # Families with per-category thresholds (multilabel heads) set this; others reject
+    # `category_thresholds`.
+    has_categories: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -47,7 +51,16 @@ class Guard(ABC):
         token_budget: int | None = None,
         threads: int | None = None,
         fail_closed: bool = False,
+        category_thresholds: dict[str, float] | None = None,
     ):
+        if category_thresholds is not None and not self.has_categories:
+            raise GuardError(
+                f"Model '{model.name}' (family {self.family}) has no categories, so "
+                "per-category thresholds do not apply.",
+                hint="Use --threshold, or --thresholds with a multilabel model such as opencc-cm.",
+                code=ExitCode.INPUT,
+            )
+        self.category_thresholds = category_thresholds
         self.model = model
         self.name = model.name
         self.variant = model.variant
@@ -67,6 +80,22 @@ class Guard(ABC):
         if record.text is None:
             raise RecordError("missing_field", "record has no text", record.line)
         return record.text
+
+    def prepare(self, record: Record) -> tuple[str, bool]:
+        """(model text, whether the family shortened it to fit). A family that trims part of
+        its input itself (a dialogue context, from the left) says so here; plain truncation by
+        the tokenizer is counted by `encode`."""
+        return self.render(record), False
+
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        """Token ids of prepared texts (the tokenizer's truncation side is the family's)."""
+        return self.tokenizer.encode(texts)
+
+    @property
+    def verdict_threshold(self) -> float | None:
+        """The `threshold` a verdict reports; None where flags come from per-category
+        thresholds."""
+        return self.threshold
 
     @abstractmethod
     def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
@@ -95,18 +124,23 @@ class Guard(ABC):
         verdicts: list[Verdict | None] = [None] * len(records)
         todo: list[int] = []
         texts: list[str] = []
+        cut: list[bool] = []
         for i, record in enumerate(records):
             if record.error is not None:
                 verdicts[i] = Verdict.failed(record, record.error, fail_closed=self.fail_closed)
                 continue
             try:
-                texts.append(self.render(record))
+                text, shortened = self.prepare(record)
             except RecordError as err:
                 verdicts[i] = Verdict.failed(record, err, fail_closed=self.fail_closed)
                 continue
+            texts.append(text)
+            cut.append(shortened)
             todo.append(i)
         if todo:
-            encoded = self.tokenizer.encode(texts)
+            encoded = self.encode(texts)
+            for e, shortened in zip(encoded, cut, strict=True):
+                e.truncated = e.truncated or shortened
             lengths = [len(e.ids) for e in encoded]
             for batch in plan_batches(
                 lengths, batch_size=self.batch_size, token_budget=self.token_budget
@@ -124,7 +158,7 @@ class Guard(ABC):
             id=record.id,
             flagged=j.flagged,
             score=None if j.score is None else round(float(j.score), 6),
-            threshold=self.threshold,
+            threshold=self.verdict_threshold,
             label=j.label,
             categories=j.categories,
             severity=j.severity,

@@ -27,6 +27,7 @@ class SeqClsGuard(Guard):
     """Raw text in; P(unsafe) = softmax(logits)[1] (sigmoid for a one-logit head)."""
 
     family = "seqcls"
+    padding_side = "right"
 
     @cached_property
     def session(self) -> Session:
@@ -41,7 +42,7 @@ class SeqClsGuard(Guard):
         return (str(names.get("0", "safe")), str(names.get("1", "unsafe")))
 
     def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
-        ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
+        ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id, side=self.padding_side)
         session = self.session
         start = time.perf_counter()
         logits = session.run(ids, mask).astype(np.float64)

@@ -1,0 +1,218 @@
+"""OpenCC escalation classifiers: a LoRA adapter + linear head on a causal-LM base, run with
+torch (the base is rebuilt with transformers and peft exactly as the authors load it).
+
+Content moderation (`opencc-cm`) is an 11-category multilabel head with per-category calibrated
+thresholds; the jailbreak detector (`opencc-jb`) is binary with one threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExitCode, GuardError, missing_extra
+from ..hub import ResolvedModel
+from ..thresholds import apply_thresholds
+from ..tokenize import Encoded, TextTokenizer
+from . import register_family
+from .base import Guard, Judgement
+from .opencc_frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
+
+
+def _torch_stack():
+    try:
+        import peft  # noqa: F401
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise missing_extra("export", "Running OpenCC models (torch, transformers, peft)") from exc
+    return torch
+
+
+def load_head(path, torch):
+    """The linear head's state dict (weights_only), with any module prefix stripped."""
+    if not path.exists():
+        raise GuardError(f"The OpenCC head {path} is missing.")
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    weight = next((v for k, v in state.items() if k.split(".")[-1] == "weight"), None)
+    bias = next((v for k, v in state.items() if k.split(".")[-1] == "bias"), None)
+    if weight is None or weight.ndim != 2:
+        raise GuardError(f"{path} holds no linear layer weight.")
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    head.load_state_dict({"weight": weight, **({"bias": bias} if bias is not None else {})})
+    return head.float().eval()
+
+
+def load_adapter_state(path, torch) -> dict[str, Any]:
+    if not path.exists():
+        raise GuardError(f"The OpenCC LoRA adapter {path} is missing.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _rebuild_cached(model_dir: str, base_dir: str, stamp: tuple[int, ...], dtype: str):
+    return rebuild(read_frame(Path(model_dir)), Path(base_dir), dtype=dtype)
+
+
+def rebuild_shared(frame: OpenCCFrame, base_dir: Path, *, dtype: str = "bfloat16"):
+    """`rebuild`, reused within a process for the same unchanged files (a pipeline that names
+    one model twice, a notebook that loads it again)."""
+    files = (frame.adapter_file, frame.head_file, base_dir / "config.json")
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+    return _rebuild_cached(str(frame.path), str(base_dir), stamp, dtype)
+
+
+def rebuild(frame: OpenCCFrame, base_dir, *, dtype: str = "bfloat16"):
+    """(peft model, head): base AutoModelForCausalLM + LoraConfig + set_peft_model_state_dict."""
+    torch = _torch_stack()
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # stderr is for guard's own messages
+    hf_logging.disable_progress_bar()
+    try:
+        base = AutoModelForCausalLM.from_pretrained(
+            str(base_dir), dtype=getattr(torch, dtype), output_hidden_states=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    config = LoraConfig(
+        r=int(frame.lora["lora_r"]),
+        lora_alpha=int(frame.lora["lora_alpha"]),
+        lora_dropout=float(frame.lora["lora_dropout"]),
+        target_modules=list(frame.lora["lora_target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(base, config)
+    result = set_peft_model_state_dict(model, load_adapter_state(frame.adapter_file, torch))
+    unexpected = list(getattr(result, "unexpected_keys", None) or [])
+    if unexpected:
+        raise GuardError(
+            f"{frame.adapter_file} does not fit {frame.base_model} with target modules "
+            f"{frame.lora['lora_target_modules']}: {len(unexpected)} unexpected key(s), "
+            f"e.g. {unexpected[0]}."
+        )
+    return model.eval(), load_head(frame.head_file, torch)
+
+
+@register_family
+class OpenCCGuard(Guard):
+    """Raw text, right padding, last-real-token pooling of hidden_states[-1], sigmoid
+    (multilabel or one logit) else softmax; per-category thresholds."""
+
+    family = "opencc"
+    has_categories = True
+
+    def __init__(self, model: ResolvedModel, *, threshold: float | None = None, **kwargs: Any):
+        self.frame = read_frame(model.path)
+        if kwargs.get("max_length") is None:
+            kwargs["max_length"] = self.frame.max_length
+        super().__init__(model, threshold=threshold, **kwargs)
+        if self.frame.jailbreak:
+            if self.category_thresholds is not None:
+                raise GuardError(
+                    f"'{self.name}' is a jailbreak detector with one threshold.",
+                    hint="Use --threshold.",
+                    code=ExitCode.INPUT,
+                )
+            if threshold is None and self.frame.threshold is not None:
+                self.threshold = self.frame.threshold
+            self.thresholds: dict[str, float] = {}
+            return
+        categories = list(self.frame.categories)
+        calibrated = {c: self.frame.thresholds.get(c, self.threshold) for c in categories}
+        if threshold is not None:  # --threshold: one value for every category
+            calibrated = dict.fromkeys(categories, threshold)
+        self.thresholds = apply_thresholds(
+            calibrated, self.category_thresholds or {}, categories, "--thresholds"
+        )
+
+    @property
+    def verdict_threshold(self) -> float | None:
+        return self.threshold if self.frame.jailbreak else None
+
+    @cached_property
+    def base_dir(self):
+        return find_base(self.frame)
+
+    @cached_property
+    def tokenizer(self) -> TextTokenizer:
+        return TextTokenizer(tokenizer_dir(self.frame, self.base_dir), self.max_length)
+
+    @cached_property
+    def network(self):
+        torch = _torch_stack()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        return rebuild_shared(self.frame, self.base_dir)
+
+    def probabilities(self, batch: list[Encoded]):
+        """Per-label probabilities [B, num_labels] as float64 numpy."""
+        import numpy as np
+
+        from ..batching import pad
+
+        torch = _torch_stack()
+        model, head = self.network
+        ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
+        input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
+        # The causal LM's own decoder (LoRA layers are injected in place): the same
+        # hidden_states as the full model, without the vocabulary projection.
+        decoder = model.get_base_model().base_model
+        with torch.no_grad():
+            out = decoder(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
+            hidden = out.hidden_states[-1]
+            last = input_ids.shape[1] - 1 - attention.flip(1).argmax(1)
+            pooled = hidden[torch.arange(hidden.shape[0]), last]
+            logits = head(pooled.float())
+            if self.frame.objective == "multilabel" or logits.shape[-1] == 1:
+                probs = torch.sigmoid(logits)
+            else:
+                probs = torch.softmax(logits, dim=-1)
+        return np.asarray(probs.double().numpy(), dtype=np.float64)
+
+    def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
+        probs = self.probabilities(batch)
+        if self.frame.jailbreak:
+            return [self._jailbreak(row) for row in probs]
+        taxonomy = self.frame.taxonomy
+        if probs.shape[1] != len(taxonomy):
+            raise GuardError(
+                f"The head of {self.name} has {probs.shape[1]} outputs but its taxonomy has "
+                f"{len(taxonomy)} labels."
+            )
+        return [self._multilabel(dict(zip(taxonomy, row, strict=True))) for row in probs]
+
+    def _jailbreak(self, row) -> Judgement:
+        score = float(row[0] if len(row) == 1 else row[1])
+        flagged = score >= self.threshold
+        labels = self.frame.taxonomy if len(self.frame.taxonomy) == 2 else ("benign", "jailbreak")
+        return Judgement(score=score, flagged=flagged, label=labels[1] if flagged else labels[0])
+
+    def _multilabel(self, scores: dict[str, float]) -> Judgement:
+        categories = {}
+        for name in self.frame.categories:
+            score, threshold = float(scores[name]), self.thresholds[name]
+            categories[name] = {
+                "score": round(score, 6),
+                "threshold": threshold,
+                "flagged": score >= threshold,
+            }
+        flagged = [n for n, c in categories.items() if c["flagged"]]
+        top = max(self.frame.categories, key=lambda n: scores[n])
+        label = max(flagged, key=lambda n: scores[n]) if flagged else "Benign"
+        return Judgement(
+            score=float(scores[top]), flagged=bool(flagged), label=label, categories=categories
+        )

@@ -1,0 +1,161 @@
+"""Random-weight OpenCC escalation models in the real repository layout, on a tiny base.
+
+The real base is Qwen3.5-0.8B (hybrid Gated-DeltaNet / full-attention layers). transformers 5
+has that architecture (`Qwen3_5ForCausalLM`, text part), so the tiny base is a real Qwen3.5 with
+tiny dimensions; it uses the Qwen3 tokenizer (151,669 ids), because Qwen3.5's own tokenizer
+cannot be built offline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import GuardError
+from .families.opencc_frame import HARM_CATEGORIES, JAILBREAK_THRESHOLD, LOCAL_BASE, TAXONOMY
+from .synthetic import QWEN3_VOCAB, SIZES, SYNTHETIC_MARKER, _torch
+
+REAL_BASE = "Qwen/Qwen3.5-0.8B"
+OPENCC_KINDS = ("opencc-cm", "opencc-jb")
+# Qwen3.5-0.8B: hidden 1024, 24 layers (3 linear-attention : 1 full-attention), 8 heads,
+# 2 KV heads, head_dim 256, intermediate 3584; linear attention 16 key / 16 value heads of 128.
+QWEN35_DIMS: dict[str, dict[str, Any]] = {
+    "full": dict(
+        hidden_size=1024,
+        intermediate_size=3584,
+        num_hidden_layers=24,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=256,
+        linear_key_head_dim=128,
+        linear_value_head_dim=128,
+        linear_num_key_heads=16,
+        linear_num_value_heads=16,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+    ),
+}
+
+
+def build_qwen35_base(size: str = "tiny", seed: int = 0):
+    """A random-weight Qwen3.5 causal LM (text part), deterministic."""
+    torch = _torch()
+    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+
+    config = Qwen3_5TextConfig(
+        vocab_size=QWEN3_VOCAB,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+        **QWEN35_DIMS[size],
+    )
+    torch.manual_seed(seed)
+    return Qwen3_5ForCausalLM(config).eval()
+
+
+def synth_opencc(
+    out: Path,
+    kind: str = "opencc-cm",
+    *,
+    size: str = "tiny",
+    seed: int = 0,
+    log: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Write an OpenCC checkpoint (weight_frame.json, LoRA adapter, head, thresholds sidecar,
+    train_config.json, tokenizer) with its base model in `base/`."""
+    if kind not in OPENCC_KINDS:
+        raise GuardError(f"Unknown OpenCC model {kind!r}; choose one of {', '.join(OPENCC_KINDS)}.")
+    if size not in SIZES:
+        raise GuardError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
+    torch = _torch()
+    from peft import LoraConfig, get_peft_model
+    from transformers.utils import logging as hf_logging
+
+    from .convert.qwen_tokenizer import write_tokenizer_files
+
+    hf_logging.disable_progress_bar()
+    start = time.perf_counter()
+    jailbreak = kind == "opencc-jb"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"building a {size} Qwen3.5 base")
+    base = build_qwen35_base(size, seed)
+    base.to(torch.bfloat16).save_pretrained(str(out / LOCAL_BASE))
+    write_tokenizer_files(out / LOCAL_BASE, append_eos=False, max_length=32768)
+    write_tokenizer_files(out, append_eos=False, max_length=32768)
+    taxonomy = ["benign", "jailbreak"] if jailbreak else list(TAXONOMY)
+    train = {
+        "model_name": REAL_BASE,
+        "objective": "softmax" if jailbreak else "multilabel",
+        "num_labels": len(taxonomy),
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.05,
+        "lora_target_modules": ["q_proj", "v_proj"],
+    }
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "v_proj"],
+        bias="none",
+        task_type="CAUSAL_LM",
+        init_lora_weights=False,  # random A and B, so the adapter changes the output
+    )
+    torch.manual_seed(seed + 1)
+    peft_model = get_peft_model(base.float(), lora)
+    peft_model.save_pretrained(str(out))
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    adapter_config["base_model_name_or_path"] = REAL_BASE
+    (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
+    head = torch.nn.Linear(base.config.hidden_size, len(taxonomy))
+    with torch.no_grad():  # widen the random head so that scores spread over (0, 1)
+        head.weight.mul_(4.0)
+    head_name = "jailbreak_head.pt" if jailbreak else "classification_head.pt"
+    torch.save(head.state_dict(), str(out / head_name))
+    frame_key = "jailbreak_classifier" if jailbreak else "classifier"
+    frame: dict[str, Any] = {
+        "base_model": REAL_BASE,
+        "objective": train["objective"],
+        "taxonomy": taxonomy,
+        "head_filename": head_name,
+    }
+    if jailbreak:
+        frame["threshold"] = None
+        (out / "threshold.json").write_text(json.dumps({"threshold": JAILBREAK_THRESHOLD}) + "\n")
+    else:
+        frame["thresholds"] = None
+        generator = torch.Generator().manual_seed(seed + 2)
+        values = (0.3 + 0.4 * torch.rand(len(HARM_CATEGORIES), generator=generator)).tolist()
+        calibrated = {c: round(v, 4) for c, v in zip(HARM_CATEGORIES, values, strict=True)}
+        (out / "thresholds.json").write_text(
+            json.dumps({"thresholds": calibrated}, indent=2) + "\n"
+        )
+    (out / "weight_frame.json").write_text(json.dumps({frame_key: frame}, indent=2) + "\n")
+    (out / "train_config.json").write_text(json.dumps(train, indent=2) + "\n")
+    marker = {
+        "family": kind,
+        "size": size,
+        "seed": seed,
+        "base": f"tiny Qwen3.5 in {LOCAL_BASE}/" if size == "tiny" else f"Qwen3.5 in {LOCAL_BASE}/",
+        "note": "random weights: verdicts are meaningless; for tests and benchmarks only",
+    }
+    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    log(f"done in {time.perf_counter() - start:.1f}s")
+    return out

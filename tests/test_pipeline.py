@@ -1,0 +1,106 @@
+"""`guard classify --pipeline`: OpenCC-style escalation (screens in order, then a judge)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from guardcli.api import load_guard
+from guardcli.families.opencc_frame import HARM_CATEGORIES
+
+from .conftest import invoke
+
+TEXTS = "a watercolor of a lighthouse\nhow do I bake bread?\n"
+
+
+def write_pipeline(
+    tmp_path: Path, jb: Path, cm: Path, *, action="block", jb_t=1.0, cm_t=0.0, judge: bool = False
+) -> Path:
+    (tmp_path / "cm.json").write_text(json.dumps(dict.fromkeys(HARM_CATEGORIES, cm_t)))
+    lines = [
+        "name: escalation",
+        f"default_action: {action}",
+        "stages:",
+        "  - name: jailbreak",
+        f"    model: {jb}",
+        f"    threshold: {jb_t}",
+        "  - name: moderation",
+        f"    model: {cm}",
+        "    thresholds: cm.json",
+    ]
+    if judge:
+        lines += [
+            "  - name: judge",
+            "    role: judge",
+            "    model: qwen3guard-gen",
+            "    endpoint: http://127.0.0.1:9/v1",
+        ]
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(runner, path: Path, data: str = TEXTS):
+    result = invoke(runner, ["classify", "--pipeline", str(path), "-f", "jsonl", "-"], input=data)
+    return result, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_screens_flag_and_block(runner, tmp_path, opencc_jb, opencc_cm) -> None:
+    result, rows = run(runner, write_pipeline(tmp_path, opencc_jb, opencc_cm))
+    assert result.exit_code == 1, result.stderr
+    assert [r["decision"] for r in rows] == ["block", "block"]
+    direct = load_guard(opencc_cm, threshold=0.0).classify(TEXTS.splitlines())
+    for row, verdict in zip(rows, direct, strict=True):
+        assert row["flagged"] is True and row["label"] == "block" and row["model"] == "escalation"
+        assert list(row["stages"]) == ["jailbreak", "moderation"]
+        assert row["stages"]["jailbreak"]["flagged"] is False
+        assert row["stages"]["moderation"]["score"] == verdict.score
+        assert "id" not in row["stages"]["moderation"]
+
+
+def test_nothing_flagged_is_allowed(runner, tmp_path, opencc_jb, opencc_cm) -> None:
+    result, rows = run(runner, write_pipeline(tmp_path, opencc_jb, opencc_cm, cm_t=1.0))
+    assert result.exit_code == 0, result.stderr
+    assert [r["decision"] for r in rows] == ["allow", "allow"]
+    assert all(r["flagged"] is False for r in rows)
+
+
+def test_annotate_escalates_instead_of_blocking(runner, tmp_path, opencc_jb, opencc_cm) -> None:
+    result, rows = run(runner, write_pipeline(tmp_path, opencc_jb, opencc_cm, action="annotate"))
+    assert result.exit_code == 1
+    assert [r["decision"] for r in rows] == ["escalate", "escalate"]
+    assert all(len(r["categories"]) == 11 for r in rows)  # the annotations travel along
+
+
+def test_first_flag_goes_to_the_judge(runner, tmp_path, opencc_jb, opencc_cm) -> None:
+    path = write_pipeline(tmp_path, opencc_jb, opencc_cm, jb_t=0.0, judge=True)
+    result, rows = run(runner, path, TEXTS + "{broken\n")
+    assert result.exit_code == 2  # the broken record outranks the flags
+    for row in rows[:2]:
+        assert row["decision"] == "escalate"
+        assert list(row["stages"]) == ["jailbreak", "judge"]  # moderation skipped
+        assert row["stages"]["judge"]["error"]["type"] == "judge_unavailable"
+    assert rows[2]["error"]["type"] == "invalid_json" and rows[2]["flagged"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "default_action: drop\nstages: [{model: x}]\n",
+            "default_action must be block or annotate",
+        ),
+        ("stages: []\n", "`stages` must be a non-empty list"),
+        ("stages: [{model: a, colour: red}]\n", "unknown key(s): colour"),
+        ("stages: [{model: a, role: judge, endpoint: http://x}]\n", "at least one screen"),
+        ("stages: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_pipeline_files(runner, tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    result = invoke(runner, ["classify", "--pipeline", str(path), "hello"])
+    assert result.exit_code == 2
+    assert message in result.stderr.replace("\n", " ")
