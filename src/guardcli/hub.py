@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry
+from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry, load_catalog
 from .cpu import preferred_variants
 from .errors import ExitCode, GuardError
 
@@ -142,6 +142,50 @@ def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
     return name, threshold or 0.5, max_length or 384
 
 
+# Causal-LM guards: safetensors run with torch; an exported KV-cache graph (onnx/model.onnx,
+# see convert.causal_onnx) runs with onnxruntime.
+GENERATIVE_FAMILIES = ("qwen3guard-gen",)
+GENERATIVE_MAX_LENGTH = 32768
+TORCH_VARIANT = "torch"
+
+
+def is_generative_folder(model_dir: Path) -> bool:
+    """A Qwen3Guard-Gen folder: a guardcli marker naming the family, or a Qwen3ForCausalLM
+    config whose chat template carries Qwen3Guard's safety policy."""
+    marker = model_dir / "guardcli_synthetic.json"
+    if marker.exists():
+        return json.loads(marker.read_text()).get("family") in GENERATIVE_FAMILIES
+    config = model_dir / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, OSError):
+        return False
+    if "Qwen3ForCausalLM" not in architectures:
+        return False
+    from .families.qwen3guard_format import model_template
+
+    return "Safety: Controversial" in model_template(model_dir)
+
+
+def _resolve_generative(
+    path: Path, name: str, variant: str, threshold: float, max_length: int
+) -> ResolvedModel:
+    present = present_variants(path)
+    chosen = pick_variant(variant, present)
+    if chosen is None and variant == "auto":
+        chosen = TORCH_VARIANT  # no exported graph: run the checkpoint with torch
+    if chosen is None:
+        raise GuardError(
+            f"{path} has no {variant} variant (found: {', '.join(present) or 'none'}).",
+            hint="Use --variant auto to run the checkpoint with torch.",
+        )
+    # The torch variant has no graph: `graph` is the folder itself.
+    graph = path if chosen == TORCH_VARIANT else path / ONNX_VARIANT_FILES[chosen]
+    return ResolvedModel(name, "qwen3guard-gen", path, chosen, graph, threshold, max_length)
+
+
 def _check_variant(variant: str) -> None:
     if variant not in VARIANT_CHOICES:
         raise GuardError(
@@ -155,6 +199,8 @@ def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | 
     """A catalog name (looked up in the Hugging Face cache, offline) or a model folder."""
     _check_variant(variant)
     path = Path(name_or_dir).expanduser()
+    if path.is_dir() and is_generative_folder(path):
+        return _resolve_generative(path, path.name, variant, 0.5, GENERATIVE_MAX_LENGTH)
     if path.is_dir():
         name, threshold, max_length = _local_defaults(path)
         family = "seqcls"
@@ -178,7 +224,43 @@ def resolve(name_or_dir: str | Path, variant: str = "auto", *, cache_dir: str | 
     return _resolve_cached(entry, variant, cache_dir)
 
 
+def remote_model(name_or_dir: str | Path, *, cache_dir: str | None = None) -> ResolvedModel:
+    """The model behind `--endpoint`: a catalog name or a folder (for its tokenizer, when
+    cached), else a bare name of the qwen3guard-gen family. Nothing needs to be downloaded."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        if not is_generative_folder(path):
+            raise GuardError(f"{path} is not a generative guard; --endpoint needs one.")
+        return ResolvedModel(path.name, "qwen3guard-gen", path, "remote", path, 0.5, 32768)
+    entry = load_catalog().get(str(name_or_dir))
+    if entry is None or entry.family not in GENERATIVE_FAMILIES:
+        raise GuardError(
+            f"--endpoint needs a generative guard, not {name_or_dir!r}.",
+            hint="Pass --model qwen3guard-gen (or -4b, -8b) and --served-model NAME.",
+            code=ExitCode.INPUT,
+        )
+    snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir) or path
+    threshold = entry.threshold if entry.threshold is not None else 0.5
+    max_length = entry.max_length or GENERATIVE_MAX_LENGTH
+    return ResolvedModel(entry.name, entry.family, snapshot, "remote", snapshot, threshold, max_length)
+
+
 def _resolve_cached(entry: ModelEntry, variant: str, cache_dir: str | None) -> ResolvedModel:
+    if entry.family in GENERATIVE_FAMILIES:
+        snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir)
+        if snapshot is None:
+            raise GuardError(
+                f"Model '{entry.name}' is not in the cache.",
+                hint=f"Run `guard fetch {entry.name}`, pass --model DIR, or use --endpoint URL "
+                "for a served copy.",
+            )
+        return _resolve_generative(
+            snapshot,
+            entry.name,
+            variant,
+            entry.threshold if entry.threshold is not None else 0.5,
+            entry.max_length or GENERATIVE_MAX_LENGTH,
+        )
     if not entry.runs_onnx:
         raise GuardError(
             f"Model '{entry.name}' (family {entry.family}) can be fetched but this version of "

@@ -14,8 +14,8 @@ def register_family(cls: type[Guard]) -> type[Guard]:
 
 
 def get_family(name: str) -> type[Guard]:
-    if not _FAMILIES:
-        from . import seqcls  # noqa: F401  (registers itself)
+    if name not in _FAMILIES:
+        from . import qwen3guard, seqcls  # noqa: F401  (they register themselves)
     try:
         return _FAMILIES[name]
     except KeyError:

@@ -7,12 +7,13 @@ becomes judgements (`score_batch`); batching, truncation and ordering are writte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
 from ..batching import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, plan_batches
+from ..errors import ExitCode, GuardError
 from ..hub import ResolvedModel
 from ..records import ReadOptions, as_records, chunked
 from ..tokenize import Encoded, TextTokenizer
@@ -44,7 +45,13 @@ class Guard(ABC):
         token_budget: int | None = None,
         threads: int | None = None,
         fail_closed: bool = False,
+        **options: Any,
     ):
+        if options:
+            raise GuardError(
+                f"{', '.join(sorted(options))} does not apply to the {self.family} family.",
+                code=ExitCode.INPUT,
+            )
         self.model = model
         self.name = model.name
         self.variant = model.variant
@@ -65,9 +72,14 @@ class Guard(ABC):
             raise RecordError("missing_field", "record has no text", record.line)
         return record.text
 
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        """Token ids of the rendered texts (a remote backend may not need them)."""
+        return self.tokenizer.encode(texts)
+
     @abstractmethod
-    def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
-        """Judge one batch of encoded inputs (already length-bucketed)."""
+    def score_batch(self, batch: list[Encoded]) -> Sequence[Judgement | RecordError]:
+        """Judge one batch of encoded inputs (already length-bucketed). A RecordError in place
+        of a judgement makes that record an error record (e.g. unparsable model output)."""
 
     def classify(
         self, items: Iterable[str | dict[str, Any] | Record], *, read: ReadOptions | None = None
@@ -103,7 +115,9 @@ class Guard(ABC):
                 continue
             todo.append(i)
         if todo:
-            encoded = self.tokenizer.encode(texts)
+            encoded = self.encode(texts)
+            for j, enc in zip(todo, encoded, strict=True):
+                enc.record = records[j]
             lengths = [len(e.ids) for e in encoded]
             for batch in plan_batches(
                 lengths, batch_size=self.batch_size, token_budget=self.token_budget
@@ -111,7 +125,13 @@ class Guard(ABC):
                 judgements = self.score_batch([encoded[j] for j in batch])
                 for j, judgement in zip(batch, judgements, strict=True):
                     record = records[todo[j]]
-                    verdicts[todo[j]] = self._verdict(record, judgement, encoded[j])
+                    if isinstance(judgement, RecordError):
+                        judgement.line = judgement.line or record.line
+                        verdicts[todo[j]] = Verdict.failed(
+                            record, judgement, fail_closed=self.fail_closed
+                        )
+                    else:
+                        verdicts[todo[j]] = self._verdict(record, judgement, encoded[j])
                 if on_batch:
                     on_batch(len(batch))
         return [v for v in verdicts if v is not None]
