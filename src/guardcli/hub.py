@@ -242,7 +242,9 @@ def remote_model(name_or_dir: str | Path, *, cache_dir: str | None = None) -> Re
     snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir) or path
     threshold = entry.threshold if entry.threshold is not None else 0.5
     max_length = entry.max_length or GENERATIVE_MAX_LENGTH
-    return ResolvedModel(entry.name, entry.family, snapshot, "remote", snapshot, threshold, max_length)
+    return ResolvedModel(
+        entry.name, entry.family, snapshot, "remote", snapshot, threshold, max_length
+    )
 
 
 def _resolve_cached(entry: ModelEntry, variant: str, cache_dir: str | None) -> ResolvedModel:

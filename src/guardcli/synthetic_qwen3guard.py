@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import GuardError
 from .synthetic import CSAM_GUARD_DIMS, SIZES, SYNTHETIC_MARKER, _torch, qwen3_config
@@ -34,9 +35,7 @@ def expected_answer(messages: list[dict[str, str]]) -> str:
     response = messages[-1]["role"] != "user"
     judged = messages[-1]["content"]  # the last user query, or the last assistant response
     unsafe = MARKER_WORD in judged.lower()
-    answer = (
-        "Safety: Unsafe\nCategories: Violent" if unsafe else "Safety: Safe\nCategories: None"
-    )
+    answer = "Safety: Unsafe\nCategories: Violent" if unsafe else "Safety: Safe\nCategories: None"
     if response:
         answer += "\nRefusal: " + ("Yes" if REFUSAL_WORD in judged.lower() else "No")
     return answer
@@ -75,7 +74,8 @@ def synth_qwen3guard_gen(
     *,
     size: str = "tiny",
     seed: int = 0,
-    steps: int = 60,
+    steps: int = 150,
+    lr: float = 3e-3,
     onnx: bool = True,
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
@@ -110,23 +110,28 @@ def synth_qwen3guard_gen(
     config._attn_implementation = "sdpa"  # training speed; the ONNX export switches to eager
     model = Qwen3ForCausalLM(config)
 
-    examples = []
+    # Every prompt of a kind shares the template's head: encode it once per kind and train on
+    # batches of one kind, running the head once per step (its KV cache is shared by the batch).
+    kinds: dict[bool, tuple[list[int], list[tuple[list[int], list[int]]]]] = {}
     for conv in training_conversations(64, seed):
-        prompt = tokenizer.encode(render(conv, template), add_special_tokens=False).ids
+        ids = tokenizer.encode(render(conv, template), add_special_tokens=False).ids
         target = tokenizer.encode(expected_answer(conv), add_special_tokens=False).ids + [IM_END]
-        examples.append((prompt, target))
-    log(f"training on {len(examples)} conversations for {steps} steps")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        kind = conv[-1]["role"] != "user"
+        head_len = len(_head(tokenizer, template, kind))
+        head, _ = kinds.setdefault(kind, (ids[:head_len], []))
+        kinds[kind][1].append((ids[head_len:], target))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    log(f"training for {steps} steps")
     model.train()
     rng = random.Random(seed)
     for step in range(steps):
-        batch = rng.sample(examples, 8)
-        loss = _loss(torch, model, batch)
+        head, examples = kinds[step % 2 == 1]
+        loss = _loss(torch, model, head, rng.sample(examples, 8))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 20 == 0 or step == steps - 1:
-            log(f"step {step}: loss {float(loss):.4f}")
+            log(f"step {step}: loss {loss.item():.4f}")
     model.eval()
     model.config._attn_implementation = "eager"
     model.generation_config = GenerationConfig(
@@ -153,23 +158,76 @@ def synth_qwen3guard_gen(
     return out
 
 
-def _loss(torch, model, batch):
-    """Cross-entropy on the answer tokens only; logits only where they are needed (the full
-    151k-vocabulary projection of every prompt position would dominate the step)."""
-    width = max(len(p) + len(t) for p, t in batch)
+def _head(tokenizer, template: str, response: bool) -> list[int]:
+    """Token ids of the template's head (everything before the conversation) for a kind."""
+    from .families.qwen3guard_format import render
+
+    probe = [{"role": "user", "content": "a"}]
+    if response:
+        probe.append({"role": "assistant", "content": "a"})
+    text = render(probe, template)
+    return tokenizer.encode(text[: text.index("USER: ")], add_special_tokens=False).ids
+
+
+def _loss(torch, model, head: list[int], batch):
+    """Cross-entropy on the answer tokens only. The shared head runs once; the tails run as a
+    right-padded batch on its cache; logits only where they are needed (the full 151k-vocabulary
+    projection of every position would dominate the step)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model.model(input_ids=torch.tensor([head]), past_key_values=cache, use_cache=True)
+    layers: list[Any] = list(cache.layers)
+    for layer in layers:
+        layer.keys = layer.keys.expand(len(batch), -1, -1, -1)
+        layer.values = layer.values.expand(len(batch), -1, -1, -1)
+    width = max(len(t) + len(a) for t, a in batch)
     ids = torch.full((len(batch), width), ENDOFTEXT, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    mask = torch.zeros((len(batch), len(head) + width), dtype=torch.long)
+    mask[:, : len(head)] = 1
     rows, cols, labels = [], [], []
-    for r, (prompt, target) in enumerate(batch):
-        seq = prompt + target
-        offset = width - len(seq)  # left padding, as at inference
-        ids[r, offset:] = torch.tensor(seq)
-        mask[r, offset:] = 1
+    for r, (tail, target) in enumerate(batch):
+        seq = tail + target
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, len(head) : len(head) + len(seq)] = 1
         for k, label in enumerate(target):
             rows.append(r)
-            cols.append(offset + len(prompt) - 1 + k)
+            cols.append(len(tail) - 1 + k)
             labels.append(label)
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    hidden = model.model(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+    pos = torch.arange(len(head), len(head) + width)[None].expand(len(batch), -1)
+    hidden = model.model(
+        input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+    ).last_hidden_state
     logits = model.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)])
     return torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
+
+
+def cached_tiny_qwen3guard(*, seed: int = 0, log: Callable[[str], None] = lambda _: None) -> Path:
+    """The tiny trained model, built once per machine under guardcli's cache dir (training takes
+    tens of seconds on a busy CPU), keyed by this module's source and the template."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    from .families.qwen3guard_format import packaged_template
+    from .paths import cache_dir
+
+    key = hashlib.sha256(
+        Path(__file__).read_bytes() + packaged_template().encode() + str(seed).encode()
+    ).hexdigest()[:16]
+    path = cache_dir() / "synthetic" / f"qwen3guard-gen-tiny-{key}"
+    if (path / SYNTHETIC_MARKER).exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".build-"))
+    try:
+        synth_qwen3guard_gen(tmp / "model", seed=seed, log=log)
+        try:
+            os.replace(tmp / "model", path)  # atomic: concurrent builders never see half a model
+        except OSError:
+            if not (path / SYNTHETIC_MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

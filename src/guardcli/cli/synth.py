@@ -9,12 +9,12 @@ import typer
 
 from ._output import fail, handle_errors, stderr
 
-FAMILIES = ("csam-guard",)
+FAMILIES = ("csam-guard", "qwen3guard-gen")
 
 
 @handle_errors
 def synth(
-    family: Annotated[str, typer.Argument(help="Model family: csam-guard.")],
+    family: Annotated[str, typer.Argument(help="Model family: csam-guard or qwen3guard-gen.")],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
     size: Annotated[
@@ -26,6 +26,9 @@ def synth(
     onnx/model.onnx, onnx/model_fp16.onnx, onnx/model_quantized.onnx).
 
     Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
+    qwen3guard-gen (tiny only) writes a Qwen3ForCausalLM (safetensors + onnx/model.onnx with KV
+    cache) trained for seconds to answer in Qwen3Guard's format: prompts containing the word
+    'zorblax' are Unsafe (Violent), others Safe; responses add a Refusal line.
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from ..synthetic import SIZES, synth_csam_guard
@@ -35,6 +38,13 @@ def synth(
     if size not in SIZES:
         raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
     console = stderr()
-    path = synth_csam_guard(out, size=size, seed=seed, log=lambda m: console.print(f"synth: {m}"))
-    console.print(f"wrote {family} ({size}, random weights) to {path}")
+    log = lambda m: console.print(f"synth: {m}")  # noqa: E731
+    if family == "qwen3guard-gen":
+        from ..synthetic_qwen3guard import synth_qwen3guard_gen
+
+        path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
+        console.print(f"wrote {family} ({size}, trained only on a marker word) to {path}")
+    else:
+        path = synth_csam_guard(out, size=size, seed=seed, log=log)
+        console.print(f"wrote {family} ({size}, random weights) to {path}")
     typer.echo(str(path))

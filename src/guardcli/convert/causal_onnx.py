@@ -116,3 +116,18 @@ def export_causal_lm(model, path: Path) -> None:
         for f in sorted(raw.glob("*")):
             f.unlink()
         raw.rmdir()
+
+
+def export_folder(model_dir: Path, out: Path | None = None) -> Path:
+    """Export a checkpoint folder (e.g. a fetched Qwen3Guard-Gen) to `onnx/model.onnx` beside
+    it, in FP32 with eager attention, so `--variant fp32` (or auto) runs it with onnxruntime."""
+    torch = _torch()
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    out = out or model_dir / "onnx" / "model.onnx"
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    export_causal_lm(model, out)
+    return out

@@ -16,8 +16,8 @@ from ..errors import GuardError, input_error
 from ..hub import TORCH_VARIANT, ResolvedModel
 from ..tokenize import Encoded
 from ..verdict import Record, RecordError
-from . import register_family
 from . import qwen3guard_format as fmt
+from . import register_family
 from .base import Guard, Judgement
 
 BACKENDS = ("auto", "onnx", "torch", "remote")
@@ -44,7 +44,9 @@ class Qwen3GuardGen(Guard):
     ):
         super().__init__(model, **options)
         if backend not in BACKENDS:
-            raise input_error(f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}.")
+            raise input_error(
+                f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}."
+            )
         if not (score or generate):
             raise input_error("Nothing to do: both generation and score mode are off.")
         self.strict = strict
@@ -96,12 +98,19 @@ class Qwen3GuardGen(Guard):
         assert self.endpoint
         return ChatEndpoint(
             self.endpoint,
-            self.served_model or self.name,
+            self.served_model or self._repo_id(),
             api_key=self.api_key,
             concurrency=self.concurrency or DEFAULT_CONCURRENCY,
             max_tokens=self.max_new_tokens,
             logprobs=self.use_score,
         )
+
+    def _repo_id(self) -> str:
+        """vLLM serves a model under its hub repo id unless told otherwise."""
+        from ..catalog import load_catalog
+
+        entry = load_catalog().get(self.name)
+        return entry.repo if entry is not None else self.name
 
     @cached_property
     def score_ids(self) -> tuple[list[int], dict[str, int]]:

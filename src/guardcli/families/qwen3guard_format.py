@@ -195,7 +195,9 @@ def score_tokens(encode) -> tuple[list[int], dict[str, int]]:
 
     seqs = {s: encode(c) for s, c in SCORE_CONTINUATIONS.items()}
     at = 0
-    while all(len(seq) > at for seq in seqs.values()) and len({seq[at] for seq in seqs.values()}) == 1:
+    while (
+        all(len(seq) > at for seq in seqs.values()) and len({seq[at] for seq in seqs.values()}) == 1
+    ):
         at += 1
     if any(len(seq) <= at for seq in seqs.values()):
         raise GuardError("Score mode: one severity's tokens are a prefix of another's.")

@@ -58,7 +58,9 @@ class ChatEndpoint:
         self.max_tokens = max_tokens
         self.logprobs = logprobs
 
-    def complete_all(self, conversations: list[list[dict[str, str]]]) -> list[Completion | RecordError]:
+    def complete_all(
+        self, conversations: list[list[dict[str, str]]]
+    ) -> list[Completion | RecordError]:
         """One completion per conversation, in order; a request that fails for good becomes a
         RecordError for that record (a bad key or an unreachable host fails the whole run)."""
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations))) as pool:
