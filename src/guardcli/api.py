@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from .backends import BACKENDS, check_backend
+from .errors import ExitCode, GuardError
 from .families import Guard, get_family
-from .hub import resolve
+from .hub import remote_model, resolve
 from .thresholds import read_thresholds
 
 
@@ -21,6 +24,8 @@ def load_guard(
     fail_closed: bool = False,
     cache_dir: str | None = None,
     thresholds: str | Path | dict[str, float] | None = None,
+    endpoint: str | None = None,
+    **options: Any,
 ) -> Guard:
     """Resolve a catalog name (from the local cache, offline) or a model folder to a Guard.
 
@@ -28,14 +33,32 @@ def load_guard(
     >>> guard.classify(["a watercolor of a lighthouse"])[0].flagged
 
     `backend` (onnxruntime|openvino) runs the variant on that runtime; None: the variant's own
-    (bf16 and ov-int8 are OpenVINO's, fp32/fp16/int8 onnxruntime's).
+    (bf16 and ov-int8 are OpenVINO's, fp32/fp16/int8 onnxruntime's). Families that choose their
+    own runtime (qwen3guard-gen) take onnxruntime or torch.
     `thresholds` (a {category: threshold} dict, or a JSON file of one, flat or under a
     "thresholds" key) overrides per-category thresholds of a multilabel model.
+    Family options pass through `options` (qwen3guard-gen: strict, score, generate,
+    served_model, api_key, concurrency). With `endpoint`, a generative guard runs on an
+    OpenAI-compatible server and needs no local files.
     """
     if isinstance(thresholds, str | Path):
         thresholds = read_thresholds(thresholds)
-    model = resolve(name_or_dir, variant, cache_dir=cache_dir, backend=backend)
+    if endpoint:
+        model = remote_model(name_or_dir, cache_dir=cache_dir)
+        options["endpoint"] = endpoint
+    else:
+        runtime = backend if backend in BACKENDS else None
+        model = resolve(name_or_dir, variant, cache_dir=cache_dir, backend=runtime)
     cls = get_family(model.family)
+    if backend is not None and cls.runtimes:
+        if backend not in cls.runtimes:
+            raise GuardError(
+                f"The {cls.family} family runs on {' or '.join(cls.runtimes)}, not {backend}.",
+                code=ExitCode.INPUT,
+            )
+        options.setdefault("backend", cls.runtimes[backend])
+    else:
+        check_backend(backend)
     return cls(
         model,
         threshold=threshold,
@@ -44,4 +67,5 @@ def load_guard(
         threads=threads,
         fail_closed=fail_closed,
         category_thresholds=thresholds,
+        **options,
     )

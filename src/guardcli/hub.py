@@ -27,13 +27,13 @@ from .backends import (
     variant_file,
     with_backend,
 )
-from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry
+from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry, load_catalog
 from .cpu import preferred_variants
 from .errors import ExitCode, GuardError, missing_extra
 
 # "lora": OpenCC's adapter + head run with torch on the base model.
-TORCH_VARIANT = "lora"
-VARIANT_CHOICES = ("auto", *ALL_VARIANTS, TORCH_VARIANT)
+LORA_VARIANT = "lora"
+VARIANT_CHOICES = ("auto", *ALL_VARIANTS, LORA_VARIANT)
 # What marks a local folder as a family other than the default ONNX sequence classifier.
 OPENCC_MARKER = "weight_frame.json"
 DIALOGUE_MARKER = "task_description.txt"
@@ -190,7 +190,7 @@ def local_family(model_dir: Path) -> str:
 
 
 def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
-    if variant not in ("auto", TORCH_VARIANT):
+    if variant not in ("auto", LORA_VARIANT):
         raise GuardError(
             f"{path} is an OpenCC model, run with torch: it has no {variant} variant.",
             hint="Use --variant auto (or lora).",
@@ -204,7 +204,52 @@ def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
         ),
         path / "adapter_model.safetensors",
     )
-    return ResolvedModel(name, "opencc", path, TORCH_VARIANT, adapter, 0.5, 512)
+    return ResolvedModel(name, "opencc", path, LORA_VARIANT, adapter, 0.5, 512)
+
+
+# Causal-LM guards: safetensors run with torch; an exported KV-cache graph (onnx/model.onnx,
+# see convert.causal_onnx) runs with onnxruntime.
+GENERATIVE_FAMILIES = ("qwen3guard-gen",)
+GENERATIVE_MAX_LENGTH = 32768
+TORCH_VARIANT = "torch"
+
+
+def is_generative_folder(model_dir: Path) -> bool:
+    """A Qwen3Guard-Gen folder: a guardcli marker naming the family, or a Qwen3ForCausalLM
+    config whose chat template carries Qwen3Guard's safety policy."""
+    marker = model_dir / "guardcli_synthetic.json"
+    if marker.exists():
+        return json.loads(marker.read_text()).get("family") in GENERATIVE_FAMILIES
+    config = model_dir / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, OSError):
+        return False
+    if "Qwen3ForCausalLM" not in architectures:
+        return False
+    from .families.qwen3guard_format import model_template
+
+    return "Safety: Controversial" in model_template(model_dir)
+
+
+def _resolve_generative(
+    path: Path, name: str, variant: str, threshold: float, max_length: int
+) -> ResolvedModel:
+    # The causal graph runs on onnxruntime only (OpenVINO variants do not apply).
+    present = [v for v in present_variants(path) if v in ONNX_VARIANT_FILES]
+    chosen = pick_variant(variant, present)
+    if chosen is None and variant == "auto":
+        chosen = TORCH_VARIANT  # no exported graph: run the checkpoint with torch
+    if chosen is None:
+        raise GuardError(
+            f"{path} has no {variant} variant (found: {', '.join(present) or 'none'}).",
+            hint="Use --variant auto to run the checkpoint with torch.",
+        )
+    # The torch variant has no graph: `graph` is the folder itself.
+    graph = path if chosen == TORCH_VARIANT else path / ONNX_VARIANT_FILES[chosen]
+    return ResolvedModel(name, "qwen3guard-gen", path, chosen, graph, threshold, max_length)
 
 
 def _check_variant(variant: str) -> None:
@@ -232,6 +277,8 @@ def resolve(
     if "openvino" in (backend, backend_of(variant)) and not openvino_available():
         raise missing_extra("openvino", f"The {variant} variant on OpenVINO")
     path = Path(name_or_dir).expanduser()
+    if path.is_dir() and is_generative_folder(path):
+        return _resolve_generative(path, path.name, variant, 0.5, GENERATIVE_MAX_LENGTH)
     if path.is_dir():
         name, threshold, max_length = _local_defaults(path)
         family = local_family(path)
@@ -277,6 +324,29 @@ def _cached_openvino(entry: ModelEntry, snapshot: Path | None, status: dict[str,
     return found
 
 
+def remote_model(name_or_dir: str | Path, *, cache_dir: str | None = None) -> ResolvedModel:
+    """The model behind `--endpoint`: a catalog name or a folder (for its tokenizer, when
+    cached), else a bare name of the qwen3guard-gen family. Nothing needs to be downloaded."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        if not is_generative_folder(path):
+            raise GuardError(f"{path} is not a generative guard; --endpoint needs one.")
+        return ResolvedModel(path.name, "qwen3guard-gen", path, "remote", path, 0.5, 32768)
+    entry = load_catalog().get(str(name_or_dir))
+    if entry is None or entry.family not in GENERATIVE_FAMILIES:
+        raise GuardError(
+            f"--endpoint needs a generative guard, not {name_or_dir!r}.",
+            hint="Pass --model qwen3guard-gen (or -4b, -8b) and --served-model NAME.",
+            code=ExitCode.INPUT,
+        )
+    snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir) or path
+    threshold = entry.threshold if entry.threshold is not None else 0.5
+    max_length = entry.max_length or GENERATIVE_MAX_LENGTH
+    return ResolvedModel(
+        entry.name, entry.family, snapshot, "remote", snapshot, threshold, max_length
+    )
+
+
 def _resolve_cached(
     entry: ModelEntry, variant: str, cache_dir: str | None, backend: str | None = None
 ) -> ResolvedModel:
@@ -291,6 +361,21 @@ def _resolve_cached(
         threshold = entry.threshold if entry.threshold is not None else 0.5
         return ResolvedModel(
             entry.name, "opencc", snapshot, resolved.variant, resolved.graph, threshold, 512
+        )
+    if entry.family in GENERATIVE_FAMILIES:
+        snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir)
+        if snapshot is None:
+            raise GuardError(
+                f"Model '{entry.name}' is not in the cache.",
+                hint=f"Run `guard fetch {entry.name}`, pass --model DIR, or use --endpoint URL "
+                "for a served copy.",
+            )
+        return _resolve_generative(
+            snapshot,
+            entry.name,
+            variant,
+            entry.threshold if entry.threshold is not None else 0.5,
+            entry.max_length or GENERATIVE_MAX_LENGTH,
         )
     if not entry.runs_onnx:
         raise GuardError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import GuardError
 
@@ -13,6 +14,7 @@ from .errors import GuardError
 class Encoded:
     ids: list[int]
     truncated: bool
+    record: Any = None  # the Record it came from, for families that need more than ids
 
 
 class TextTokenizer:

@@ -29,9 +29,13 @@ class RecordError(Exception):
     type: str  # invalid_json | invalid_utf8 | missing_field | bad_field | empty_text | model_output
     message: str
     line: int | None = None
+    raw: str | None = None  # the model's own text, for model_output errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "message": self.message, "line": self.line}
+        out: dict[str, Any] = {"type": self.type, "message": self.message, "line": self.line}
+        if self.raw is not None:
+            out["raw"] = self.raw
+        return out
 
 
 @dataclass

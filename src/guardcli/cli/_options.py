@@ -28,7 +28,8 @@ BackendOpt = Annotated[
     typer.Option(
         "--backend",
         help="onnxruntime|openvino. openvino (the 'openvino' extra, for Intel CPUs) runs fp32 as "
-        "ov-fp32 and int8 as ov-int8. Default: the variant's own (bf16, ov-* are OpenVINO's).",
+        "ov-fp32 and int8 as ov-int8. Default: the variant's own (bf16, ov-* are OpenVINO's). "
+        "Generative guards (qwen3guard-gen): onnxruntime|torch.",
     ),
 ]
 ThresholdOpt = Annotated[

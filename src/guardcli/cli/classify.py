@@ -64,6 +64,32 @@ def _closing(handle, opts: ReadOptions) -> Iterator[Record]:
         yield from read_lines(handle, opts)
 
 
+def _response_record(prompt: str, response: str) -> Record:
+    return Record(
+        id="1",
+        text=prompt,
+        messages=[{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+        line=1,
+    )
+
+
+def _family_options(loose, score, served_model, api_key, concurrency) -> dict:
+    """Only options the user changed, so a family they do not apply to can say so."""
+    options: dict = {}
+    if loose:
+        options["strict"] = False
+    if not score:
+        options["score"] = False
+    for name, value in (
+        ("served_model", served_model),
+        ("api_key", api_key),
+        ("concurrency", concurrency),
+    ):
+        if value is not None:
+            options[name] = value
+    return options
+
+
 @handle_errors
 def classify(
     texts: Annotated[
@@ -170,6 +196,47 @@ def classify(
             "inference) on stderr. Also GUARD_TIMING=1.",
         ),
     ] = False,
+    loose: Annotated[
+        bool,
+        typer.Option(
+            "--loose/--strict",
+            help="Generative guards: --strict (default) flags Controversial, --loose does not.",
+        ),
+    ] = False,
+    score: Annotated[
+        bool,
+        typer.Option(
+            "--score/--no-score",
+            help="Generative guards: add score mode's P(Unsafe[+Controversial]) (one extra "
+            "forward pass; from logprobs on an endpoint).",
+        ),
+    ] = True,
+    response: Annotated[
+        str | None,
+        typer.Option(
+            "--response",
+            help="Generative guards: moderate this assistant response to the single prompt given.",
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="OpenAI-compatible base URL serving the guard (vLLM: http://host:8000/v1).",
+        ),
+    ] = None,
+    served_model: Annotated[
+        str | None,
+        typer.Option("--served-model", help="Model name on --endpoint. Default: the hub repo id."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Key for --endpoint. Default: $OPENAI_API_KEY."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", help="Requests in flight to --endpoint. Default: 8."),
+    ] = None,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.
 
@@ -236,7 +303,12 @@ def classify(
         raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
     keep_fields = tuple(keep or ())
     opts = ReadOptions(text_field=text_field, id_field=id_field, keep=keep_fields)
-    records = _open_records(list(texts or []), input_path, opts)
+    if response is not None:
+        if input_path is not None or len(texts or []) != 1 or texts == ["-"]:
+            raise fail("--response needs exactly one prompt as an argument.")
+        records: Iterator[Record] = iter([_response_record(texts[0], response)])  # type: ignore[index]
+    else:
+        records = _open_records(list(texts or []), input_path, opts)
     if pipeline is not None:
         if show_input or thresholds is not None or threshold is not None:
             raise fail(
@@ -255,6 +327,8 @@ def classify(
         threads=threads,
         fail_closed=fail_closed,
         thresholds=thresholds,
+        endpoint=endpoint,
+        **_family_options(loose, score, served_model, api_key, concurrency),
     )
     console = stderr()
     if is_synthetic(guard.model.path) and not quiet:

@@ -9,13 +9,16 @@ import typer
 
 from ._output import fail, handle_errors, stderr
 
-FAMILIES = ("csam-guard", "opencc-cm", "opencc-jb", "intent-ctx")
+FAMILIES = ("csam-guard", "qwen3guard-gen", "opencc-cm", "opencc-jb", "intent-ctx")
 
 
 @handle_errors
 def synth(
     family: Annotated[
-        str, typer.Argument(help="Model: csam-guard, opencc-cm, opencc-jb or intent-ctx.")
+        str,
+        typer.Argument(
+            help="Model: csam-guard, qwen3guard-gen, opencc-cm, opencc-jb or intent-ctx."
+        ),
     ],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
@@ -38,6 +41,9 @@ def synth(
     LoRA adapter, the head and the thresholds sidecar, with a Qwen3.5 base of that size in base/.
 
     Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
+    qwen3guard-gen (tiny only) writes a Qwen3ForCausalLM (safetensors + onnx/model.onnx with KV
+    cache) trained for seconds to answer in Qwen3Guard's format: prompts containing the word
+    'zorblax' are Unsafe (Violent), others Safe; responses add a Refusal line.
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from ..synthetic import SIZES, synth_csam_guard
@@ -51,6 +57,13 @@ def synth(
     def log(message: str) -> None:
         console.print(f"synth: {message}")
 
+    if family == "qwen3guard-gen":
+        from ..synthetic_qwen3guard import synth_qwen3guard_gen
+
+        path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
+        console.print(f"wrote {family} ({size}, trained only on a marker word) to {path}")
+        typer.echo(str(path))
+        return
     if family == "intent-ctx":
         from ..synthetic_dialogue import synth_intent_ctx
 

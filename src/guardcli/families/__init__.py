@@ -9,7 +9,7 @@ from .base import Guard
 
 _FAMILIES: dict[str, type[Guard]] = {}
 # Modules that register a family when imported (lazily: some need torch at run time).
-FAMILY_MODULES = ("seqcls", "opencc", "dialogue")
+FAMILY_MODULES = ("seqcls", "opencc", "dialogue", "qwen3guard")
 
 
 def register_family(cls: type[Guard]) -> type[Guard]:

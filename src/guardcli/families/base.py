@@ -7,7 +7,7 @@ becomes judgements (`score_batch`); batching, truncation and ordering are writte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -40,6 +40,9 @@ class Guard(ABC):
     # Families with per-category thresholds (multilabel heads) set this; others reject
     # `category_thresholds`.
     has_categories: ClassVar[bool] = False
+    # Families that pick their own runtime map `--backend` names to theirs; the others run on
+    # the variant's backend (onnxruntime or OpenVINO).
+    runtimes: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -52,7 +55,13 @@ class Guard(ABC):
         threads: int | None = None,
         fail_closed: bool = False,
         category_thresholds: dict[str, float] | None = None,
+        **options: Any,
     ):
+        if options:
+            raise GuardError(
+                f"{', '.join(sorted(options))} does not apply to the {self.family} family.",
+                code=ExitCode.INPUT,
+            )
         if category_thresholds is not None and not self.has_categories:
             raise GuardError(
                 f"Model '{model.name}' (family {self.family}) has no categories, so "
@@ -88,7 +97,8 @@ class Guard(ABC):
         return self.render(record), False
 
     def encode(self, texts: list[str]) -> list[Encoded]:
-        """Token ids of prepared texts (the tokenizer's truncation side is the family's)."""
+        """Token ids of prepared texts (the tokenizer's truncation side is the family's; a remote
+        backend may not need them)."""
         return self.tokenizer.encode(texts)
 
     @property
@@ -98,8 +108,9 @@ class Guard(ABC):
         return self.threshold
 
     @abstractmethod
-    def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
-        """Judge one batch of encoded inputs (already length-bucketed)."""
+    def score_batch(self, batch: list[Encoded]) -> Sequence[Judgement | RecordError]:
+        """Judge one batch of encoded inputs (already length-bucketed). A RecordError in place
+        of a judgement makes that record an error record (e.g. unparsable model output)."""
 
     def classify(
         self, items: Iterable[str | dict[str, Any] | Record], *, read: ReadOptions | None = None
@@ -141,6 +152,8 @@ class Guard(ABC):
             encoded = self.encode(texts)
             for e, shortened in zip(encoded, cut, strict=True):
                 e.truncated = e.truncated or shortened
+            for j, enc in zip(todo, encoded, strict=True):
+                enc.record = records[j]
             lengths = [len(e.ids) for e in encoded]
             for batch in plan_batches(
                 lengths, batch_size=self.batch_size, token_budget=self.token_budget
@@ -148,7 +161,13 @@ class Guard(ABC):
                 judgements = self.score_batch([encoded[j] for j in batch])
                 for j, judgement in zip(batch, judgements, strict=True):
                     record = records[todo[j]]
-                    verdicts[todo[j]] = self._verdict(record, judgement, encoded[j])
+                    if isinstance(judgement, RecordError):
+                        judgement.line = judgement.line or record.line
+                        verdicts[todo[j]] = Verdict.failed(
+                            record, judgement, fail_closed=self.fail_closed
+                        )
+                    else:
+                        verdicts[todo[j]] = self._verdict(record, judgement, encoded[j])
                 if on_batch:
                     on_batch(len(batch))
         return [v for v in verdicts if v is not None]

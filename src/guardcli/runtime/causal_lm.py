@@ -1,0 +1,176 @@
+"""Causal language models run locally: greedy decoding and next-token logits.
+
+Two backends with one interface: `TorchCausalLM` (transformers, the reference) and
+`OnnxCausalLM` (onnxruntime on a graph with KV cache, exported by `convert.causal_onnx`).
+Prompts are batched with left padding, so the last column is every row's last real token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..cpu import usable_cpus
+from ..errors import GuardError, missing_extra
+
+MAX_NEW_TOKENS = 128
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) as int64, padded on the left."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = seq
+            mask[row, width - len(seq) :] = 1
+    return ids, mask
+
+
+def positions(mask: np.ndarray) -> np.ndarray:
+    return np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+
+
+def stop_ids(model_dir: Path) -> tuple[int, list[int]]:
+    """(pad id, EOS ids) from generation_config.json, else config.json; pad = the first EOS,
+    as the reference decoding sets it."""
+    eos: list[int] = []
+    for name in ("generation_config.json", "config.json"):
+        path = Path(model_dir) / name
+        if path.is_file():
+            value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+            if isinstance(value, int):
+                value = [value]
+            if isinstance(value, list):
+                eos = [int(v) for v in value if isinstance(v, int)]
+            if eos:
+                break
+    if not eos:
+        raise GuardError(f"{model_dir} names no eos_token_id (generation_config.json).")
+    return eos[0], eos
+
+
+class TorchCausalLM:
+    """transformers' AutoModelForCausalLM; `generate` is the reference greedy decoding."""
+
+    def __init__(self, model_dir: Path, *, threads: int | None = None, dtype: str = "auto"):
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM
+        except ImportError as exc:
+            raise missing_extra("export", "The torch backend") from exc
+        torch.set_num_threads(threads or usable_cpus())
+        self.torch = torch
+        self.pad_id, self.eos_ids = stop_ids(model_dir)
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).eval()
+        except Exception as exc:
+            raise GuardError(f"transformers could not load {model_dir}: {exc}") from exc
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        torch = self.torch
+        ids, mask = left_pad(prompts, self.pad_id)
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_ids,
+            )
+        return [_until_eos(row.tolist(), self.eos_ids) for row in out[:, ids.shape[1] :]]
+
+    def next_logits(self, prompts: list[list[int]]) -> np.ndarray:
+        """Logits of the token after each prompt: [batch, vocab] float32."""
+        torch = self.torch
+        ids, mask = left_pad(prompts, self.pad_id)
+        with torch.no_grad():
+            logits = self.model(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                position_ids=torch.from_numpy(positions(mask)),
+                logits_to_keep=1,
+            ).logits
+        return logits[:, -1].float().numpy()
+
+
+def _until_eos(tokens: list[int], eos: list[int]) -> list[int]:
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tokens[: i + 1]
+    return tokens
+
+
+class OnnxCausalLM:
+    """onnxruntime on a causal LM graph with KV cache (inputs input_ids, attention_mask,
+    position_ids, past_key_values.N.key/value; outputs logits of the last position and
+    present.N.key/value); greedy decoding in numpy."""
+
+    def __init__(self, graph: Path, model_dir: Path, *, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or usable_cpus()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(graph), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise GuardError(f"onnxruntime could not load {graph}: {exc}") from exc
+        self.path = Path(graph)
+        self.pad_id, self.eos_ids = stop_ids(model_dir)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        self.present_names = [o.name for o in self.session.get_outputs()][1:]
+        if not self.past_names or len(self.past_names) != len(self.present_names):
+            raise GuardError(
+                f"{self.path.name} is not a causal LM graph with KV cache.",
+                hint="Export one with `guard synth qwen3guard-gen` or convert.causal_onnx.",
+            )
+        shape = inputs[self.past_names[0]].shape
+        self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
+        self.dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
+
+    def _run(self, ids, mask, pos, past):
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        feed.update(zip(self.past_names, past, strict=True))
+        try:
+            logits, *present = self.session.run(None, feed)
+        except Exception as exc:
+            raise GuardError(f"onnxruntime failed on {self.path.name}: {exc}") from exc
+        return logits, present
+
+    def _prefill(self, prompts: list[list[int]]):
+        ids, mask = left_pad(prompts, self.pad_id)
+        empty = np.zeros((len(prompts), self.kv_heads, 0, self.head_dim), dtype=self.dtype)
+        logits, present = self._run(ids, mask, positions(mask), [empty] * len(self.past_names))
+        return logits, present, mask
+
+    def next_logits(self, prompts: list[list[int]]) -> np.ndarray:
+        return self._prefill(prompts)[0].astype(np.float32)
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        logits, past, mask = self._prefill(prompts)
+        pos = positions(mask)[:, -1:]
+        out: list[list[int]] = [[] for _ in prompts]
+        done = np.zeros(len(prompts), dtype=bool)
+        for step in range(max_new_tokens):
+            nxt = logits.argmax(axis=-1).astype(np.int64)
+            nxt[done] = self.pad_id
+            for row in np.flatnonzero(~done):
+                out[row].append(int(nxt[row]))
+                done[row] = int(nxt[row]) in self.eos_ids
+            if done.all() or step == max_new_tokens - 1:
+                break
+            mask = np.concatenate([mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
+            pos = pos + 1
+            logits, past = self._run(nxt[:, None], mask, pos, past)
+        return out
