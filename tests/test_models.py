@@ -168,10 +168,10 @@ def test_without_a_toml_parser(runner, monkeypatch, tmp_path) -> None:
     )
 
 
-def test_non_onnx_family_is_listed_but_not_run(runner, tmp_path) -> None:
+def test_torch_families_resolve_from_the_cache_once_fetched(runner, tmp_path) -> None:
     result = invoke(runner, ["classify", "--model", "opencc-cm", "x"])
     assert result.exit_code == 3
-    assert "cannot run it yet" in result.stderr
+    assert "Model 'opencc-cm' is not in the cache." in result.stderr
     # qwen3guard-gen runs (torch, ONNX or --endpoint) once fetched.
     result = invoke(runner, ["classify", "--model", "qwen3guard-gen", "x"])
     assert result.exit_code == 3

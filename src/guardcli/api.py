@@ -53,7 +53,7 @@ def load_guard(
     if backend is not None and cls.runtimes:
         if backend not in cls.runtimes:
             raise GuardError(
-                f"The {cls.family} family runs on {' or '.join(cls.runtimes)}, not {backend}.",
+                f"The {cls.family} family runs on {' or '.join(cls.runtimes)}, not {backend!r}.",
                 code=ExitCode.INPUT,
             )
         options.setdefault("backend", cls.runtimes[backend])

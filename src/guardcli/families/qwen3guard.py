@@ -26,7 +26,7 @@ BACKENDS = ("auto", "onnx", "torch", "remote")
 @register_family
 class Qwen3GuardGen(Guard):
     family = "qwen3guard-gen"
-    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "torch": "torch"}
+    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "onnx": "onnx", "torch": "torch"}
 
     def __init__(
         self,
