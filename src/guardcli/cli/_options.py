@@ -78,3 +78,10 @@ CacheDirOpt = Annotated[
         "(~/.cache/huggingface/hub).",
     ),
 ]
+TextFieldOpt = Annotated[
+    str | None,
+    typer.Option("--text-field", help="JSON field with the text. Default: text, else prompt."),
+]
+IdFieldOpt = Annotated[
+    str, typer.Option("--id-field", help="JSON field with the id. Default: the line number.")
+]

@@ -17,9 +17,11 @@ from ._options import (
     BackendOpt,
     BatchSizeOpt,
     FormatOpt,
+    IdFieldOpt,
     MaxLengthOpt,
     ModelOpt,
     QuietOpt,
+    TextFieldOpt,
     ThreadsOpt,
     ThresholdOpt,
     VariantOpt,
@@ -113,13 +115,8 @@ def classify(
     max_length: MaxLengthOpt = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
-    text_field: Annotated[
-        str | None,
-        typer.Option("--text-field", help="JSON field with the text. Default: text, else prompt."),
-    ] = None,
-    id_field: Annotated[
-        str, typer.Option("--id-field", help="JSON field with the id. Default: the line number.")
-    ] = "id",
+    text_field: TextFieldOpt = None,
+    id_field: IdFieldOpt = "id",
     keep: Annotated[
         list[str] | None,
         typer.Option("--keep", help="Copy this input field to the output (repeatable)."),

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ExitCode
 from ..records import ReadOptions
-from ._options import BatchSizeOpt, QuietOpt, ThreadsOpt, ThresholdOpt
+from ._options import BatchSizeOpt, IdFieldOpt, QuietOpt, TextFieldOpt, ThreadsOpt, ThresholdOpt
 from ._output import fail, handle_errors, stderr
 from .sweep import _read
 
@@ -47,13 +47,8 @@ def compare(
     label_field: Annotated[
         str, typer.Option("--label-field", help="JSON field with the label, if any.")
     ] = "label",
-    text_field: Annotated[
-        str | None,
-        typer.Option("--text-field", help="JSON field with the text. Default: text, else prompt."),
-    ] = None,
-    id_field: Annotated[
-        str, typer.Option("--id-field", help="JSON field with the id. Default: the line number.")
-    ] = "id",
+    text_field: TextFieldOpt = None,
+    id_field: IdFieldOpt = "id",
     stability: Annotated[
         bool,
         typer.Option(

@@ -14,7 +14,9 @@ from ._options import (
     BackendOpt,
     BatchSizeOpt,
     FormatOpt,
+    IdFieldOpt,
     QuietOpt,
+    TextFieldOpt,
     ThreadsOpt,
     ThresholdOpt,
     VariantOpt,
@@ -75,13 +77,8 @@ def sweep(
             "for all but these.",
         ),
     ] = None,
-    text_field: Annotated[
-        str | None,
-        typer.Option("--text-field", help="JSON field with the text. Default: text, else prompt."),
-    ] = None,
-    id_field: Annotated[
-        str, typer.Option("--id-field", help="JSON field with the id. Default: the line number.")
-    ] = "id",
+    text_field: TextFieldOpt = None,
+    id_field: IdFieldOpt = "id",
     target_recall: Annotated[
         float | None,
         _float_opt("--target-recall", "Report the highest threshold whose recall >= R."),
