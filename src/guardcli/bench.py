@@ -46,7 +46,7 @@ DEFINITIONS = {
     "compilation, or loading their cached result when one is there",
     "peak_rss_mb": "peak resident memory (VmHWM) of the process that held only this variant, "
     "interpreter and runtime included; base_rss_mb is that process before loading it",
-    "size_mb": "the ONNX graph plus its external data on disk",
+    "size_mb": "the graph plus its weights on disk (ONNX external data, OpenVINO .bin)",
     "ratio_to_fp32": "prompts_per_s / FP32's prompts_per_s at the same batch size",
     "usd_per_1m_tokens": "price_per_hour / (e2e_tokens_per_s * 3600) * 1e6",
     "max_abs_diff_vs_fp32": f"largest |score - FP32 score| over the first {AGREEMENT_PROMPTS} "
@@ -204,12 +204,10 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
 
 
 def graph_size(graph: Path) -> int:
-    """Bytes of an ONNX graph plus its external data (`<name>_data` or `<name>.data`)."""
-    total = graph.stat().st_size
-    for data in (graph.with_name(graph.name + "_data"), graph.with_name(graph.name + ".data")):
-        if data.exists():
-            total += data.stat().st_size
-    return total
+    """Bytes of a variant's graph plus its weights on disk."""
+    from .convert.onnx_recipes import model_size
+
+    return model_size(graph)
 
 
 # ---------------------------------------------------------------- workers

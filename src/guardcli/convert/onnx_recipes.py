@@ -46,9 +46,13 @@ def save_onnx(model, path: Path, *, force_external: bool = False) -> None:
 
 
 def model_size(path: Path) -> int:
-    """Bytes on disk of an ONNX file plus its external data."""
-    data = path.with_name(path.name + "_data")
-    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    """Bytes on disk of a model file plus its weights beside it: ONNX external data
+    (`<name>_data`, or `<name>.data` as onnxruntime's quantizer writes it) or OpenVINO's `.bin`."""
+    total = path.stat().st_size
+    sidecars = [path.with_name(path.name + "_data"), path.with_name(path.name + ".data")]
+    if path.suffix == ".xml":
+        sidecars.append(path.with_suffix(".bin"))
+    return total + sum(p.stat().st_size for p in sidecars if p.exists())
 
 
 def _matches(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
