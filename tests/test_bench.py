@@ -256,3 +256,11 @@ def test_synthetic_uses_the_cached_model(runner, tiny_model, tmp_path, monkeypat
     assert model["synthetic"] is True
     assert model["path"] == str(cache / "synthetic" / "csam-guard-tiny-seed0")
     assert "synth:" not in result.stderr  # built once, not again
+
+
+def test_a_model_without_graphs_is_refused_clearly() -> None:
+    from guardcli.bench import parse_variants
+    from guardcli.errors import GuardError
+
+    with pytest.raises(GuardError, match="no ONNX or OpenVINO variant to benchmark"):
+        parse_variants("all", [])

@@ -89,6 +89,12 @@ def parse_variants(text: str, present: Sequence[str], backend: str | None = None
             f"Unknown variant {unknown[0]!r}.",
             hint=f"Choose from: {', '.join(ALL_VARIANTS)}, all.",
         )
+    if not wanted:
+        raise GuardError(
+            "The model has no ONNX or OpenVINO variant to benchmark.",
+            hint="guard bench times exported graphs; a torch-only model (OpenCC's LoRA) has "
+            "none: time it with `guard classify --timings`.",
+        )
     wanted = [with_backend(v, backend) for v in wanted]
     missing = [v for v in wanted if v not in present]
     if missing:
