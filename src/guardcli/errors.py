@@ -38,3 +38,16 @@ def missing_extra(extra: str, what: str) -> GuardError:
         hint=f"Install them with: pip install 'guardcli[{extra}]'",
         code=ExitCode.MODEL,
     )
+
+
+def require_torch(what: str, *, peft: bool = False):
+    """torch (with transformers, and peft when asked), or the 'export' extra's install hint."""
+    try:
+        import torch
+        import transformers  # noqa: F401
+
+        if peft:
+            import peft as _peft  # noqa: F401
+    except ImportError as exc:
+        raise missing_extra("export", what) from exc
+    return torch

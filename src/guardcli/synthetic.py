@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import GuardError, missing_extra
+from .errors import GuardError, require_torch
 
 SIZES = ("tiny", "full")
 SYNTHETIC_MARKER = "guardcli_synthetic.json"
@@ -40,12 +40,7 @@ CSAM_GUARD_MAX_LENGTH = 384
 
 
 def _torch():
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise missing_extra("export", "Building synthetic models") from exc
-    return torch
+    return require_torch("Building synthetic models")
 
 
 def qwen3_config(dims: EncoderDims, **extra: Any):

@@ -85,3 +85,9 @@ TextFieldOpt = Annotated[
 IdFieldOpt = Annotated[
     str, typer.Option("--id-field", help="JSON field with the id. Default: the line number.")
 ]
+ReportFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
+    ),
+]

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._options import BackendOpt, QuietOpt, ThreadsOpt
+from ._options import BackendOpt, QuietOpt, ReportFormatOpt, ThreadsOpt
 from ._output import fail, handle_errors, stderr
 
 FORMATS = ("table", "json")
@@ -76,12 +76,7 @@ def bench(
             "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
         ),
     ] = None,
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
-        ),
-    ] = None,
+    fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Time the model's variants side by side on this machine, and say which to ship.

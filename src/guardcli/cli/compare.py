@@ -11,7 +11,15 @@ import typer
 
 from ..errors import ExitCode
 from ..records import ReadOptions
-from ._options import BatchSizeOpt, IdFieldOpt, QuietOpt, TextFieldOpt, ThreadsOpt, ThresholdOpt
+from ._options import (
+    BatchSizeOpt,
+    IdFieldOpt,
+    QuietOpt,
+    ReportFormatOpt,
+    TextFieldOpt,
+    ThreadsOpt,
+    ThresholdOpt,
+)
 from ._output import fail, handle_errors, stderr
 from .sweep import _read
 
@@ -67,12 +75,7 @@ def compare(
     ] = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
-        ),
-    ] = None,
+    fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare a model folder's FP16/INT8 variants with its FP32 graph: decision flips (count,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from ._options import CacheDirOpt
+from ._options import CacheDirOpt, ReportFormatOpt
 from ._output import fail, handle_errors
 
 FORMATS = ("table", "json")
@@ -44,12 +44,7 @@ def catalog_rows(cache_dir: str | None = None) -> list[dict[str, Any]]:
 @handle_errors
 def models(
     *,
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
-        ),
-    ] = None,
+    fmt: ReportFormatOpt = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """List known models: hub repo, family, each variant's files, default threshold and max

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ._options import ReportFormatOpt
 from ._output import fail, handle_errors, stderr
 
 FORMATS = ("table", "json")
@@ -67,12 +68,7 @@ def _render(report: dict[str, Any]) -> None:
 @handle_errors
 def probe_cpu(
     *,
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
-        ),
-    ] = None,
+    fmt: ReportFormatOpt = None,
     cpuinfo: Annotated[
         Path | None,
         typer.Option(

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import missing_extra
+from ..errors import require_torch
 
 OPSET = 17
 
 
 def _torch():
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise missing_extra("export", "Exporting a causal LM to ONNX") from exc
-    return torch
+    return require_torch("Exporting a causal LM to ONNX")
 
 
 def kv_wrapper(model):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import ONNX_VARIANT_FILES
-from ..errors import ExitCode, GuardError, input_error, missing_extra
+from ..errors import ExitCode, GuardError, input_error, require_torch
 
 MODEL_CONFIG = "model_config.json"
 HEAD_FILE = "head.pt"
@@ -93,12 +93,7 @@ class ExportResult:
 
 
 def _torch():
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise missing_extra("export", "Exporting a checkpoint") from exc
-    return torch
+    return require_torch("Exporting a checkpoint")
 
 
 def additive_causal_mask(torch: Any, attention_mask: Any) -> Any:

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExitCode, GuardError, missing_extra
+from ..errors import ExitCode, GuardError, require_torch
 from ..hub import ResolvedModel
 from ..thresholds import apply_thresholds
 from ..tokenize import Encoded, TextTokenizer
@@ -22,13 +22,7 @@ from .opencc_frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
 
 
 def _torch_stack():
-    try:
-        import peft  # noqa: F401
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise missing_extra("export", "Running OpenCC models (torch, transformers, peft)") from exc
-    return torch
+    return require_torch("Running OpenCC models (torch, transformers, peft)", peft=True)
 
 
 def load_head(path, torch):
