@@ -16,7 +16,14 @@ TEXTS = "a watercolor of a lighthouse\nhow do I bake bread?\n"
 
 
 def write_pipeline(
-    tmp_path: Path, jb: Path, cm: Path, *, action="block", jb_t=1.0, cm_t=0.0, judge: bool = False
+    tmp_path: Path,
+    jb: Path,
+    cm: Path,
+    *,
+    action="block",
+    jb_t=1.0,
+    cm_t=0.0,
+    judge: str | None = None,
 ) -> Path:
     (tmp_path / "cm.json").write_text(json.dumps(dict.fromkeys(HARM_CATEGORIES, cm_t)))
     lines = [
@@ -35,7 +42,7 @@ def write_pipeline(
             "  - name: judge",
             "    role: judge",
             "    model: qwen3guard-gen",
-            "    endpoint: http://127.0.0.1:9/v1",
+            f"    endpoint: {judge}",
         ]
     path = tmp_path / "pipeline.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -74,15 +81,36 @@ def test_annotate_escalates_instead_of_blocking(runner, tmp_path, opencc_jb, ope
     assert all(len(r["categories"]) == 11 for r in rows)  # the annotations travel along
 
 
-def test_first_flag_goes_to_the_judge(runner, tmp_path, opencc_jb, opencc_cm) -> None:
-    path = write_pipeline(tmp_path, opencc_jb, opencc_cm, jb_t=0.0, judge=True)
-    result, rows = run(runner, path, TEXTS + "{broken\n")
+def test_first_flag_goes_to_the_remote_judge(runner, tmp_path, opencc_jb, opencc_cm) -> None:
+    """Every record is flagged by the first screen; a qwen3guard-gen judge served over an
+    OpenAI-compatible API (a stand-in on 127.0.0.1) clears or blocks each one."""
+    from .test_qwen3guard import MARKER, _Server
+
+    with _Server() as server:
+        path = write_pipeline(tmp_path, opencc_jb, opencc_cm, jb_t=0.0, judge=server.url)
+        result, rows = run(runner, path, TEXTS + f"the {MARKER} plan\n" + "{broken\n")
     assert result.exit_code == 2  # the broken record outranks the flags
-    for row in rows[:2]:
-        assert row["decision"] == "escalate"
+    assert [r.get("decision") for r in rows] == ["allow", "allow", "block", None]
+    for row in rows[:3]:
         assert list(row["stages"]) == ["jailbreak", "judge"]  # moderation skipped
-        assert row["stages"]["judge"]["error"]["type"] == "judge_unavailable"
-    assert rows[2]["error"]["type"] == "invalid_json" and rows[2]["flagged"] is None
+    assert [r["stages"]["judge"]["severity"] for r in rows[:3]] == ["Safe", "Safe", "Unsafe"]
+    assert rows[3]["error"]["type"] == "invalid_json" and rows[3]["flagged"] is None
+    assert len(server.requests) == 3
+
+
+def test_a_failing_judge_escalates_instead_of_failing_the_run() -> None:
+    from guardcli.errors import GuardError
+    from guardcli.pipeline import Stage
+    from guardcli.verdict import Record
+
+    class Down:
+        def classify_records(self, records):
+            raise GuardError("http://127.0.0.1:9/v1 failed after 5 attempts: refused.")
+
+    stage = Stage("judge", "qwen3guard-gen", role="judge", guard=Down(), endpoint="http://x/v1")
+    (verdict,) = stage.judge_records([Record(id="1", text="a kettle")])
+    assert verdict.error is not None and verdict.error.type == "judge_unavailable"
+    assert "failed after 5 attempts" in verdict.error.message
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ record goes to the judge when there is one. The decision:
 - block: flagged (by a screen when there is no judge, else by the judge) and default_action is
   block;
 - escalate: flagged and default_action is annotate (it passes on, annotated with the stage
-  verdicts), or the judge could not give a verdict (a remote judge is not available in this
-  version: the stage answers with an error and the record is escalated).
+  verdicts), or the judge could not give a verdict (say its endpoint stayed down after its
+  retries: the stage answers with a `judge_unavailable` error and the record is escalated).
 `flagged` is true unless the decision is allow, so guard's exit codes hold: 0 all allowed,
 1 something blocked or escalated, 2 a bad record (an error outranks a flag), 3 a model error.
 """
@@ -41,10 +41,19 @@ from .verdict import Record, RecordError, Verdict
 
 ACTIONS = ("block", "annotate")
 ROLES = ("screen", "judge")
-STAGE_KEYS = {"name", "model", "role", "variant", "threshold", "thresholds", "endpoint"}
+STAGE_KEYS = {
+    "name",
+    "model",
+    "role",
+    "variant",
+    "threshold",
+    "thresholds",
+    "endpoint",
+    "served_model",
+}
 FILE_HINT = (
     "A pipeline file is YAML with `stages:` (a list of {name, model, role: screen|judge, "
-    "variant, threshold, thresholds, endpoint}) and optionally `name:` and "
+    "variant, threshold, thresholds, endpoint, served_model}) and optionally `name:` and "
     "`default_action: block|annotate`."
 )
 
@@ -58,14 +67,18 @@ class Stage:
     endpoint: str | None = None
 
     def judge_records(self, records: list[Record]) -> list[Verdict]:
-        if self.guard is not None:
+        """The judge's verdicts; a judge that fails (an endpoint down after its retries)
+        escalates the records instead of failing the run."""
+        assert self.guard is not None
+        try:
             return self.guard.classify_records(records)
-        reason = RecordError(
-            "judge_unavailable",
-            f"the remote judge {self.model} at {self.endpoint} is not available in this "
-            "version of guardcli; the record is escalated",
-        )
-        return [Verdict.failed(r, reason) for r in records]
+        except GuardError as err:
+            where = f" at {self.endpoint}" if self.endpoint else ""
+            reason = RecordError(
+                "judge_unavailable",
+                f"the judge {self.model}{where} failed ({err.message}); the record is escalated",
+            )
+            return [Verdict.failed(r, reason) for r in records]
 
 
 @dataclass
@@ -199,7 +212,7 @@ def load_pipeline(
     fail_closed: bool = False,
     cache_dir: str | None = None,
 ) -> Pipeline:
-    """Read a pipeline file and load each stage's model (a remote judge is a stub)."""
+    """Read a pipeline file and load each stage's model (a judge may be remote: `endpoint`)."""
     from .api import load_guard
 
     path = Path(path).expanduser()
@@ -248,4 +261,14 @@ def load_pipeline(
         stages.append(stage)
     if not any(s.role == "screen" for s in stages):
         raise _bad(path, "a pipeline needs at least one screen stage before the judge.")
+    for stage, spec in zip(stages, specs, strict=True):
+        if stage.endpoint is not None:
+            # A generative judge served by vLLM/SGLang or a hosted OpenAI-compatible API.
+            stage.guard = load_guard(
+                _model_ref(spec["model"], path.parent),
+                endpoint=stage.endpoint,
+                threshold=spec.get("threshold"),
+                cache_dir=cache_dir,
+                **({"served_model": spec["served_model"]} if spec.get("served_model") else {}),
+            )
     return Pipeline(str(data.get("name") or path.stem), stages, action, fail_closed)
