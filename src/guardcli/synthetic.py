@@ -116,37 +116,23 @@ def build_csam_guard_module(size: str = "tiny", seed: int = 0):
 def export_seqcls_onnx(module, path: Path, *, max_length: int) -> None:
     """TorchScript ONNX export with dynamic batch and sequence axes, one external-data file."""
     torch = _torch()
-    import onnx
+    from .convert.onnx_recipes import export_torchscript
 
-    from .convert.onnx_recipes import save_onnx
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor([[9707, 1879, 151643], [9707, 151643, 151643]], dtype=torch.int64)
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.int64)
-    raw = path.with_name(path.stem + ".raw")
-    raw.mkdir(parents=True, exist_ok=True)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                module,
-                (ids, mask),
-                str(raw / "model.onnx"),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "sequence"},
-                    "attention_mask": {0: "batch", 1: "sequence"},
-                    "logits": {0: "batch"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-        # The exporter writes one file per tensor above 2 GB: gather them into one.
-        save_onnx(onnx.load(str(raw / "model.onnx")), path)
-    finally:
-        for f in sorted(raw.glob("*")):
-            f.unlink()
-        raw.rmdir()
+    export_torchscript(
+        module,
+        (ids, mask),
+        path,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"},
+        },
+        opset_version=17,
+    )
 
 
 def synth_csam_guard(
@@ -192,15 +178,20 @@ def synth_csam_guard(
     if "int8" in variants:
         log("quantizing dynamic INT8 (down_proj kept FP32)")
         to_int8_dynamic(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx")
-    marker = {
-        "family": "csam-guard",
-        "size": size,
-        "seed": seed,
-        "note": "random weights: verdicts are meaningless; for tests and benchmarks only",
-    }
-    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    write_marker(out, "csam-guard", size=size, seed=seed)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out
+
+
+RANDOM_WEIGHTS_NOTE = "random weights: verdicts are meaningless; for tests and benchmarks only"
+
+
+def write_marker(
+    out: Path, family: str, *, size: str, seed: int, note: str = RANDOM_WEIGHTS_NOTE, **extra: Any
+) -> None:
+    """The file that tells every command (and a person) that a folder is synthetic."""
+    marker = {"family": family, "size": size, "seed": seed, **extra, "note": note}
+    (Path(out) / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
 def is_synthetic(model_dir: Path) -> bool:

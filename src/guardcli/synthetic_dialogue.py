@@ -10,7 +10,14 @@ from pathlib import Path
 
 from .errors import GuardError, missing_extra
 from .hub import DIALOGUE_MARKER
-from .synthetic import CSAM_GUARD_DIMS, SIZES, SYNTHETIC_MARKER, EncoderDims, _torch, qwen3_config
+from .synthetic import (
+    CSAM_GUARD_DIMS,
+    SIZES,
+    EncoderDims,
+    _torch,
+    qwen3_config,
+    write_marker,
+)
 
 DIALOGUE_MAX_LENGTH = 4096
 # intent_safety_clf_4b is a Qwen3-4B: hidden 2560, 36 layers, 32 heads, 8 KV heads.
@@ -146,12 +153,6 @@ def synth_intent_ctx(
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / DIALOGUE_MARKER).write_text(PLACEHOLDER_TASK + "\n", encoding="utf-8")
     export_dialogue_onnx(out, variants=("fp32", *[v for v in variants if v != "fp32"]), log=log)
-    marker = {
-        "family": "intent-ctx",
-        "size": size,
-        "seed": seed,
-        "note": "random weights: verdicts are meaningless; for tests and benchmarks only",
-    }
-    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    write_marker(out, "intent-ctx", size=size, seed=seed)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import GuardError
 from .families.opencc_frame import HARM_CATEGORIES, JAILBREAK_THRESHOLD, LOCAL_BASE, TAXONOMY
-from .synthetic import QWEN3_VOCAB, SIZES, SYNTHETIC_MARKER, _torch
+from .synthetic import QWEN3_VOCAB, SIZES, _torch, write_marker
 
 REAL_BASE = "Qwen/Qwen3.5-0.8B"
 OPENCC_KINDS = ("opencc-cm", "opencc-jb")
@@ -149,13 +149,7 @@ def synth_opencc(
         )
     (out / "weight_frame.json").write_text(json.dumps({frame_key: frame}, indent=2) + "\n")
     (out / "train_config.json").write_text(json.dumps(train, indent=2) + "\n")
-    marker = {
-        "family": kind,
-        "size": size,
-        "seed": seed,
-        "base": f"tiny Qwen3.5 in {LOCAL_BASE}/" if size == "tiny" else f"Qwen3.5 in {LOCAL_BASE}/",
-        "note": "random weights: verdicts are meaningless; for tests and benchmarks only",
-    }
-    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    base = f"tiny Qwen3.5 in {LOCAL_BASE}/" if size == "tiny" else f"Qwen3.5 in {LOCAL_BASE}/"
+    write_marker(out, kind, size=size, seed=seed, base=base)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out

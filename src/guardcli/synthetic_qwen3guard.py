@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GuardError
-from .synthetic import CSAM_GUARD_DIMS, SIZES, SYNTHETIC_MARKER, _torch, qwen3_config
+from .synthetic import CSAM_GUARD_DIMS, SIZES, SYNTHETIC_MARKER, _torch, qwen3_config, write_marker
 
 MARKER_WORD = "zorblax"
 REFUSAL_WORD = "cannot"
@@ -146,14 +146,14 @@ def synth_qwen3guard_gen(
 
         log("exporting ONNX with KV cache")
         export_causal_lm(model, out / "onnx" / "model.onnx")
-    marker = {
-        "family": "qwen3guard-gen",
-        "size": size,
-        "seed": seed,
-        "marker_word": MARKER_WORD,
-        "note": "tiny model trained only to answer in Qwen3Guard's format about a marker word",
-    }
-    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    write_marker(
+        out,
+        "qwen3guard-gen",
+        size=size,
+        seed=seed,
+        marker_word=MARKER_WORD,
+        note="tiny model trained only to answer in Qwen3Guard's format about a marker word",
+    )
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out
 

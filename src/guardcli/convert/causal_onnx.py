@@ -64,9 +64,7 @@ def kv_wrapper(model):
 def export_causal_lm(model, path: Path) -> None:
     """Write `model` (a transformers causal LM, eval mode, eager attention) to `path`."""
     torch = _torch()
-    import onnx
-
-    from .onnx_recipes import save_onnx
+    from .onnx_recipes import export_torchscript
 
     config = model.config
     layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
@@ -91,26 +89,15 @@ def export_causal_lm(model, path: Path) -> None:
         position_ids={0: "batch", 1: "sequence"},
         logits={0: "batch"},
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = path.with_name(path.stem + ".raw")
-    raw.mkdir(parents=True, exist_ok=True)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                wrapper,
-                (ids, mask, pos, *past),
-                str(raw / "model.onnx"),
-                input_names=["input_ids", "attention_mask", "position_ids", *past_names],
-                output_names=["logits", *present_names],
-                dynamic_axes=axes,
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        save_onnx(onnx.load(str(raw / "model.onnx")), path)
-    finally:
-        for f in sorted(raw.glob("*")):
-            f.unlink()
-        raw.rmdir()
+    export_torchscript(
+        wrapper,
+        (ids, mask, pos, *past),
+        path,
+        input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+        output_names=["logits", *present_names],
+        dynamic_axes=axes,
+        opset_version=OPSET,
+    )
 
 
 def export_folder(model_dir: Path, out: Path | None = None) -> Path:

@@ -45,6 +45,26 @@ def save_onnx(model, path: Path, *, force_external: bool = False) -> None:
     )
 
 
+def export_torchscript(module, args: tuple, path: Path, **export_kwargs) -> None:
+    """TorchScript ONNX export (`dynamo=False`, which keeps module paths in node names) into a
+    scratch folder, then saved as `path` with all weights in one external-data file: above 2 GB
+    the exporter writes one file per tensor."""
+    import torch
+
+    onnx = _onnx()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = path.with_name(path.stem + ".raw")
+    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(module, args, str(raw / "model.onnx"), dynamo=False, **export_kwargs)
+        save_onnx(onnx.load(str(raw / "model.onnx")), path)
+    finally:
+        for f in sorted(raw.glob("*")):
+            f.unlink()
+        raw.rmdir()
+
+
 def model_size(path: Path) -> int:
     """Bytes on disk of a model file plus its weights beside it: ONNX external data
     (`<name>_data`, or `<name>.data` as onnxruntime's quantizer writes it) or OpenVINO's `.bin`."""
