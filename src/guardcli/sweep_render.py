@@ -11,7 +11,8 @@ SPARKS = "▁▂▃▄▅▆▇█"
 MARKS = {"at_threshold": "T", "best_f1": "F", "pick": "P"}
 
 
-def _f(value: Any, digits: int = 4) -> str:
+def fmt_value(value: Any, digits: int = 4) -> str:
+    """A number for a table cell: floats to `digits` places, None as '-'."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -84,20 +85,20 @@ def render_table(report: dict[str, Any], out: IO[str], *, title: str = "") -> No
     from rich.table import Table
 
     console = Console(file=out, soft_wrap=False, highlight=False)
-    auc = f"ROC AUC {_f(report['roc_auc'])}  PR AUC (AP) {_f(report['pr_auc'])}"
+    auc = f"ROC AUC {fmt_value(report['roc_auc'])}  PR AUC (AP) {fmt_value(report['pr_auc'])}"
     console.print(
         f"[bold]{title}[/]  n {report['n']} ({report['positives']} positive, "
         f"{report['negatives']} negative, {report['excluded']} left out)  {auc}"
     )
     at = report["at_threshold"]
     ci = report.get("bootstrap")
-    table = Table(title=f"At threshold {_f(at['threshold'])} ({report['threshold_source']})")
+    table = Table(title=f"At threshold {fmt_value(at['threshold'])} ({report['threshold_source']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     if ci:
         table.add_column(f"95% CI ({ci['n']} resamples, seed {ci['seed']})", justify="right")
     for name in ("precision", "recall", "f1", "fpr", "accuracy"):
-        cells = [name, _f(at[name])]
+        cells = [name, fmt_value(at[name])]
         if ci:
             band = ci.get(name)
             cells.append(
@@ -119,9 +120,9 @@ def render_table(report: dict[str, Any], out: IO[str], *, title: str = "") -> No
                 str(g["group"]),
                 str(g["n"]),
                 str(g["positives"]),
-                _f(g["recall"]),
-                _f(g["precision"]),
-                _f(g["fpr"]),
+                fmt_value(g["recall"]),
+                fmt_value(g["precision"]),
+                fmt_value(g["fpr"]),
             )
         console.print(groups)
     if report.get("categories"):
@@ -134,11 +135,11 @@ def render_table(report: dict[str, Any], out: IO[str], *, title: str = "") -> No
                 name,
                 str(cat["n"]),
                 str(cat["positives"]),
-                _f(cat["roc_auc"]),
-                _f(cat["pr_auc"]),
-                _f(cat["pick"]["threshold"]),
-                _f(pick.get("recall")),
-                _f(pick.get("precision")),
+                fmt_value(cat["roc_auc"]),
+                fmt_value(cat["pr_auc"]),
+                fmt_value(cat["pick"]["threshold"]),
+                fmt_value(pick.get("recall")),
+                fmt_value(pick.get("precision")),
             )
         console.print(cats)
     if len(report["curve"]) > 1:
@@ -168,7 +169,7 @@ def _points_table(report: dict[str, Any]):
         if point is None:
             table.add_row(rule, "none", *[""] * len(cells))
             continue
-        table.add_row(rule, f"{point['threshold']:.6g}", *(_f(point[c]) for c in cells))
+        table.add_row(rule, f"{point['threshold']:.6g}", *(fmt_value(point[c]) for c in cells))
     return table
 
 
@@ -209,14 +210,14 @@ def plot(
     pr.set(
         xlabel="recall",
         ylabel="precision",
-        title=f"Precision-recall (AP {_f(report['pr_auc'])})",
+        title=f"Precision-recall (AP {fmt_value(report['pr_auc'])})",
         xlim=(0, 1.02),
         ylim=(0, 1.02),
     )
     roc.set(
         xlabel="false positive rate",
         ylabel="recall (TPR)",
-        title=f"ROC (AUC {_f(report['roc_auc'])})",
+        title=f"ROC (AUC {fmt_value(report['roc_auc'])})",
         xlim=(0, 1.02),
         ylim=(0, 1.02),
     )

@@ -22,6 +22,7 @@ import numpy as np
 from .. import metrics
 from ..catalog import VARIANTS
 from ..errors import input_error
+from ..sweep_render import fmt_value
 from ..verdict import Record
 
 BASELINE = "fp32"
@@ -266,14 +267,6 @@ def worst_flip_rate(report: dict[str, Any]) -> float:
     return max(rates, default=0.0)
 
 
-def _f(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.4f}"
 
@@ -305,15 +298,15 @@ def render_table(report: dict[str, Any], out: Any) -> None:
         row = [
             name,
             "-" if flips is None else str(flips["count"]),
-            "-" if flips is None else _f(flips["rate"]),
-            "-" if delta is None else _f(delta["max"]),
-            "-" if delta is None else _f(delta["p99"]),
+            "-" if flips is None else fmt_value(flips["rate"]),
+            "-" if delta is None else fmt_value(delta["max"]),
+            "-" if delta is None else fmt_value(delta["p99"]),
         ]
         if labelled:
             row += [
-                _f(e.get("recall")),
+                fmt_value(e.get("recall")),
                 _signed(e.get("recall_change")),
-                _f(e.get("precision")),
+                fmt_value(e.get("precision")),
                 _signed(e.get("precision_change")),
             ]
         table.add_row(*row)
@@ -330,6 +323,6 @@ def render_table(report: dict[str, Any], out: Any) -> None:
             cells = [name]
             for p in report["perturbations"]:
                 s = e["stability"][p]
-                cells.append(f"{s['flips']}/{s['n']} ({_f(s['rate'], 3)})")
+                cells.append(f"{s['flips']}/{s['n']} ({fmt_value(s['rate'], 3)})")
             stab.add_row(*cells)
         console.print(stab)
