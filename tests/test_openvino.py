@@ -349,3 +349,50 @@ def test_without_native_bf16_the_flags_rank_bf16_last() -> None:
 
     assert openvino_order({"avx512f", "amx_bf16", "amx_int8"}) == ["ov-int8", "bf16", "ov-fp32"]
     assert openvino_order({"avx512f", "avx512_vnni"}) == ["ov-int8", "ov-fp32", "bf16"]
+
+
+def test_a_session_without_prepacking_gives_the_same_logits(tiny_model) -> None:
+    from guardcli.runtime.onnx_session import OnnxSession
+
+    ids, mask = _batch(tiny_model)
+    for name in ("model.onnx", "model_quantized.onnx"):
+        graph = tiny_model / "onnx" / name
+        packed = OnnxSession(graph, cache=False).run(ids, mask)
+        unpacked = OnnxSession(graph, cache=False, prepack=False).run(ids, mask)
+        np.testing.assert_allclose(unpacked, packed, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("texts", "input_path", "expected"),
+    [
+        (["a lighthouse"], None, True),
+        (["a", "b", "c"], None, True),
+        ([f"p{i}" for i in range(9)], None, False),  # more than one short batch
+        (["x" * 5000], None, False),
+        (["-"], None, False),  # stdin: length unknown
+        ([], "prompts.jsonl", False),
+    ],
+)
+def test_only_a_few_short_argument_prompts_skip_prepacking(texts, input_path, expected) -> None:
+    from guardcli.cli.classify import _one_shot
+
+    assert _one_shot(texts, input_path, None) is expected
+
+
+def test_classify_from_arguments_loads_a_one_shot_session(runner, tiny_model, monkeypatch):
+    from guardcli.runtime import onnx_session
+
+    seen: list[bool] = []
+    real = onnx_session.OnnxSession.__init__
+
+    def spy(self, path, **kwargs):
+        seen.append(kwargs.get("prepack", True))
+        real(self, path, **kwargs)
+
+    monkeypatch.setattr(onnx_session.OnnxSession, "__init__", spy)
+    args = ["classify", "-m", str(tiny_model), "-f", "jsonl", "-q", "--variant", "int8"]
+    one = invoke(runner, [*args, "a lighthouse"])
+    many = invoke(runner, args, input="a lighthouse\n")  # stdin: the same prompt, prepacked
+    assert one.exit_code in (0, 1) and many.exit_code in (0, 1), one.stderr + many.stderr
+    assert seen == [False, True]
+    assert json.loads(one.stdout)["score"] == pytest.approx(json.loads(many.stdout)["score"])

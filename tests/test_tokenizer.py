@@ -84,3 +84,34 @@ def test_decode_round_trip(converted: Tokenizer) -> None:
     for text in EXTRA:
         nfc = unicodedata.normalize("NFC", text)
         assert converted.decode(converted.encode(nfc).ids) == nfc
+
+
+def test_one_merge_per_token_like_qwen3(converted: Tokenizer) -> None:
+    # Qwen3's own tokenizer.json lists 151,387 merges: one per multi-byte token.
+    merges = json.loads(converted.to_str())["model"]["merges"]
+    assert len(merges) == FIRST_ADDED_ID - 256
+
+
+def test_matches_tiktoken_on_vocabulary_and_random_joins(converted: Tokenizer, reference) -> None:
+    """Each token's own text, and random joins of tokens, must byte-pair merge the same way:
+    a merge list that misses a path shows up here even when natural text never hits it."""
+    import random
+
+    rng = random.Random(0)
+    tokens = []
+    for token in reference._mergeable_ranks:
+        try:
+            text = token.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if unicodedata.normalize("NFC", text) == text:
+            tokens.append(text)
+    texts = rng.sample(tokens, 30_000)
+    texts += [
+        unicodedata.normalize("NFC", "".join(rng.choices(tokens, k=rng.randint(2, 10))))
+        for _ in range(10_000)
+    ]
+    ours = [e.ids for e in converted.encode_batch(texts, add_special_tokens=False)]
+    theirs = reference.encode_ordinary_batch(texts)
+    mismatched = [t for t, a, b in zip(texts, ours, theirs, strict=True) if a != b]
+    assert mismatched == []

@@ -25,6 +25,7 @@ def load_guard(
     cache_dir: str | None = None,
     thresholds: str | Path | dict[str, float] | None = None,
     endpoint: str | None = None,
+    one_shot: bool = False,
     **options: Any,
 ) -> Guard:
     """Resolve a catalog name (from the local cache, offline) or a model folder to a Guard.
@@ -40,6 +41,8 @@ def load_guard(
     Family options pass through `options` (qwen3guard-gen: strict, score, generate,
     served_model, api_key, concurrency). With `endpoint`, a generative guard runs on an
     OpenAI-compatible server and needs no local files.
+    `one_shot` says the guard will see only a few prompts (a command-line call): the runtime then
+    skips load-time work that pays off only over many batches (onnxruntime weight prepacking).
     """
     if isinstance(thresholds, str | Path):
         thresholds = read_thresholds(thresholds)
@@ -67,5 +70,6 @@ def load_guard(
         threads=threads,
         fail_closed=fail_closed,
         category_thresholds=thresholds,
+        one_shot=one_shot,
         **options,
     )

@@ -55,6 +55,7 @@ class Guard(ABC):
         threads: int | None = None,
         fail_closed: bool = False,
         category_thresholds: dict[str, float] | None = None,
+        one_shot: bool = False,
         **options: Any,
     ):
         if options:
@@ -79,6 +80,9 @@ class Guard(ABC):
         self.token_budget = max(token_budget or DEFAULT_TOKEN_BUDGET, self.max_length)
         self.threads = threads
         self.fail_closed = fail_closed
+        # A short run (a few prompts from the command line): runtimes skip load-time work that
+        # only pays off over many batches.
+        self.one_shot = one_shot
 
     @cached_property
     def tokenizer(self) -> TextTokenizer:

@@ -31,7 +31,7 @@ class SeqClsGuard(Guard):
 
     @cached_property
     def session(self) -> Session:
-        return open_session(self.model, threads=self.threads)
+        return open_session(self.model, threads=self.threads, one_shot=self.one_shot)
 
     @cached_property
     def labels(self) -> tuple[str, str]:

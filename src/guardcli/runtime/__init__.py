@@ -14,8 +14,11 @@ class Session(Protocol):
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
 
-def open_session(model: ResolvedModel, *, threads: int | None = None) -> Session:
-    """A session for the model's variant on its backend."""
+def open_session(
+    model: ResolvedModel, *, threads: int | None = None, one_shot: bool = False
+) -> Session:
+    """A session for the model's variant on its backend. `one_shot`: a short run (a few
+    prompts), which skips load-time work that pays off only over many batches."""
     if getattr(model, "backend", "onnxruntime") == "openvino":
         from ..backends import OPENVINO_PRECISION
         from .openvino_session import OpenVinoSession
@@ -25,4 +28,4 @@ def open_session(model: ResolvedModel, *, threads: int | None = None) -> Session
         )
     from .onnx_session import OnnxSession
 
-    return OnnxSession(model.graph, threads=threads)
+    return OnnxSession(model.graph, threads=threads, prepack=not one_shot)

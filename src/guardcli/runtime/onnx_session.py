@@ -92,7 +92,9 @@ class OnnxSession:
     With `cache` (the default) the first session saves its optimized graph (weights in an external
     file) and later sessions load that with graph optimization off, which cuts session load."""
 
-    def __init__(self, path: Path, *, threads: int | None = None, cache: bool = True):
+    def __init__(
+        self, path: Path, *, threads: int | None = None, cache: bool = True, prepack: bool = True
+    ):
         ort = _import_ort()
         start = time.perf_counter()
         self.path = Path(path)
@@ -101,6 +103,10 @@ class OnnxSession:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        if not prepack:
+            # Prepacking lays weights out for the GEMM kernels once per session: about a second
+            # for a 0.6B model, repaid only over many batches, so a short run skips it.
+            opts.add_session_config_entry("session.disable_prepacking", "1")
         source = self.path
         self.optimized: Path | None = None
         self.cache_hit = False
@@ -130,7 +136,7 @@ class OnnxSession:
         except Exception as exc:
             if self.cache_hit:  # a damaged cache entry: drop it and optimize again
                 _remove(self.optimized)
-                self.__init__(path, threads=threads, cache=False)  # type: ignore[misc]
+                self.__init__(path, threads=threads, cache=False, prepack=prepack)  # type: ignore[misc]
                 return
             raise GuardError(
                 f"onnxruntime could not load {path}: {exc}",
