@@ -15,7 +15,7 @@ import torch
 
 from guardcli.batching import pad
 from guardcli.convert.export import save_card_layout
-from guardcli.convert.onnx_recipes import to_int8_dynamic
+from guardcli.convert.onnx_recipes import to_fp16, to_int8_dynamic
 from guardcli.convert.qwen_tokenizer import write_tokenizer_files
 from guardcli.synthetic import CSAM_GUARD_DIMS, build_csam_guard_module, qwen3_config
 from guardcli.tokenize import TextTokenizer
@@ -283,6 +283,38 @@ def test_keep_float_matches_weight_names(seqcls_out: Path, tmp_path: Path) -> No
     floats = weight_matmuls(graph)
     assert {n.name for n in floats} == set(excluded)
     assert all("down_proj" in n.input[1] for n in floats)
+
+
+def test_quantize_a_folder_of_links(seqcls_out: Path, tmp_path: Path) -> None:
+    """The Hugging Face cache links every file; onnx will not read external data through a link,
+    so quantize works on a private copy and leaves the linked files alone."""
+    from guardcli.convert.onnx_recipes import save_onnx
+    from guardcli.convert.quantize import quantize_model
+
+    blobs = tmp_path / "blobs"
+    save_onnx(
+        onnx.load(str(seqcls_out / "onnx" / "model.onnx")),
+        blobs / "model.onnx",
+        force_external=True,
+    )
+    snapshot = tmp_path / "snapshot"
+    (snapshot / "onnx").mkdir(parents=True)
+    for name in ("model.onnx", "model.onnx_data"):
+        (snapshot / "onnx" / name).symlink_to(blobs / name)
+    for f in seqcls_out.iterdir():
+        if f.is_file():
+            (snapshot / f.name).symlink_to(f)
+    results = quantize_model(snapshot, ["fp16", "int8"])
+    assert [r.variant for r in results] == ["fp16", "int8"]
+    # The same recipes on the plain files give the same graphs.
+    to_fp16(blobs / "model.onnx", tmp_path / "ref" / "model_fp16.onnx")
+    to_int8_dynamic(blobs / "model.onnx", tmp_path / "ref" / "model_quantized.onnx")
+    ids, mask = batch(seqcls_out)
+    for r in results:
+        assert not r.path.is_symlink()
+        ref = tmp_path / "ref" / r.path.name
+        np.testing.assert_array_equal(run_onnx(r.path, ids, mask), run_onnx(ref, ids, mask))
+    assert (snapshot / "onnx" / "model.onnx").is_symlink()  # the links are left as they were
 
 
 def test_int8_static_recipe(runner, seqcls_out: Path, tmp_path: Path) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import missing_extra
@@ -63,6 +66,38 @@ def export_torchscript(module, args: tuple, path: Path, **export_kwargs) -> None
         for f in sorted(raw.glob("*")):
             f.unlink()
         raw.rmdir()
+
+
+def _linked(path: Path) -> bool:
+    return path.is_symlink() or path.stat().st_nlink > 1
+
+
+@contextmanager
+def unlinked_graph(src: Path) -> Iterator[Path]:
+    """`src`, or a private copy of it and its external data when any of them is a symbolic or
+    hard link (the Hugging Face cache links every file): onnx refuses to load external data
+    through a link, so the quantizers would fail on such a folder."""
+    onnx = _onnx()
+    graph = onnx.load(str(src), load_external_data=False).graph
+    data = {
+        entry.value
+        for tensor in graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    files = [src, *(src.parent / name for name in sorted(data))]
+    if not any(_linked(f) for f in files if f.exists()):
+        yield src
+        return
+    from ..paths import cache_dir
+
+    work = cache_dir() / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        for f in files:
+            if f.exists():
+                shutil.copyfile(f, Path(tmp) / f.name)  # follows links: a plain file
+        yield Path(tmp) / src.name
 
 
 def model_size(path: Path) -> int:

@@ -25,6 +25,7 @@ from .onnx_recipes import (
     model_size,
     to_fp16,
     to_int8_dynamic,
+    unlinked_graph,
 )
 
 TARGETS = ("fp16", "int8")
@@ -176,38 +177,39 @@ def quantize_model(
     # None: the card's default; '' patterns are dropped, so `--keep-float ''` quantizes all.
     patterns = [p for p in (INT8_KEEP_FLOAT_DEFAULT if keep_float is None else keep_float) if p]
     results = []
-    for target in targets:
-        dst = model_dir / ONNX_VARIANT_FILES[target]
-        start = time.perf_counter()
-        kept: list[str] = []
-        count = 0
-        if target == "fp16":
-            log("converting FP16 (norms and I/O kept FP32)")
-            to_fp16(src, dst)
-            recipe = "fp16"
-        elif static:
-            assert calibration is not None
-            texts = calibration_texts(calibration)
-            count = len(texts)
-            log(f"calibrating static INT8 (QDQ) on {count} texts")
-            reader = TokenizedReader(model_dir, texts, max_length or _max_length(model_dir))
-            kept = to_int8_static(src, dst, reader, keep_float=patterns)
-            recipe = "int8-static"
-        else:
-            log(f"quantizing dynamic INT8 (kept FP32: {', '.join(patterns)})")
-            kept = to_int8_dynamic(src, dst, keep_float=patterns)
-            recipe = "int8-dynamic"
-        if target == "int8" and not kept:
-            log(f"note: no MatMul matched {', '.join(patterns)}; every MatMul is INT8")
-        results.append(
-            QuantizeResult(
-                variant=target,
-                recipe=recipe,
-                path=dst,
-                bytes=model_size(dst),
-                seconds=time.perf_counter() - start,
-                kept_float=kept,
-                calibration_texts=count,
+    with unlinked_graph(src) as graph:
+        for target in targets:
+            dst = model_dir / ONNX_VARIANT_FILES[target]
+            start = time.perf_counter()
+            kept: list[str] = []
+            count = 0
+            if target == "fp16":
+                log("converting FP16 (norms and I/O kept FP32)")
+                to_fp16(graph, dst)
+                recipe = "fp16"
+            elif static:
+                assert calibration is not None
+                texts = calibration_texts(calibration)
+                count = len(texts)
+                log(f"calibrating static INT8 (QDQ) on {count} texts")
+                reader = TokenizedReader(model_dir, texts, max_length or _max_length(model_dir))
+                kept = to_int8_static(graph, dst, reader, keep_float=patterns)
+                recipe = "int8-static"
+            else:
+                log(f"quantizing dynamic INT8 (kept FP32: {', '.join(patterns)})")
+                kept = to_int8_dynamic(graph, dst, keep_float=patterns)
+                recipe = "int8-dynamic"
+            if target == "int8" and not kept:
+                log(f"note: no MatMul matched {', '.join(patterns)}; every MatMul is INT8")
+            results.append(
+                QuantizeResult(
+                    variant=target,
+                    recipe=recipe,
+                    path=dst,
+                    bytes=model_size(dst),
+                    seconds=time.perf_counter() - start,
+                    kept_float=kept,
+                    calibration_texts=count,
+                )
             )
-        )
     return results
