@@ -196,10 +196,11 @@ def quantize_model(
                 kept = to_int8_static(graph, dst, reader, keep_float=patterns)
                 recipe = "int8-static"
             else:
-                log(f"quantizing dynamic INT8 (kept FP32: {', '.join(patterns)})")
+                kept_note = ", ".join(patterns) or "none"
+                log(f"quantizing dynamic INT8 (kept FP32: {kept_note})")
                 kept = to_int8_dynamic(graph, dst, keep_float=patterns)
                 recipe = "int8-dynamic"
-            if target == "int8" and not kept:
+            if target == "int8" and not kept and patterns:
                 log(f"note: no MatMul matched {', '.join(patterns)}; every MatMul is INT8")
             results.append(
                 QuantizeResult(
