@@ -136,6 +136,7 @@ def reference_logits(torch: Any, model: Any, prompts: list[list[int]], pad_id: i
             input_ids=torch.from_numpy(ids),
             attention_mask=torch.from_numpy(mask),
             position_ids=position_ids,
+            logits_to_keep=1,  # the full [B, L, vocab] would be GBs for a real model
         ).logits
     return logits[:, -1].float().numpy()
 
