@@ -170,7 +170,7 @@ def test_export_card_layout_and_the_tolerance(runner, card_src: Path, tmp_path: 
 
 def test_export_rejects_other_checkpoints(runner, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "config.json").write_text('{"architectures": ["Qwen3ForCausalLM"]}')
+    (tmp_path / "src" / "config.json").write_text('{"architectures": ["Qwen3Model"]}')
     result = invoke(runner, ["export", str(tmp_path / "src"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "is neither a sequence-classification checkpoint nor the card's layout" in (

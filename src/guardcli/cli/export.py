@@ -1,4 +1,4 @@
-"""`guard export`: a local transformers checkpoint -> ONNX FP32 in the CSAM-Guard layout."""
+"""`guard export`: a local transformers checkpoint -> ONNX FP32 in the layout its family runs."""
 
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ EPILOG = (
     'state_dict) and model_config.json, e.g. {"hidden": 1024, "head_hidden": 256, '
     '"num_labels": 2, "activation": "gelu", "pooling": "last_token", '
     '"max_length": 384}.\n\n'
-    "Exit codes: 0 exported and checked, 2 usage or input error, 3 the export differs from "
-    "PyTorch by more than --tolerance, or another model error.\n\n"
+    "A causal LM (Qwen3ForCausalLM with Qwen3Guard's chat template, e.g. a Qwen3Guard-Gen "
+    "download or `guard synth qwen3guard-gen`) exports for the qwen3guard-gen family: tokenizer "
+    "files with the template, config.json, generation_config.json and onnx/model.onnx with KV "
+    "cache. It is checked on a left-padded batch of rendered prompts (next-token logits) and by "
+    "greedy generation, token for token, against transformers.\n\n"
+    "Exit codes: 0 exported and checked, 2 usage or input error (including an unsupported "
+    "architecture), 3 the export differs from PyTorch by more than --tolerance (or generates "
+    "other tokens), or another model error.\n\n"
     "Examples:\n\n"
     "  guard export ./my-finetune --out ./my-guard\n\n"
-    "  guard export ./my-finetune --out ./my-guard && guard quantize ./my-guard --to fp16,int8"
+    "  guard export ./my-finetune --out ./my-guard && guard quantize ./my-guard --to fp16,int8\n\n"
+    "  guard export ./Qwen3Guard-Gen-0.6B --out ./qwen3guard-onnx && "
+    "guard quantize ./qwen3guard-onnx --to int8 && "
+    'guard classify -m ./qwen3guard-onnx --variant int8 "a prompt"'
 )
 
 
@@ -28,15 +37,30 @@ def export(
     src: Annotated[
         Path,
         typer.Argument(
-            help="Checkpoint folder (transformers seqcls, or the card's layout).", file_okay=False
+            help="Checkpoint folder (transformers seqcls or causal LM, or the card's layout).",
+            file_okay=False,
         ),
     ],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
     tolerance: Annotated[
-        float,
-        typer.Option("--tolerance", min=0.0, help="Largest |Δ logit| against PyTorch accepted."),
-    ] = 1e-4,
+        float | None,
+        typer.Option(
+            "--tolerance",
+            min=0.0,
+            help="Largest |Δ logit| against PyTorch accepted. Default: 1e-4 for classifiers, "
+            "1e-3 for causal LMs.",
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            help="seqcls or qwen3guard-gen. Default: from config.json's architectures "
+            "(*ForCausalLM: qwen3guard-gen); qwen3guard-gen also exports a Qwen3ForCausalLM "
+            "without Qwen3Guard's template, adding the authors' template.",
+        ),
+    ] = None,
     max_length: Annotated[
         int | None,
         typer.Option(
@@ -47,12 +71,13 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Export a local transformers checkpoint to ONNX FP32 in the CSAM-Guard layout
+    """Export a local transformers checkpoint to ONNX FP32 in the layout its family runs
     (tokenizer files, config.json, onnx/model.onnx) and check it against PyTorch.
 
-    The graph takes input_ids and attention_mask [batch, sequence] and returns logits; weights go
-    to one external-data file above 2 GB. The check runs a padded batch of prompts through both
-    and fails (exit 3) when max |Δ logit| exceeds --tolerance. Needs the 'export' extra.
+    A classifier's graph takes input_ids and attention_mask [batch, sequence] and returns
+    logits; a causal LM's (qwen3guard-gen) carries a KV cache. Weights go to one external-data
+    file above 2 GB. The check runs a padded batch of prompts through both and fails (exit 3)
+    when max |Δ logit| exceeds --tolerance. Needs the 'export' extra.
     """
     from ..convert.export import export_checkpoint
 
@@ -62,6 +87,7 @@ def export(
         out,
         tolerance=tolerance,
         max_length=max_length,
+        family=family,
         log=lambda m: console.print(f"export: {m}", markup=False),
     )
     size = result.bytes / 2**20
@@ -71,5 +97,7 @@ def export(
         f"(tolerance {result.tolerance:g}): ok",
         markup=False,
     )
+    for note in result.notes:
+        console.print(f"{note}: ok", markup=False)
     console.print(f"wrote {result.graph} ({size:.1f} MiB{data}, from {result.kind})", markup=False)
     typer.echo(str(result.out))

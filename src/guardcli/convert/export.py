@@ -47,6 +47,8 @@ TOKENIZER_FILES = (
 )
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 DEFAULT_TOLERANCE = 1e-4
+# --family values for classifiers (the causal ones are export_causal.CAUSAL_FAMILIES).
+EXPORT_FAMILIES = ("seqcls",)
 DEFAULT_MAX_LENGTH = 384
 MAX_SANE_LENGTH = 32_768
 # config.json key for what guardcli adds (not "max_length": old configs use it for generation).
@@ -131,7 +133,7 @@ def source_kind(src: Path) -> str:
     raise input_error(
         f"{src} is neither a sequence-classification checkpoint nor the card's layout.",
         "Pass a folder with config.json whose architectures name a *ForSequenceClassification "
-        f"model, or one with {ENCODER_DIR}/, {HEAD_FILE} and {MODEL_CONFIG}.",
+        f"or Qwen3ForCausalLM model, or one with {ENCODER_DIR}/, {HEAD_FILE} and {MODEL_CONFIG}.",
     )
 
 
@@ -385,40 +387,71 @@ def parity(source: Source, graph: Path, ids, mask) -> float:
     return float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
 
 
-def export_checkpoint(
-    src: Path,
-    out: Path,
-    *,
-    tolerance: float = DEFAULT_TOLERANCE,
-    max_length: int | None = None,
-    prompts: tuple[str, ...] = CHECK_PROMPTS,
-    log=lambda _: None,
-) -> ExportResult:
-    """Export `src` to `out` (CSAM-Guard layout) and check it against PyTorch.
-
-    `max_length` (recorded in config.json) defaults to model_config.json's, else the tokenizer's
-    model_max_length when it is a real limit, else 384.
-
-    Raises GuardError (exit 3) when max |Δ logit| is above `tolerance`; the files stay for a look.
-    """
-    from ..convert.onnx_recipes import model_size
-    from ..synthetic import export_seqcls_onnx
-
-    src, out = Path(src).expanduser(), Path(out).expanduser()
-    if out.resolve() == src.resolve():
-        raise input_error("--out must be another folder than the source.")
-    log(f"reading {src}")
-    source = load_source(src)
-    if max_length is not None:
-        source.max_length = max_length
-    out.mkdir(parents=True, exist_ok=True)
+def remove_stale_variants(out: Path, log=lambda _: None) -> None:
+    """Variants made from an earlier model.onnx would no longer match a new one."""
     for variant in ("fp16", "int8"):
-        # Variants made from an earlier model.onnx would no longer match it.
         stale = out / ONNX_VARIANT_FILES[variant]
         for path in (stale, stale.with_name(stale.name + "_data")):
             if path.exists():
                 log(f"removing {path} (made from the previous export)")
                 path.unlink()
+
+
+def export_checkpoint(
+    src: Path,
+    out: Path,
+    *,
+    tolerance: float | None = None,
+    max_length: int | None = None,
+    prompts: tuple[str, ...] = CHECK_PROMPTS,
+    family: str | None = None,
+    log=lambda _: None,
+) -> ExportResult:
+    """Export `src` to `out` (CSAM-Guard layout) and check it against PyTorch.
+
+    A causal LM (config architectures *ForCausalLM, or `family` a generative family) goes to
+    `export_causal.export_causal_checkpoint` instead: the KV-cache layout its family runs.
+
+    `max_length` (recorded in config.json) defaults to model_config.json's, else the tokenizer's
+    model_max_length when it is a real limit, else 384. `tolerance` defaults to 1e-4 for
+    classifiers and 1e-3 for causal LMs.
+
+    Raises GuardError (exit 3) when max |Δ logit| is above `tolerance`; the files stay for a look.
+    """
+    from ..convert.onnx_recipes import model_size
+    from ..synthetic import export_seqcls_onnx
+    from . import export_causal
+    from .export_causal import CAUSAL_FAMILIES, export_causal_checkpoint, is_causal_lm
+
+    src, out = Path(src).expanduser(), Path(out).expanduser()
+    if not src.is_dir():
+        raise input_error(f"{src} is not a folder.")
+    if out.resolve() == src.resolve():
+        raise input_error("--out must be another folder than the source.")
+    if family is not None and family not in (*CAUSAL_FAMILIES, *EXPORT_FAMILIES):
+        raise input_error(
+            f"Unknown --family {family!r}.",
+            f"Choose one of: {', '.join((*EXPORT_FAMILIES, *CAUSAL_FAMILIES))}.",
+        )
+    causal = family in CAUSAL_FAMILIES if family else is_causal_lm(src)
+    if causal:
+        if max_length is not None:
+            raise input_error("--max-length applies to classifiers, not to a causal LM.")
+        return export_causal_checkpoint(
+            src,
+            out,
+            family=family,
+            tolerance=export_causal.DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            log=log,
+        )
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE
+    log(f"reading {src}")
+    source = load_source(src)
+    if max_length is not None:
+        source.max_length = max_length
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_variants(out, log)
     copy_tokenizer(source.tokenizer_dirs, out)
     write_config(source, out)
     graph = out / ONNX_VARIANT_FILES["fp32"]

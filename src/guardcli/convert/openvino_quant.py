@@ -61,6 +61,13 @@ def quantize_openvino(
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """Write `model_dir/openvino/model_int8.xml` (+ .bin) from the model's FP32 ONNX file."""
+    from .quantize import is_causal_folder
+
+    if is_causal_folder(Path(model_dir)):
+        raise input_error(
+            f"{model_dir} holds a causal LM with KV cache: the OpenVINO backend does not run it.",
+            "Use --backend onnxruntime (dynamic INT8 or FP16).",
+        )
     try:
         import nncf
         import openvino as ov

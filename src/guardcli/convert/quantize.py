@@ -145,6 +145,13 @@ def _max_length(model_dir: Path) -> int:
     return 384
 
 
+def is_causal_folder(model_dir: Path) -> bool:
+    """A generative guard's folder (its graph carries a KV cache; see export_causal)."""
+    from ..hub import is_generative_folder
+
+    return is_generative_folder(Path(model_dir))
+
+
 def quantize_model(
     model_dir: Path,
     targets: Iterable[str] = TARGETS,
@@ -155,7 +162,10 @@ def quantize_model(
     max_length: int | None = None,
     log=lambda _: None,
 ) -> list[QuantizeResult]:
-    """Write onnx/model_fp16.onnx and/or onnx/model_quantized.onnx next to onnx/model.onnx."""
+    """Write onnx/model_fp16.onnx and/or onnx/model_quantized.onnx next to onnx/model.onnx.
+
+    The same recipes apply to a causal LM's KV-cache graph (qwen3guard-gen): its inputs and
+    outputs, the KV cache included, stay FP32, so the runtime feeds every variant alike."""
     model_dir = Path(model_dir).expanduser()
     targets = parse_targets(list(targets))
     src = model_dir / ONNX_VARIANT_FILES["fp32"]
@@ -173,6 +183,12 @@ def quantize_model(
         )
     if calibration is not None and not static:
         raise input_error("--calibration is only used with --static.")
+    if static and is_causal_folder(model_dir):
+        raise input_error(
+            f"{model_dir} holds a causal LM with KV cache: --static calibrates classifier "
+            "inputs only.",
+            "Use dynamic INT8 (drop --static) for a generative guard.",
+        )
     _onnx()  # "install guardcli[export]" before any work when onnx is missing
     # None: the card's default; '' patterns are dropped, so `--keep-float ''` quantizes all.
     patterns = [p for p in (INT8_KEEP_FLOAT_DEFAULT if keep_float is None else keep_float) if p]
