@@ -15,6 +15,8 @@ EPILOG = (
     'state_dict) and model_config.json, e.g. {"hidden": 1024, "head_hidden": 256, '
     '"num_labels": 2, "activation": "gelu", "pooling": "last_token", '
     '"max_length": 384}.\n\n'
+    "An OpenCC folder (weight_frame.json) gets its LoRA merged and base + head exported to "
+    "OUT/onnx/model.onnx (--out SRC writes into it); Qwen3.5 bases do not export (exit 3).\n\n"
     "Exit codes: 0 exported and checked, 2 usage or input error, 3 the export differs from "
     "PyTorch by more than --tolerance, or another model error.\n\n"
     "Examples:\n\n"
@@ -54,6 +56,10 @@ def export(
     to one external-data file above 2 GB. The check runs a padded batch of prompts through both
     and fails (exit 3) when max |Δ logit| exceeds --tolerance. Needs the 'export' extra.
     """
+    if (src / "weight_frame.json").is_file():  # OpenCC: LoRA + head on a base LM
+        from ._export_opencc import export_opencc_folder
+
+        return export_opencc_folder(src, out, tolerance=tolerance)
     from ..convert.export import export_checkpoint
 
     console = stderr()
