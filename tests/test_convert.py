@@ -176,6 +176,8 @@ def test_export_rejects_other_checkpoints(runner, tmp_path: Path) -> None:
     assert "is neither a sequence-classification checkpoint nor the card's layout" in (
         result.stderr
     )
+    no_out = invoke(runner, ["export", str(tmp_path / "src")])
+    assert no_out.exit_code == 2 and "--out DIR" in no_out.stderr
 
 
 def test_card_head_must_match_model_config(runner, card_src: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from the authors' loading recipe), their files, thresholds and CLI doors."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -28,19 +29,33 @@ TEXTS = [
 ]
 
 
-def reference_probs(model_dir: Path, texts: list[str]) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def reference_tokenizer(model_dir: Path):
+    """The checkpoint's tokenizer as the authors set it up: pad = eos, right padding."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def reference_probs(
+    model_dir: Path, texts: list[str], dtype=torch.bfloat16, *, logits_only: bool = False
+) -> np.ndarray:
     """The spec's rebuild, one text at a time: AutoModelForCausalLM(bf16, hidden states) +
     LoraConfig/get_peft_model/set_peft_model_state_dict + nn.Linear head (weights_only);
-    raw text, pooling at the last real token, sigmoid (multilabel) else softmax."""
+    raw text, pooling at the last real token, sigmoid (multilabel) else softmax.
+    `logits_only`: the head's logits (in `dtype`'s model, FP32 head) instead."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     data = json.loads((model_dir / "weight_frame.json").read_text())
     frame = data.get("classifier") or data["jailbreak_classifier"]
     train = json.loads((model_dir / "train_config.json").read_text())
     base = AutoModelForCausalLM.from_pretrained(
-        str(model_dir / "base"), dtype=torch.bfloat16, output_hidden_states=True
+        str(model_dir / "base"), dtype=dtype, output_hidden_states=True
     )
     lora = LoraConfig(
         r=train["lora_r"],
@@ -56,15 +71,15 @@ def reference_probs(model_dir: Path, texts: list[str]) -> np.ndarray:
     head_state = torch.load(str(model_dir / frame["head_filename"]), weights_only=True)
     head = torch.nn.Linear(head_state["weight"].shape[1], head_state["weight"].shape[0])
     head.load_state_dict(head_state)
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    tok.pad_token = tok.eos_token
-    tok.padding_side = "right"
+    tok = reference_tokenizer(model_dir)
     enc = tok(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
         mask = enc["attention_mask"]
         last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
         logits = head(hidden[torch.arange(hidden.shape[0]), last].float())
+    if logits_only:
+        return logits.double().numpy()
     if frame.get("objective") == "multilabel" or logits.shape[-1] == 1:
         return torch.sigmoid(logits).double().numpy()
     return torch.softmax(logits, -1).double().numpy()

@@ -35,7 +35,7 @@ def load_guard(
 
     `backend` (onnxruntime|openvino) runs the variant on that runtime; None: the variant's own
     (bf16 and ov-int8 are OpenVINO's, fp32/fp16/int8 onnxruntime's). Families that choose their
-    own runtime (qwen3guard-gen) take onnxruntime or torch.
+    own runtime (qwen3guard-gen, opencc) take onnxruntime or torch.
     `thresholds` (a {category: threshold} dict, or a JSON file of one, flat or under a
     "thresholds" key) overrides per-category thresholds of a multilabel model.
     Family options pass through `options` (qwen3guard-gen: strict, score, generate,

@@ -190,12 +190,9 @@ def local_family(model_dir: Path) -> str:
 
 
 def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
-    if variant not in ("auto", LORA_VARIANT):
-        raise GuardError(
-            f"{path} is an OpenCC model, run with torch: it has no {variant} variant.",
-            hint="Use --variant auto (or lora).",
-            code=ExitCode.INPUT,
-        )
+    """lora (adapter + head on the base, run with torch), or an ONNX graph made by
+    `guard export` (fp32; fp16/int8 when made from it). auto: lora, unless only the graph can
+    run here (no adapter, no base, or no torch/peft installed)."""
     adapter = next(
         (
             path / n
@@ -204,7 +201,39 @@ def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
         ),
         path / "adapter_model.safetensors",
     )
+    graphs = [v for v, rel in ONNX_VARIANT_FILES.items() if (path / rel).is_file()]
+    if variant == "auto" and graphs and not _opencc_torch_runs(path, adapter):
+        variant = graphs[0]
+    if variant in graphs:
+        return ResolvedModel(
+            name, "opencc", path, variant, path / ONNX_VARIANT_FILES[variant], 0.5, 512
+        )
+    if variant not in ("auto", LORA_VARIANT):
+        raise GuardError(
+            f"{path} is an OpenCC model, run with torch: it has no {variant} variant "
+            f"(found: {', '.join([LORA_VARIANT, *graphs])}).",
+            hint="Use --variant auto (or lora); `guard export DIR --out DIR` makes the fp32 "
+            "graph for bases that export.",
+            code=ExitCode.INPUT,
+        )
     return ResolvedModel(name, "opencc", path, LORA_VARIANT, adapter, 0.5, 512)
+
+
+def _opencc_torch_runs(path: Path, adapter: Path) -> bool:
+    """Whether the torch path has what it needs: the adapter, the base, torch and peft."""
+    import importlib.util
+
+    from .families.opencc_frame import find_base, read_frame
+
+    if not adapter.exists() or any(
+        importlib.util.find_spec(m) is None for m in ("torch", "transformers", "peft")
+    ):
+        return False
+    try:
+        find_base(read_frame(path))
+    except GuardError:
+        return False
+    return True
 
 
 # Causal-LM guards: safetensors run with torch; an exported KV-cache graph (onnx/model.onnx,

@@ -3,7 +3,9 @@
 The real base is Qwen3.5-0.8B (hybrid Gated-DeltaNet / full-attention layers). transformers 5
 has that architecture (`Qwen3_5ForCausalLM`, text part), so the tiny base is a real Qwen3.5 with
 tiny dimensions; it uses the Qwen3 tokenizer (151,669 ids), because Qwen3.5's own tokenizer
-cannot be built offline.
+cannot be built offline. `base="qwen3"` puts the same adapter and head on a Qwen3 base instead
+(Qwen3-0.6B's dimensions at full size): an architecture that exports to ONNX, for testing
+`guard export` on OpenCC folders.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 from .errors import GuardError
 from .families.opencc_frame import HARM_CATEGORIES, JAILBREAK_THRESHOLD, LOCAL_BASE, TAXONOMY
-from .synthetic import QWEN3_VOCAB, SIZES, _torch, write_marker
+from .synthetic import QWEN3_VOCAB, SIZES, EncoderDims, _torch, qwen3_config, write_marker
 
 REAL_BASE = "Qwen/Qwen3.5-0.8B"
+# The base architectures a synthetic OpenCC model can sit on, and the hub name each records.
+BASES = {"qwen3.5": REAL_BASE, "qwen3": "Qwen/Qwen3-0.6B"}
 OPENCC_KINDS = ("opencc-cm", "opencc-jb")
 # Qwen3.5-0.8B: hidden 1024, 24 layers (3 linear-attention : 1 full-attention), 8 heads,
 # 2 KV heads, head_dim 256, intermediate 3584; linear attention 16 key / 16 value heads of 128.
@@ -69,20 +73,39 @@ def build_qwen35_base(size: str = "tiny", seed: int = 0):
     return Qwen3_5ForCausalLM(config).eval()
 
 
+# Qwen3-0.6B: hidden 1024, 28 layers, 16 heads, 8 KV heads, head_dim 128, intermediate 3072.
+QWEN3_DIMS = {
+    "full": EncoderDims(1024, 28, 16, 8, 128, 3072, 0),
+    "tiny": EncoderDims(64, 2, 4, 2, 16, 128, 0),
+}
+
+
+def build_qwen3_base(size: str = "tiny", seed: int = 0):
+    """A random-weight Qwen3 causal LM, deterministic."""
+    torch = _torch()
+    from transformers import Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    return Qwen3ForCausalLM(qwen3_config(QWEN3_DIMS[size])).eval()
+
+
 def synth_opencc(
     out: Path,
     kind: str = "opencc-cm",
     *,
     size: str = "tiny",
     seed: int = 0,
+    base: str = "qwen3.5",
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """Write an OpenCC checkpoint (weight_frame.json, LoRA adapter, head, thresholds sidecar,
-    train_config.json, tokenizer) with its base model in `base/`."""
+    train_config.json, tokenizer) with its base model (`base`: qwen3.5 or qwen3) in `base/`."""
     if kind not in OPENCC_KINDS:
         raise GuardError(f"Unknown OpenCC model {kind!r}; choose one of {', '.join(OPENCC_KINDS)}.")
     if size not in SIZES:
         raise GuardError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
+    if base not in BASES:
+        raise GuardError(f"Unknown base {base!r}; choose one of {', '.join(BASES)}.")
     torch = _torch()
     from peft import LoraConfig, get_peft_model
     from transformers.utils import logging as hf_logging
@@ -94,14 +117,15 @@ def synth_opencc(
     jailbreak = kind == "opencc-jb"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    log(f"building a {size} Qwen3.5 base")
-    base = build_qwen35_base(size, seed)
-    base.to(torch.bfloat16).save_pretrained(str(out / LOCAL_BASE))
+    base_name, arch = BASES[base], "Qwen3.5" if base == "qwen3.5" else "Qwen3"
+    log(f"building a {size} {arch} base")
+    model = build_qwen35_base(size, seed) if base == "qwen3.5" else build_qwen3_base(size, seed)
+    model.to(torch.bfloat16).save_pretrained(str(out / LOCAL_BASE))
     write_tokenizer_files(out / LOCAL_BASE, append_eos=False, max_length=32768)
     write_tokenizer_files(out, append_eos=False, max_length=32768)
     taxonomy = ["benign", "jailbreak"] if jailbreak else list(TAXONOMY)
     train = {
-        "model_name": REAL_BASE,
+        "model_name": base_name,
         "objective": "softmax" if jailbreak else "multilabel",
         "num_labels": len(taxonomy),
         "lora_r": 16,
@@ -119,19 +143,19 @@ def synth_opencc(
         init_lora_weights=False,  # random A and B, so the adapter changes the output
     )
     torch.manual_seed(seed + 1)
-    peft_model = get_peft_model(base.float(), lora)
+    peft_model = get_peft_model(model.float(), lora)
     peft_model.save_pretrained(str(out))
     adapter_config = json.loads((out / "adapter_config.json").read_text())
-    adapter_config["base_model_name_or_path"] = REAL_BASE
+    adapter_config["base_model_name_or_path"] = base_name
     (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
-    head = torch.nn.Linear(base.config.hidden_size, len(taxonomy))
+    head = torch.nn.Linear(model.config.hidden_size, len(taxonomy))
     with torch.no_grad():  # widen the random head so that scores spread over (0, 1)
         head.weight.mul_(4.0)
     head_name = "jailbreak_head.pt" if jailbreak else "classification_head.pt"
     torch.save(head.state_dict(), str(out / head_name))
     frame_key = "jailbreak_classifier" if jailbreak else "classifier"
     frame: dict[str, Any] = {
-        "base_model": REAL_BASE,
+        "base_model": base_name,
         "objective": train["objective"],
         "taxonomy": taxonomy,
         "head_filename": head_name,
@@ -149,7 +173,7 @@ def synth_opencc(
         )
     (out / "weight_frame.json").write_text(json.dumps({frame_key: frame}, indent=2) + "\n")
     (out / "train_config.json").write_text(json.dumps(train, indent=2) + "\n")
-    base = f"tiny Qwen3.5 in {LOCAL_BASE}/" if size == "tiny" else f"Qwen3.5 in {LOCAL_BASE}/"
-    write_marker(out, kind, size=size, seed=seed, base=base)
+    where = f"tiny {arch} in {LOCAL_BASE}/" if size == "tiny" else f"{arch} in {LOCAL_BASE}/"
+    write_marker(out, kind, size=size, seed=seed, base=where)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out

@@ -29,7 +29,7 @@ BackendOpt = Annotated[
         "--backend",
         help="onnxruntime|openvino. openvino (the 'openvino' extra, for Intel CPUs) runs fp32 as "
         "ov-fp32 and int8 as ov-int8. Default: the variant's own (bf16, ov-* are OpenVINO's). "
-        "Generative guards (qwen3guard-gen): onnxruntime|torch.",
+        "Generative guards (qwen3guard-gen) and OpenCC models: onnxruntime|torch.",
     ),
 ]
 ThresholdOpt = Annotated[

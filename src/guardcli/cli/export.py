@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import handle_errors, stderr
+from ._output import fail, handle_errors, stderr
 
 EPILOG = (
     "SRC is a *ForSequenceClassification checkpoint (e.g. Qwen3ForSequenceClassification), or "
@@ -20,9 +20,11 @@ EPILOG = (
     "files with the template, config.json, generation_config.json and onnx/model.onnx with KV "
     "cache. It is checked on a left-padded batch of rendered prompts (next-token logits) and by "
     "greedy generation, token for token, against transformers.\n\n"
+    "An OpenCC folder (weight_frame.json) gets its LoRA merged and base + head exported to "
+    "SRC/onnx/model.onnx (or OUT/onnx/ with --out); Qwen3.5 bases do not export (exit 3).\n\n"
     "Exit codes: 0 exported and checked, 2 usage or input error (including an unsupported "
     "architecture), 3 the export differs from PyTorch by more than --tolerance (or generates "
-    "other tokens), or another model error.\n\n"
+    "other tokens), a base that does not export, or another model error.\n\n"
     "Examples:\n\n"
     "  guard export ./my-finetune --out ./my-guard\n\n"
     "  guard export ./my-finetune --out ./my-guard && guard quantize ./my-guard --to fp16,int8\n\n"
@@ -42,7 +44,15 @@ def export(
         ),
     ],
     *,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model into.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write the model into (required, except for an OpenCC folder, "
+            "whose graph goes into SRC/onnx/ by default).",
+        ),
+    ] = None,
     tolerance: Annotated[
         float | None,
         typer.Option(
@@ -79,6 +89,14 @@ def export(
     file above 2 GB. The check runs a padded batch of prompts through both and fails (exit 3)
     when max |Δ logit| exceeds --tolerance. Needs the 'export' extra.
     """
+    if (src / "weight_frame.json").is_file():  # OpenCC: LoRA + head on a base LM
+        from ._export_opencc import export_opencc_folder
+
+        if family is not None or max_length is not None:
+            raise fail("--family and --max-length do not apply to an OpenCC folder.")
+        return export_opencc_folder(src, out, tolerance=tolerance)
+    if out is None:
+        raise fail("Missing option --out.", "Say where to write the model: --out DIR.")
     from ..convert.export import export_checkpoint
 
     console = stderr()

@@ -34,11 +34,20 @@ def synth(
             "a source for `guard export`.",
         ),
     ] = False,
+    base: Annotated[
+        str,
+        typer.Option(
+            "--base",
+            help="opencc-cm/-jb only: the base architecture, qwen3.5 (the real one) or qwen3 "
+            "(one that `guard export` can export to ONNX).",
+        ),
+    ] = "qwen3.5",
 ) -> None:
     """Write a random-weight model in the real repository layout: csam-guard and intent-ctx
     (a dialogue-intent classifier) as tokenizer.json, config.json and onnx/model.onnx,
     model_fp16.onnx, model_quantized.onnx; opencc-cm and opencc-jb as weight_frame.json, the
-    LoRA adapter, the head and the thresholds sidecar, with a Qwen3.5 base of that size in base/.
+    LoRA adapter, the head and the thresholds sidecar, with a Qwen3.5 (or --base qwen3) base of
+    that size in base/.
 
     Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
     qwen3guard-gen (tiny only) writes a Qwen3ForCausalLM (safetensors + onnx/model.onnx with KV
@@ -71,7 +80,7 @@ def synth(
     elif family.startswith("opencc"):
         from ..synthetic_opencc import synth_opencc
 
-        path = synth_opencc(out, family, size=size, seed=seed, log=log)
+        path = synth_opencc(out, family, size=size, seed=seed, base=base, log=log)
     else:
         path = synth_csam_guard(out, size=size, seed=seed, pytorch=pytorch, log=log)
     console.print(f"wrote {family} ({size}, random weights) to {path}")

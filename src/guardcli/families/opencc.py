@@ -1,5 +1,10 @@
 """OpenCC escalation classifiers: a LoRA adapter + linear head on a causal-LM base, run with
-torch (the base is rebuilt with transformers and peft exactly as the authors load it).
+torch (the base is rebuilt with transformers and peft exactly as the authors load it), or with
+onnxruntime on the graph `guard export` makes (LoRA merged; bases that export, e.g. Qwen3).
+
+Backend: torch (the authors' bf16 path) by default; onnxruntime with `--backend onnxruntime` or
+`--variant fp32`, and by default when the torch path cannot run here but the graph is there (an
+ONNX-only folder from `guard export --out`, no base, or no torch/peft installed).
 
 Content moderation (`opencc-cm`) is an 11-category multilabel head with per-category calibrated
 thresholds; the jailbreak detector (`opencc-jb`) is binary with one threshold.
@@ -7,18 +12,22 @@ thresholds; the jailbreak detector (`opencc-jb`) is binary with one threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..errors import ExitCode, GuardError, require_torch
-from ..hub import ResolvedModel
+from ..catalog import ONNX_VARIANT_FILES
+from ..errors import ExitCode, GuardError, input_error, require_torch
+from ..hub import LORA_VARIANT, ResolvedModel
 from ..thresholds import apply_thresholds
 from ..tokenize import Encoded, TextTokenizer
 from . import register_family
 from .base import Guard, Judgement
 from .opencc_frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
+
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def _torch_stack():
@@ -101,6 +110,20 @@ def rebuild(frame: OpenCCFrame, base_dir, *, dtype: str = "bfloat16"):
     return model.eval(), load_head(frame.head_file, torch)
 
 
+def head_logits(model, head, input_ids, attention):
+    """The head's logits [B, num_labels] (float32) of the peft model on a right-padded batch:
+    hidden_states[-1] pooled at the last real token."""
+    import torch
+
+    # The causal LM's own decoder (LoRA layers are injected in place): the same
+    # hidden_states as the full model, without the vocabulary projection.
+    decoder = model.get_base_model().base_model
+    out = decoder(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
+    hidden = out.hidden_states[-1]
+    last = input_ids.shape[1] - 1 - attention.flip(1).argmax(1)
+    return head(hidden[torch.arange(hidden.shape[0]), last].float())
+
+
 @register_family
 class OpenCCGuard(Guard):
     """Raw text, right padding, last-real-token pooling of hidden_states[-1], sigmoid
@@ -108,11 +131,20 @@ class OpenCCGuard(Guard):
 
     family = "opencc"
     has_categories = True
+    runtimes: ClassVar[dict[str, str]] = {"torch": "torch", "onnxruntime": "onnx", "onnx": "onnx"}
 
-    def __init__(self, model: ResolvedModel, *, threshold: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        threshold: float | None = None,
+        backend: str = "auto",
+        **kwargs: Any,
+    ):
         self.frame = read_frame(model.path)
         if kwargs.get("max_length") is None:
             kwargs["max_length"] = self.frame.max_length
+        model, self.backend = self._pick_backend(model, backend)
         super().__init__(model, threshold=threshold, **kwargs)
         if self.frame.jailbreak:
             if self.category_thresholds is not None:
@@ -133,6 +165,29 @@ class OpenCCGuard(Guard):
             calibrated, self.category_thresholds or {}, categories, "--thresholds"
         )
 
+    @staticmethod
+    def _pick_backend(model: ResolvedModel, backend: str) -> tuple[ResolvedModel, str]:
+        """(the model with the variant that backend runs, torch|onnx). The resolved variant
+        decides under auto: lora -> torch, an ONNX variant -> onnxruntime."""
+        if backend not in BACKENDS:
+            raise input_error(f"Unknown backend {backend!r}.", "Choose one of: onnxruntime, torch.")
+        onnx = model.variant in ONNX_VARIANT_FILES
+        if backend == "auto":
+            return model, "onnx" if onnx else "torch"
+        if backend == "torch" and onnx:
+            adapter = read_frame(model.path).adapter_file
+            return dataclasses.replace(model, variant=LORA_VARIANT, graph=adapter), "torch"
+        if backend == "onnx" and not onnx:
+            graph = model.path / ONNX_VARIANT_FILES["fp32"]
+            if not graph.is_file():
+                raise GuardError(
+                    f"{model.path} has no ONNX graph ({ONNX_VARIANT_FILES['fp32']}).",
+                    hint=f"Make it with `guard export {model.path} --out {model.path}` (bases "
+                    "that export, e.g. Qwen3; not Qwen3.5), or use --backend torch.",
+                )
+            return dataclasses.replace(model, variant="fp32", graph=graph), "onnx"
+        return model, backend
+
     @property
     def verdict_threshold(self) -> float | None:
         return self.threshold if self.frame.jailbreak else None
@@ -143,7 +198,23 @@ class OpenCCGuard(Guard):
 
     @cached_property
     def tokenizer(self) -> TextTokenizer:
-        return TextTokenizer(tokenizer_dir(self.frame, self.base_dir), self.max_length)
+        # The ONNX graph needs no base: its tokenizer comes from the model folder when there.
+        return TextTokenizer(tokenizer_dir(self.frame, lambda: self.base_dir), self.max_length)
+
+    @cached_property
+    def session(self):
+        from ..convert.opencc_export import stale_export
+        from ..runtime import open_session
+
+        changed = stale_export(self.frame)
+        if changed:
+            raise GuardError(
+                f"{self.model.graph} was exported from another {changed} than the one in "
+                f"{self.frame.path}.",
+                hint=f"Export it again with `guard export {self.frame.path} --out "
+                f"{self.frame.path}`, or use --backend torch.",
+            )
+        return open_session(self.model, threads=self.threads, one_shot=self.one_shot)
 
     @cached_property
     def network(self):
@@ -158,20 +229,19 @@ class OpenCCGuard(Guard):
 
         from ..batching import pad
 
+        ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
+        sigmoid = self.frame.objective == "multilabel"
+        if self.backend == "onnx":
+            logits = np.asarray(self.session.run(ids, mask), dtype=np.float64)
+            if sigmoid or logits.shape[-1] == 1:
+                return 1.0 / (1.0 + np.exp(-logits))
+            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            return shifted / shifted.sum(axis=-1, keepdims=True)
         torch = _torch_stack()
         model, head = self.network
-        ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
-        input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
-        # The causal LM's own decoder (LoRA layers are injected in place): the same
-        # hidden_states as the full model, without the vocabulary projection.
-        decoder = model.get_base_model().base_model
         with torch.no_grad():
-            out = decoder(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
-            hidden = out.hidden_states[-1]
-            last = input_ids.shape[1] - 1 - attention.flip(1).argmax(1)
-            pooled = hidden[torch.arange(hidden.shape[0]), last]
-            logits = head(pooled.float())
-            if self.frame.objective == "multilabel" or logits.shape[-1] == 1:
+            logits = head_logits(model, head, torch.from_numpy(ids), torch.from_numpy(mask))
+            if sigmoid or logits.shape[-1] == 1:
                 probs = torch.sigmoid(logits)
             else:
                 probs = torch.softmax(logits, dim=-1)

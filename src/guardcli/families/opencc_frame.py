@@ -4,6 +4,7 @@ sidecar, and where the base model lives. Plain JSON reading; no torch here."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,9 @@ def find_base(frame: OpenCCFrame, cache_dir: str | None = None) -> Path:
     )
 
 
-def tokenizer_dir(frame: OpenCCFrame, base: Path) -> Path:
-    """The checkpoint's tokenizer, else the base model's."""
-    return frame.path if (frame.path / "tokenizer.json").exists() else base
+def tokenizer_dir(frame: OpenCCFrame, base: Path | Callable[[], Path]) -> Path:
+    """The checkpoint's tokenizer, else the base model's (`base` may be a callable, so that a
+    folder with its own tokenizer never needs its base found)."""
+    if (frame.path / "tokenizer.json").exists():
+        return frame.path
+    return base() if callable(base) else base
