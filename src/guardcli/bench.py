@@ -22,13 +22,14 @@ import random
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
 from .backends import ALL_VARIANTS, backend_of, with_backend
+from .bench_report import DEFINITIONS, add_agreement, add_ratios, make_row
 from .catalog import ONNX_VARIANT_FILES
 from .cpu import cpu_flags, usable_cpus
 from .errors import ExitCode, GuardError, input_error
@@ -43,38 +44,6 @@ DEFAULT_SEQ_LEN = 48
 DEFAULT_DURATION = 10.0
 MAX_ROUNDS = 5
 MIN_SLICE_S = 0.5
-
-DEFINITIONS = {
-    "mode": "how the model ran (generative guards): generate = greedy decoding to EOS or 128 "
-    "new tokens, the verdict from its text (classify --no-score); score = one forward pass "
-    "(classify --no-generate's score); null for families with one way to run",
-    "prompts_per_s": "prompts / seconds inside the model call (model only: the onnxruntime or "
-    "OpenVINO session, the whole greedy generation, or the torch forward pass)",
-    "tokens_per_s": "real (unpadded) input tokens / seconds inside the model call; for a "
-    "generative guard the input is the rendered chat template",
-    "generated_tokens_per_s": "generate mode: new tokens (EOS included) / seconds inside "
-    "generation; e2e_generated_tokens_per_s the same over the whole classify path",
-    "p50_ms": "per request: a batch's model call time divided by its prompts; p95, p99 alike",
-    "batch_p50_ms": "per batch: one model call for batch_size prompts; p95, p99 alike",
-    "e2e_prompts_per_s": "prompts / seconds of the whole classify path, tokenization included",
-    "load_s": "loading this variant: onnxruntime graph optimization or OpenVINO compilation "
-    "(or their cached result), or torch building the model from its weights",
-    "peak_rss_mb": "peak resident memory (VmHWM) of the process that held only this variant, "
-    "interpreter and runtime included; base_rss_mb is that process before loading it",
-    "size_mb": "the graph plus its weights on disk (ONNX external data, OpenVINO .bin; "
-    "safetensors for torch; adapter, head and base model for an OpenCC LoRA)",
-    "ratio_to_fp32": "prompts_per_s / FP32's prompts_per_s at the same batch size and mode",
-    "usd_per_1m_tokens": "price_per_hour / (e2e_tokens_per_s * 3600) * 1e6",
-    "max_abs_diff_vs_ref": "largest |score - reference score| over the first "
-    "settings.agreement_prompts prompts, in the same mode; the reference is "
-    "settings.reference, the first variant (FP32 when it runs); null where there are no "
-    "scores (generate mode)",
-    "flag_agreement_vs_ref": "share of those prompts flagged the same as by the reference",
-    "severity_agreement_vs_ref": "generate mode: share of those prompts given the same "
-    "severity (Safe, Controversial, Unsafe; unparsable output counts as its own answer)",
-    "max_abs_diff_vs_fp32": "max_abs_diff_vs_ref when the reference is FP32, else null; "
-    "flag_agreement_vs_fp32 alike",
-}
 
 
 @dataclass
@@ -448,13 +417,23 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
 
     sizes = {v: weights_size(g.weight_files()) for v, g in guards.items()}
     rows = [
-        _row(v, m, b, batches[(v, m, b)], setup[v], peaks[v], sizes[v], config.price_per_hour)
+        make_row(
+            v,
+            runtime_of(v),
+            m,
+            b,
+            batches[(v, m, b)],
+            setup[v],
+            peaks[v],
+            sizes[v],
+            config.price_per_hour,
+        )
         for b in config.batch_sizes
         for m in modes
         for v in variants
     ]
-    _add_ratios(rows, sizes)
-    _add_agreement(rows, variants[0], {v: s["agreement"] for v, s in setup.items()})
+    add_ratios(rows, sizes)
+    add_agreement(rows, variants[0], {v: s["agreement"] for v, s in setup.items()})
     machine = machine_info(config.threads)
     versions = next(iter(setup.values()))
     for runtime in ("onnxruntime", "openvino"):
@@ -484,128 +463,3 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         "results": rows,
         "definitions": DEFINITIONS,
     }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=float), q))
-
-
-def _row(
-    variant: str,
-    mode: str | None,
-    batch_size: int,
-    samples: list[list[float]],
-    setup: dict[str, Any],
-    peak_rss_mb: float | None,
-    size_bytes: int,
-    price_per_hour: float | None,
-) -> dict[str, Any]:
-    """One row from a worker's batches: (prompts, real tokens, padded tokens, model seconds,
-    end-to-end seconds, generated tokens) each."""
-    prompts = sum(s[0] for s in samples)
-    real = sum(s[1] for s in samples)
-    padded = sum(s[2] for s in samples)
-    model_s = sum(s[3] for s in samples)
-    e2e_s = sum(s[4] for s in samples)
-    generated = sum(s[5] for s in samples)
-    per_prompt = [1000 * s[3] / s[0] for s in samples]
-    per_batch = [1000 * s[3] for s in samples]
-    e2e_per_prompt = [1000 * s[4] / s[0] for s in samples]
-    e2e_tokens_per_s = real / e2e_s
-    row: dict[str, Any] = {
-        "variant": variant,
-        "mode": mode,
-        "backend": f"{runtime_of(variant)}-cpu",
-        "batch_size": batch_size,
-        "prompts_per_s": prompts / model_s,
-        "tokens_per_s": real / model_s,
-        "p50_ms": percentile(per_prompt, 50),
-        "p95_ms": percentile(per_prompt, 95),
-        "p99_ms": percentile(per_prompt, 99),
-        "batch_p50_ms": percentile(per_batch, 50),
-        "batch_p95_ms": percentile(per_batch, 95),
-        "batch_p99_ms": percentile(per_batch, 99),
-        "e2e_prompts_per_s": prompts / e2e_s,
-        "e2e_tokens_per_s": e2e_tokens_per_s,
-        "e2e_p50_ms": percentile(e2e_per_prompt, 50),
-        "e2e_p95_ms": percentile(e2e_per_prompt, 95),
-        "e2e_p99_ms": percentile(e2e_per_prompt, 99),
-        "load_s": setup["load_s"],
-        "peak_rss_mb": peak_rss_mb,
-        "base_rss_mb": setup.get("base_rss_mb"),
-        "size_mb": size_bytes / 1e6,
-        "batches": len(samples),
-        "prompts": prompts,
-        "tokens": real,
-        "padding_share": 1 - real / padded if padded else 0.0,
-        "measured_s": model_s,
-    }
-    if mode == "generate":
-        row["generated_tokens"] = generated
-        row["generated_tokens_per_s"] = generated / model_s
-        row["e2e_generated_tokens_per_s"] = generated / e2e_s
-    if price_per_hour is not None:
-        row["usd_per_1m_tokens"] = price_per_hour / (e2e_tokens_per_s * 3600) * 1e6
-    return row
-
-
-def _add_ratios(rows: list[dict[str, Any]], sizes: dict[str, int]) -> None:
-    """Each row against FP32 at the same batch size and mode (None when FP32 was not run), and
-    a `winner` flag on the fastest variant of each batch size and mode."""
-    groups: dict[tuple[str | None, int], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["mode"], row["batch_size"]), []).append(row)
-    for group in groups.values():
-        base = next((r for r in group if r["variant"] == "fp32"), None)
-        best = max(group, key=lambda r: r["prompts_per_s"])
-        for row in group:
-            row["ratio_to_fp32"] = row["prompts_per_s"] / base["prompts_per_s"] if base else None
-            row["e2e_ratio_to_fp32"] = (
-                row["e2e_prompts_per_s"] / base["e2e_prompts_per_s"] if base else None
-            )
-            row["size_ratio_to_fp32"] = (
-                sizes[row["variant"]] / sizes["fp32"] if "fp32" in sizes else None
-            )
-            row["winner"] = row is best
-
-
-def _add_agreement(
-    rows: list[dict[str, Any]],
-    reference: str,
-    judged: dict[str, dict[str, list[dict[str, Any]]]],
-) -> None:
-    """Each row's agreement with the reference variant on the same prompts in the same mode,
-    so a faster path is never bought with silent drift. `judged`: variant -> mode ("" for
-    none) -> [{"score", "flagged", "severity"}] per prompt."""
-    for row in rows:
-        mode = row["mode"] or ""
-        base, mine = judged[reference].get(mode), judged[row["variant"]].get(mode)
-        out: dict[str, float | None] = dict.fromkeys(
-            ("max_abs_diff_vs_ref", "flag_agreement_vs_ref", "severity_agreement_vs_ref")
-        )
-        if base and mine and len(base) == len(mine):
-            pairs = list(zip(mine, base, strict=True))
-            diffs = [
-                abs(a["score"] - b["score"])
-                for a, b in pairs
-                if a["score"] is not None and b["score"] is not None
-            ]
-            out["max_abs_diff_vs_ref"] = max(diffs) if diffs else None
-            out["flag_agreement_vs_ref"] = _share(a["flagged"] == b["flagged"] for a, b in pairs)
-            if any(b["severity"] is not None for b in base):
-                out["severity_agreement_vs_ref"] = _share(
-                    a["severity"] == b["severity"] for a, b in pairs
-                )
-        if row["mode"] != "generate":
-            del out["severity_agreement_vs_ref"]
-        row.update(out)
-        fp32 = reference == "fp32"
-        row["max_abs_diff_vs_fp32"] = out["max_abs_diff_vs_ref"] if fp32 else None
-        row["flag_agreement_vs_fp32"] = out["flag_agreement_vs_ref"] if fp32 else None
-
-
-def _share(same: Iterable[bool]) -> float:
-    values = list(same)
-    return sum(values) / len(values)
