@@ -80,7 +80,8 @@ def bench(
     ] = None,
     threads: ThreadsOpt = None,
     duration: Annotated[
-        float, typer.Option("--duration", help="Seconds of timing per variant x batch size.")
+        float,
+        typer.Option("--duration", help="Seconds of timing per variant x batch size (x mode)."),
     ] = 10.0,
     price_per_hour: Annotated[
         float | None,
