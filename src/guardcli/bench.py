@@ -3,9 +3,12 @@
 Each variant runs in a worker process of its own (`bench_worker.py`), loaded once and warmed up.
 The parent then hands out time slices in rounds, A B C, B C A, C A B, ..., one worker at a time,
 so slow drift of the machine (thermal, other tenants) falls on every variant alike instead of on
-whichever ran last. Every batch goes through the real classify path (tokenize, bucket, pad,
-onnxruntime, postprocess); the onnxruntime call is timed separately, which gives the model-only
-figures (`prompts_per_s`, `tokens_per_s`, latencies) and the end-to-end ones (`e2e_*`).
+whichever ran last. Every batch goes through the real classify path (render, tokenize, bucket,
+pad, model, postprocess); the model call the family names (`Guard.runtime_calls`: an onnxruntime
+session, greedy generation, a torch forward pass) is timed separately, which gives the
+model-only figures (`prompts_per_s`, `tokens_per_s`, latencies) and the end-to-end ones
+(`e2e_*`). A family with several ways to run (qwen3guard-gen: generation and score mode) gets
+rows of each `mode`, from the same loaded model.
 With real prompts of mixed lengths, every variant walks them in the same order from the start;
 a faster variant gets further through them in the same time, which evens out over a long run.
 """
@@ -26,39 +29,28 @@ from typing import IO, Any
 
 from . import __version__
 from .backends import ALL_VARIANTS, backend_of, with_backend
+from .bench_report import DEFINITIONS, add_agreement, add_ratios, make_row
+from .catalog import ONNX_VARIANT_FILES
 from .cpu import cpu_flags, usable_cpus
 from .errors import ExitCode, GuardError, input_error
+from .hub import LORA_VARIANT, TORCH_VARIANT
 
-AGREEMENT_PROMPTS = 32  # prompts every variant scores once, to compare with FP32
+AGREEMENT_PROMPTS = 32  # prompts every variant judges once, to compare with the reference
+# Paths run with torch: a causal LM checkpoint (qwen3guard-gen), an OpenCC LoRA adapter + head.
+TORCH_PATHS = (TORCH_VARIANT, LORA_VARIANT)
+BENCH_VARIANTS = (*ALL_VARIANTS, *TORCH_PATHS)
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 DEFAULT_SEQ_LEN = 48
 DEFAULT_DURATION = 10.0
 MAX_ROUNDS = 5
 MIN_SLICE_S = 0.5
 
-DEFINITIONS = {
-    "prompts_per_s": "prompts / seconds inside the runtime (model only)",
-    "tokens_per_s": "real (unpadded) tokens / seconds inside the runtime",
-    "p50_ms": "per request: a batch's runtime call time divided by its prompts; p95, p99 alike",
-    "batch_p50_ms": "per batch: one runtime call for batch_size prompts; p95, p99 alike",
-    "e2e_prompts_per_s": "prompts / seconds of the whole classify path, tokenization included",
-    "load_s": "session creation for this variant: onnxruntime graph optimization or OpenVINO "
-    "compilation, or loading their cached result when one is there",
-    "peak_rss_mb": "peak resident memory (VmHWM) of the process that held only this variant, "
-    "interpreter and runtime included; base_rss_mb is that process before loading it",
-    "size_mb": "the graph plus its weights on disk (ONNX external data, OpenVINO .bin)",
-    "ratio_to_fp32": "prompts_per_s / FP32's prompts_per_s at the same batch size",
-    "usd_per_1m_tokens": "price_per_hour / (e2e_tokens_per_s * 3600) * 1e6",
-    "max_abs_diff_vs_fp32": f"largest |score - FP32 score| over the first {AGREEMENT_PROMPTS} "
-    "prompts (onnxruntime FP32 is the reference)",
-    "flag_agreement_vs_fp32": "share of those prompts flagged the same as by FP32",
-}
-
 
 @dataclass
 class BenchConfig:
     model_dir: Path
     variants: Sequence[str] = ("fp32", "fp16", "int8")
+    modes: Sequence[str] = ()  # for families with several (qwen3guard-gen); () = all of them
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
     seq_len: int | None = None  # synthetic prompts of this many tokens; default when no data
     data: Path | None = None  # real prompts, JSONL (text or prompt field) or plain lines
@@ -66,6 +58,7 @@ class BenchConfig:
     duration: float = DEFAULT_DURATION  # seconds per variant x batch size
     price_per_hour: float | None = None
     seed: int = 0
+    agreement_prompts: int = AGREEMENT_PROMPTS  # judged once by every variant, for agreement
     extra: dict[str, Any] = field(default_factory=dict)  # copied into the report's `model`
 
 
@@ -76,33 +69,111 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
+def runtime_of(variant: str) -> str:
+    return "torch" if variant in TORCH_PATHS else backend_of(variant)
+
+
+def load_options(variant: str) -> dict[str, Any]:
+    """`load_guard` arguments that run `variant` (torch: the checkpoint beside any graph)."""
+    if variant == TORCH_VARIANT:
+        return {"variant": "auto", "backend": "torch"}
+    return {"variant": variant}
+
+
+def model_variants(model_dir: Path) -> list[str]:
+    """The paths a model folder holds that this install can time: its ONNX and OpenVINO files;
+    a generative guard's exported graph and its checkpoint (torch); an OpenCC adapter (lora)."""
+    from .hub import is_generative_folder, local_family, present_variants
+
+    model_dir = Path(model_dir)
+    if is_generative_folder(model_dir):
+        present = [v for v in present_variants(model_dir) if v in ONNX_VARIANT_FILES]
+        weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
+        return present + ([TORCH_VARIANT] if weights else [])
+    if local_family(model_dir) == "opencc":
+        return [LORA_VARIANT]
+    return present_variants(model_dir)
+
+
 def parse_variants(text: str, present: Sequence[str], backend: str | None = None) -> list[str]:
     """'all' or a comma list; FP32 first, since the ratios are taken to it. With `backend`,
-    names map to that runtime's paths (fp32 -> ov-fp32 on openvino) and 'all' keeps its own."""
-    if text.strip() == "all":
-        wanted = [v for v in present if backend is None or backend_of(v) == backend]
+    names map to that runtime's paths (fp32 -> ov-fp32 on openvino, fp32 -> the checkpoint on
+    torch) and 'all' keeps its own."""
+    everything = text.strip() == "all"
+    if everything:
+        wanted = [v for v in present if backend is None or runtime_of(v) == backend]
     else:
         wanted = parse_list(text, "variant")
-    unknown = [v for v in wanted if v not in ALL_VARIANTS]
+    unknown = [v for v in wanted if v not in BENCH_VARIANTS]
     if unknown:
         raise input_error(
             f"Unknown variant {unknown[0]!r}.",
-            hint=f"Choose from: {', '.join(ALL_VARIANTS)}, all.",
+            hint=f"Choose from: {', '.join(BENCH_VARIANTS)}, all.",
         )
     if not wanted:
+        on = f" on {backend}" if backend else ""
         raise GuardError(
-            "The model has no ONNX or OpenVINO variant to benchmark.",
-            hint="guard bench times exported graphs; a torch-only model (OpenCC's LoRA) has "
-            "none: time it with `guard classify --timings`.",
+            f"The model has no variant to benchmark{on} (found: {', '.join(present) or 'none'}).",
+            hint="guard bench times ONNX and OpenVINO graphs, and with torch a qwen3guard-gen "
+            "checkpoint or an OpenCC adapter. Make a graph with `guard export` or "
+            "`guard quantize`, or pick another --backend.",
         )
-    wanted = [with_backend(v, backend) for v in wanted]
+    if backend == "torch":
+        wanted = [_on_torch(v, present) for v in wanted]
+    elif not everything:
+        wanted = [with_backend(v, backend) for v in wanted]
+        wrong = [v for v in wanted if backend is not None and runtime_of(v) != backend]
+        if wrong:
+            raise input_error(f"The {wrong[0]} variant does not run on {backend}.")
     missing = [v for v in wanted if v not in present]
     if missing:
+        torch_only = bool(present) and all(v in TORCH_PATHS for v in present)
         raise GuardError(
             f"The model has no {missing[0]} variant (found: {', '.join(present) or 'none'}).",
-            hint="Pick variants that are there with --variant, or make one with `guard quantize`.",
+            hint="It runs with torch only: use --variant all."
+            if torch_only
+            else "Pick variants that are there with --variant, or make one with `guard quantize`.",
         )
-    return sorted(dict.fromkeys(wanted), key=ALL_VARIANTS.index)
+    return sorted(dict.fromkeys(wanted), key=BENCH_VARIANTS.index)
+
+
+def _on_torch(variant: str, present: Sequence[str]) -> str:
+    """The torch path that `--backend torch --variant V` means: the model's own for fp32."""
+    paths = [v for v in present if v in TORCH_PATHS]
+    if variant in TORCH_PATHS:
+        return variant
+    if variant == "fp32" and paths:
+        return paths[0]
+    raise input_error(
+        f"The {variant} variant does not run on torch.",
+        hint=f"On torch choose: {', '.join(paths) or 'none (this model has no torch path)'}.",
+    )
+
+
+def parse_modes(text: str | None, modes: Sequence[str], family: str) -> list[str]:
+    """The family's modes to time, in its order; all of them when `text` is None."""
+    if text is None:
+        return list(modes)
+    wanted = parse_list(text, "mode")
+    if not modes:
+        raise input_error(
+            f"--mode does not apply to the {family} family: it runs one way.",
+            hint="--mode generate,score is for generative guards (qwen3guard-gen); drop it.",
+        )
+    unknown = [m for m in wanted if m not in modes]
+    if unknown:
+        raise input_error(f"Unknown mode {unknown[0]!r}.", hint=f"Choose from: {', '.join(modes)}.")
+    return sorted(dict.fromkeys(wanted), key=list(modes).index)
+
+
+def family_modes(model_dir: Path) -> tuple[str, tuple[str, ...]]:
+    """(family, its modes) of a model folder, without loading anything."""
+    from .families import get_family
+    from .hub import GENERATIVE_FAMILIES, is_generative_folder, local_family
+
+    model_dir = Path(model_dir)
+    family = GENERATIVE_FAMILIES[0] if is_generative_folder(model_dir) else local_family(model_dir)
+    return family, get_family(family).modes
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -209,11 +280,12 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def graph_size(graph: Path) -> int:
-    """Bytes of a variant's graph plus its weights on disk."""
+def weights_size(files: Sequence[Path]) -> int:
+    """Bytes of a variant's weight files on disk, an ONNX graph's external data (or an
+    OpenVINO IR's .bin) included."""
     from .convert.onnx_recipes import model_size
 
-    return model_size(graph)
+    return sum(model_size(f) if f.suffix in (".onnx", ".xml") else f.stat().st_size for f in files)
 
 
 # ---------------------------------------------------------------- workers
@@ -276,24 +348,32 @@ def rounds_for(duration: float) -> int:
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Benchmark `config.variants` x `config.batch_sizes`; the JSON-ready report."""
-    from .hub import resolve
+    """Benchmark `config.variants` x `config.batch_sizes` (x the family's modes); the JSON-ready
+    report."""
+    from .api import load_guard
     from .synthetic import is_synthetic
-    from .tokenize import TextTokenizer
 
     model_dir = Path(config.model_dir)
-    graphs = {v: resolve(model_dir, v).graph for v in config.variants}
-    default_len = resolve(model_dir, config.variants[0]).max_length
+    variants = list(config.variants)
+    # Guards that are not loaded (no session, no torch model): files, tokenizer and defaults.
+    guards = {v: load_guard(model_dir, **load_options(v)) for v in variants}
+    first = guards[variants[0]]
+    modes: list[str | None] = [
+        *parse_modes(",".join(config.modes) if config.modes else None, first.modes, first.family)
+    ] or [None]
+    default_len = first.max_length
     if config.data is not None:
         texts = read_prompts(config.data)
         max_length = default_len
-        prompt_source = {"data": str(config.data), "prompts": len(texts)}
+        prompt_source: dict[str, Any] = {"data": str(config.data), "prompts": len(texts)}
     else:
         seq_len = config.seq_len or DEFAULT_SEQ_LEN
         if seq_len < 2:
             raise input_error("--seq-len must be at least 2 (one word and the end token).")
         max_length = max(default_len, seq_len)
-        tokenizer = TextTokenizer(model_dir, max_length)
+        tokenizer = load_guard(
+            model_dir, **load_options(variants[0]), max_length=max_length
+        ).tokenizer
         count = max(64, 2 * max(config.batch_sizes))
         texts = synthetic_prompts(tokenizer, seq_len, count, config.seed)
         prompt_source = {"seq_len": seq_len, "prompts": len(texts)}
@@ -301,9 +381,9 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
     rounds = rounds_for(config.duration)
     workers: dict[str, _WorkerProcess] = {}
     setup: dict[str, dict[str, Any]] = {}
-    batches: dict[tuple[str, int], list[list[float]]] = {}
+    batches: dict[tuple[str, str | None, int], list[list[float]]] = {}
     try:
-        for variant in config.variants:  # one at a time, so load times do not contend
+        for variant in variants:  # one at a time, so load times do not contend
             progress(f"loading {variant}")
             workers[variant] = _WorkerProcess(variant)
             setup[variant] = workers[variant].ask(
@@ -314,147 +394,72 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
                 max_length=max_length,
                 texts=texts,
                 warmup=list(config.batch_sizes),
-                agreement=AGREEMENT_PROMPTS,
+                modes=modes,
+                agreement=config.agreement_prompts,
             )
         slice_s = config.duration / rounds
-        order = list(config.variants)
+        order = list(variants)
         for r in range(rounds):
             for size in config.batch_sizes:
-                for variant in order:
-                    progress(f"round {r + 1}/{rounds}: {variant} at batch {size}")
-                    got = workers[variant].ask(cmd="run", batch_size=size, seconds=slice_s)
-                    batches.setdefault((variant, size), []).extend(got["batches"])
-                order = order[1:] + order[:1]  # A B C, then B C A: no variant always goes last
+                for mode in modes:
+                    for variant in order:
+                        what = f"{variant} ({mode})" if mode else variant
+                        progress(f"round {r + 1}/{rounds}: {what} at batch {size}")
+                        got = workers[variant].ask(
+                            cmd="run", batch_size=size, seconds=slice_s, mode=mode
+                        )
+                        batches.setdefault((variant, mode, size), []).extend(got["batches"])
+                    order = order[1:] + order[:1]  # A B C, then B C A: no variant always last
         peaks = {v: w.ask(cmd="stop").get("peak_rss_mb") for v, w in workers.items()}
     finally:
         for worker in workers.values():
             worker.close()
 
-    sizes = {v: graph_size(g) for v, g in graphs.items()}
+    sizes = {v: weights_size(g.weight_files()) for v, g in guards.items()}
     rows = [
-        _row(v, b, batches[(v, b)], setup[v], peaks[v], sizes[v], config.price_per_hour)
+        make_row(
+            v,
+            runtime_of(v),
+            m,
+            b,
+            batches[(v, m, b)],
+            setup[v],
+            peaks[v],
+            sizes[v],
+            config.price_per_hour,
+        )
         for b in config.batch_sizes
-        for v in config.variants
+        for m in modes
+        for v in variants
     ]
-    _add_ratios(rows, sizes)
-    _add_agreement(rows, {v: s.get("scores") for v, s in setup.items()}, setup)
-    ort_version = next(iter(setup.values())).get("onnxruntime")
+    add_ratios(rows, sizes)
+    add_agreement(rows, variants[0], {v: s["agreement"] for v, s in setup.items()})
     machine = machine_info(config.threads)
-    machine["onnxruntime"] = ort_version or machine["onnxruntime"]
-    machine["openvino"] = next(iter(setup.values())).get("openvino") or machine["openvino"]
+    versions = next(iter(setup.values()))
+    for runtime in ("onnxruntime", "openvino"):
+        machine[runtime] = versions.get(runtime) or machine[runtime]
+    if any(v in TORCH_PATHS for v in variants):
+        machine["torch"] = versions.get("torch")
     return {
         "machine": machine,
         "model": {
             "path": str(model_dir),
+            "family": first.family,
             "synthetic": is_synthetic(model_dir),
             "max_length": max_length,
             **config.extra,
         },
         "settings": {
-            "variants": list(config.variants),
+            "variants": variants,
+            "modes": [m for m in modes if m],
+            "reference": variants[0],
             "batch_sizes": list(config.batch_sizes),
             "duration_s": config.duration,
             "rounds": rounds,
             "price_per_hour": config.price_per_hour,
+            "agreement_prompts": config.agreement_prompts,
             **prompt_source,
         },
         "results": rows,
         "definitions": DEFINITIONS,
     }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=float), q))
-
-
-def _row(
-    variant: str,
-    batch_size: int,
-    samples: list[list[float]],
-    setup: dict[str, Any],
-    peak_rss_mb: float | None,
-    size_bytes: int,
-    price_per_hour: float | None,
-) -> dict[str, Any]:
-    prompts = sum(s[0] for s in samples)
-    real = sum(s[1] for s in samples)
-    padded = sum(s[2] for s in samples)
-    model_s = sum(s[3] for s in samples)
-    e2e_s = sum(s[4] for s in samples)
-    per_prompt = [1000 * s[3] / s[0] for s in samples]
-    per_batch = [1000 * s[3] for s in samples]
-    e2e_per_prompt = [1000 * s[4] / s[0] for s in samples]
-    e2e_tokens_per_s = real / e2e_s
-    row: dict[str, Any] = {
-        "variant": variant,
-        "backend": f"{backend_of(variant)}-cpu",
-        "batch_size": batch_size,
-        "prompts_per_s": prompts / model_s,
-        "tokens_per_s": real / model_s,
-        "p50_ms": percentile(per_prompt, 50),
-        "p95_ms": percentile(per_prompt, 95),
-        "p99_ms": percentile(per_prompt, 99),
-        "batch_p50_ms": percentile(per_batch, 50),
-        "batch_p95_ms": percentile(per_batch, 95),
-        "batch_p99_ms": percentile(per_batch, 99),
-        "e2e_prompts_per_s": prompts / e2e_s,
-        "e2e_tokens_per_s": e2e_tokens_per_s,
-        "e2e_p50_ms": percentile(e2e_per_prompt, 50),
-        "e2e_p95_ms": percentile(e2e_per_prompt, 95),
-        "e2e_p99_ms": percentile(e2e_per_prompt, 99),
-        "load_s": setup["load_s"],
-        "peak_rss_mb": peak_rss_mb,
-        "base_rss_mb": setup.get("base_rss_mb"),
-        "size_mb": size_bytes / 1e6,
-        "batches": len(samples),
-        "prompts": prompts,
-        "tokens": real,
-        "padding_share": 1 - real / padded if padded else 0.0,
-        "measured_s": model_s,
-    }
-    if price_per_hour is not None:
-        row["usd_per_1m_tokens"] = price_per_hour / (e2e_tokens_per_s * 3600) * 1e6
-    return row
-
-
-def _add_ratios(rows: list[dict[str, Any]], sizes: dict[str, int]) -> None:
-    """Each row against FP32 at the same batch size (None when FP32 was not run), and a
-    `winner` flag on the fastest variant of each batch size."""
-    by_size: dict[int, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_size.setdefault(row["batch_size"], []).append(row)
-    for group in by_size.values():
-        base = next((r for r in group if r["variant"] == "fp32"), None)
-        best = max(group, key=lambda r: r["prompts_per_s"])
-        for row in group:
-            row["ratio_to_fp32"] = row["prompts_per_s"] / base["prompts_per_s"] if base else None
-            row["e2e_ratio_to_fp32"] = (
-                row["e2e_prompts_per_s"] / base["e2e_prompts_per_s"] if base else None
-            )
-            row["size_ratio_to_fp32"] = (
-                sizes[row["variant"]] / sizes["fp32"] if "fp32" in sizes else None
-            )
-            row["winner"] = row is best
-
-
-def _add_agreement(
-    rows: list[dict[str, Any]],
-    scores: dict[str, list[float] | None],
-    setup: dict[str, dict[str, Any]],
-) -> None:
-    """Each row's agreement with FP32 on the same prompts (None when FP32 was not run), so a
-    faster path is never bought with silent drift."""
-    base = scores.get("fp32")
-    threshold = next(iter(setup.values())).get("threshold", 0.5) if setup else 0.5
-    for row in rows:
-        mine = scores.get(row["variant"])
-        if base is None or mine is None or len(mine) != len(base):
-            row["max_abs_diff_vs_fp32"] = row["flag_agreement_vs_fp32"] = None
-            continue
-        row["max_abs_diff_vs_fp32"] = max(
-            (abs(a - b) for a, b in zip(mine, base, strict=True)), default=0.0
-        )
-        same = sum((a >= threshold) == (b >= threshold) for a, b in zip(mine, base, strict=True))
-        row["flag_agreement_vs_fp32"] = same / len(base) if base else None

@@ -1,12 +1,14 @@
-"""One variant's session in a process of its own, driven by `bench.py` over JSON lines.
+"""One variant's model in a process of its own, driven by `bench.py` over JSON lines.
 
 A fresh process per variant makes its peak RSS that variant's alone (plus the interpreter and
-onnxruntime, reported separately as `base_rss_mb`), and keeps one variant's memory arenas from
-skewing another's timings. Only one worker runs at a time; the others block on stdin.
+its runtime, onnxruntime or torch, reported separately as `base_rss_mb`), and keeps one
+variant's memory arenas from skewing another's timings. Only one worker runs at a time; the
+others block on stdin. A family with several modes (qwen3guard-gen: generate, score) runs them
+all from the one loaded model.
 
 Protocol (one JSON object per line): the parent sends {"cmd": "setup", ...}, then any number of
-{"cmd": "run", "batch_size": b, "seconds": s} and finally {"cmd": "stop"}; every command gets
-one reply {"ok": true, ...} or {"ok": false, "error": ...}.
+{"cmd": "run", "batch_size": b, "seconds": s, "mode": m} and finally {"cmd": "stop"}; every
+command gets one reply {"ok": true, ...} or {"ok": false, "error": ...}.
 """
 
 from __future__ import annotations
@@ -36,48 +38,68 @@ def rss_mb(field: str = "VmHWM") -> float | None:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+Batch = tuple[int, int, int, float, float, int]
+
+
 class Worker:
     def __init__(self, setup: dict[str, Any]):
-        from .backends import backend_of
+        from .bench import load_options
 
-        # The runtime is part of the base, not of the variant.
-        if backend_of(setup["variant"]) == "openvino":
-            import openvino  # noqa: F401
-        else:
-            import onnxruntime  # noqa: F401
-
+        _import_runtime(setup["variant"])  # the runtime is part of the base, not of the variant
         from .api import load_guard
 
         self.guard = load_guard(
             setup["model_dir"],
-            variant=setup["variant"],
+            **load_options(setup["variant"]),
             max_length=setup.get("max_length"),
             threads=setup.get("threads"),
         )
-        self.base_rss_mb = rss_mb("VmRSS")  # interpreter and libraries, no session yet
+        self.base_rss_mb = rss_mb("VmRSS")  # interpreter and libraries, no model yet
         self.texts: list[str] = setup["texts"]
         self.cursor = 0
         start = time.perf_counter()
-        session = self.guard.session  # type: ignore[attr-defined]
+        calls = self.guard.runtime_calls()
         self.load_s = time.perf_counter() - start
         self.tokenizer_s = _timed(lambda: self.guard.tokenizer)
-        self.samples: list[tuple[int, int, int, float]] = []
-        run = session.run
+        # Per model call in the current score_batch: seconds, and new tokens when generating.
+        self.calls: list[tuple[float, int]] = []
+        # Per score_batch: (prompts, real tokens, padded tokens, model seconds, new tokens).
+        self.samples: list[tuple[int, int, int, float, int]] = []
+        for owner, name in calls:
+            setattr(owner, name, self._timed_call(getattr(owner, name), name == "generate"))
+        score_batch = self.guard.score_batch
 
-        def timed_run(ids, mask):
-            # The model-only figure: the onnxruntime call, nothing around it.
+        def timed_batch(batch):
+            self.calls.clear()
             t0 = time.perf_counter()
-            out = run(ids, mask)
-            self.samples.append(
-                (len(ids), int(mask.sum()), int(mask.size), time.perf_counter() - t0)
-            )
+            out = score_batch(batch)
+            elapsed = time.perf_counter() - t0
+            lengths = [len(e.ids) for e in batch]
+            model_s = sum(c[0] for c in self.calls) if calls else elapsed
+            new = sum(c[1] for c in self.calls)
+            self.samples.append((len(batch), sum(lengths), len(batch) * max(lengths), model_s, new))
             return out
 
-        session.run = timed_run
+        self.guard.score_batch = timed_batch  # type: ignore[method-assign]
 
-    def batch(self, size: int) -> tuple[int, int, int, float, float]:
+    def _timed_call(self, call, generates: bool):
+        def timed(*args, **kwargs):
+            # The model-only figure: the runtime call, nothing around it.
+            t0 = time.perf_counter()
+            out = call(*args, **kwargs)
+            new = sum(len(ids) for ids in out) if generates else 0
+            self.calls.append((time.perf_counter() - t0, new))
+            return out
+
+        return timed
+
+    def use_mode(self, mode: str | None) -> None:
+        if mode is not None:
+            self.guard.use_mode(mode)
+
+    def batch(self, size: int) -> Batch:
         """One batch through the whole classify path; (prompts, real tokens, padded tokens,
-        model seconds, end-to-end seconds)."""
+        model seconds, end-to-end seconds, generated tokens)."""
         n = len(self.texts)
         texts = [self.texts[(self.cursor + i) % n] for i in range(size)]
         self.cursor = (self.cursor + size) % n
@@ -87,31 +109,52 @@ class Worker:
         t0 = time.perf_counter()
         self.guard.classify(texts)
         e2e = time.perf_counter() - t0
-        prompts = sum(s[0] for s in self.samples)
-        real = sum(s[1] for s in self.samples)
-        padded = sum(s[2] for s in self.samples)
-        return prompts, real, padded, sum(s[3] for s in self.samples), e2e
+        s = self.samples
+        return (
+            sum(x[0] for x in s),
+            sum(x[1] for x in s),
+            sum(x[2] for x in s),
+            sum(x[3] for x in s),
+            e2e,
+            sum(x[4] for x in s),
+        )
 
-    def scores(self, count: int) -> list[float | None]:
-        """Scores of the first `count` prompts, one batch of 8 at a time, for agreement."""
+    def judged(self, count: int) -> list[dict[str, Any]]:
+        """Verdicts on the first `count` prompts, one batch of 8 at a time, for agreement."""
         texts = self.texts[:count]
         self.guard.batch_size = 8
-        return [v.score for v in self.guard.classify(texts)]
+        return [
+            {"score": v.score, "flagged": v.flagged, "severity": v.severity}
+            for v in self.guard.classify(texts)
+        ]
 
-    def run(self, size: int, seconds: float) -> list[tuple[int, int, int, float, float]]:
+    def run(self, size: int, seconds: float) -> list[Batch]:
         """Batches for `seconds` of wall time, at least one."""
-        out: list[tuple[int, int, int, float, float]] = []
+        out: list[Batch] = []
         deadline = time.perf_counter() + seconds
         while not out or time.perf_counter() < deadline:
             out.append(self.batch(size))
         return out
 
 
+def _import_runtime(variant: str) -> None:
+    from .backends import backend_of
+    from .bench import TORCH_PATHS
+
+    if variant in TORCH_PATHS:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    elif backend_of(variant) == "openvino":
+        import openvino  # noqa: F401
+    else:
+        import onnxruntime  # noqa: F401
+
+
 def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {}
-    for dist in ("onnxruntime", "openvino"):
+    for dist in ("onnxruntime", "openvino", "torch"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -140,19 +183,24 @@ def main() -> int:
         try:
             if msg["cmd"] == "setup":
                 worker = Worker(msg)
-                for size in msg.get("warmup", []):
-                    worker.batch(size)
+                agreement: dict[str, list[dict[str, Any]]] = {}
+                for mode in msg.get("modes") or [None]:
+                    worker.use_mode(mode)
+                    for size in msg.get("warmup", []):
+                        worker.batch(size)
+                    agreement[mode or ""] = worker.judged(int(msg.get("agreement", 0)))
                 reply(
                     ok=True,
                     load_s=worker.load_s,
                     tokenizer_load_s=worker.tokenizer_s,
                     base_rss_mb=worker.base_rss_mb,
-                    scores=worker.scores(int(msg.get("agreement", 0))),
+                    agreement=agreement,
                     threshold=worker.guard.threshold,
                     **_versions(),
                 )
             elif msg["cmd"] == "run":
                 assert worker is not None
+                worker.use_mode(msg.get("mode"))
                 reply(ok=True, batches=worker.run(int(msg["batch_size"]), float(msg["seconds"])))
             elif msg["cmd"] == "stop":
                 reply(ok=True, peak_rss_mb=rss_mb("VmHWM"))

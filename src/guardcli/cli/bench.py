@@ -20,7 +20,9 @@ EPILOG = (
     "Examples:\n\n"
     "  guard bench --variant fp32,int8 --batch-size 1,8\n\n"
     "  guard bench --synthetic --size full --duration 30 --format json > bench.json\n\n"
-    "  guard bench --data prompts.jsonl --price-per-hour 0.10"
+    "  guard bench --data prompts.jsonl --price-per-hour 0.10\n\n"
+    "  guard bench -m ./qwen3guard-gen-tiny --mode generate,score --batch-size 1,4\n\n"
+    "  guard bench -m ./opencc-cm --batch-size 1,8    # torch + peft: the lora path"
 )
 
 
@@ -46,11 +48,21 @@ def bench(
         str,
         typer.Option(
             "--variant",
-            help="Comma list of fp32,fp16,int8,bf16,ov-fp32,ov-int8, or all (every path present "
-            "that this install can run).",
+            help="Comma list of fp32,fp16,int8,bf16,ov-fp32,ov-int8, torch (a generative "
+            "guard's checkpoint), lora (an OpenCC adapter), or all (every path present that "
+            "this install can run).",
         ),
     ] = "all",
     backend: BackendOpt = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="Generative guards (qwen3guard-gen): comma list of generate (greedy decoding, "
+            "the verdict from its text, as classify --no-score) and score (one forward pass); "
+            "each gets rows of its own. Default: both. Other families run one way.",
+        ),
+    ] = None,
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="Comma list of batch sizes.")
     ] = "1,8,32",
@@ -68,7 +80,8 @@ def bench(
     ] = None,
     threads: ThreadsOpt = None,
     duration: Annotated[
-        float, typer.Option("--duration", help="Seconds of timing per variant x batch size.")
+        float,
+        typer.Option("--duration", help="Seconds of timing per variant x batch size (x mode)."),
     ] = 10.0,
     price_per_hour: Annotated[
         float | None,
@@ -85,11 +98,21 @@ def bench(
     so machine drift falls on all of them alike and each one's peak memory is its own. Reports
     prompts/s, tokens/s (real tokens, not padding), latency percentiles per request and per
     batch, session load time, peak RSS, size on disk, the ratio to FP32, and the end-to-end
-    rate with tokenization included.
+    rate with tokenization included. Generative guards report generated tokens/s too, and
+    every variant's agreement with the first one (FP32 when it runs): max |Δscore| in score
+    mode, the share of identical severities in generate mode.
     """
-    from ..bench import BenchConfig, parse_batch_sizes, parse_variants, run_bench
+    from ..bench import (
+        BenchConfig,
+        family_modes,
+        model_variants,
+        parse_batch_sizes,
+        parse_modes,
+        parse_variants,
+        run_bench,
+    )
     from ..errors import ExitCode, GuardError
-    from ..hub import present_variants, resolve
+    from ..hub import resolve
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     if fmt not in FORMATS:
@@ -116,10 +139,13 @@ def bench(
                 raise
             err.hint = f"{err.hint} Or benchmark the architecture alone with --synthetic."
             raise
-    variants = parse_variants(variant, present_variants(model_dir), backend)
+    variants = parse_variants(variant, model_variants(model_dir), backend)
+    family, runs = family_modes(model_dir)
+    modes = parse_modes(mode, runs, family)
     config = BenchConfig(
         model_dir=model_dir,
         variants=variants,
+        modes=modes,
         batch_sizes=sizes,
         seq_len=seq_len,
         data=data,
@@ -130,9 +156,10 @@ def bench(
     if not quiet:
         if synthetic or (model_dir / "guardcli_synthetic.json").exists():
             console.print(f"note: {model_dir} is a synthetic model with random weights.")
-        rounds = len(variants) * len(sizes)
+        rounds = len(variants) * len(sizes) * max(1, len(modes))
+        how = f" ({', '.join(modes)})" if modes else ""
         console.print(
-            f"benchmarking {', '.join(variants)} at batch {', '.join(map(str, sizes))}: "
+            f"benchmarking {', '.join(variants)}{how} at batch {', '.join(map(str, sizes))}: "
             f"about {rounds * duration:.0f}s of timing after loading and warm-up"
         )
     status = console.status("loading…") if console.is_terminal and not quiet else None
@@ -162,6 +189,17 @@ def _delta(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}"
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _agreement(row: dict[str, Any]) -> float | None:
+    """Severity agreement for generated verdicts, flag agreement otherwise."""
+    if row.get("mode") == "generate":
+        return row.get("severity_agreement_vs_ref")
+    return row.get("flag_agreement_vs_ref")
+
+
 def _usd(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -172,24 +210,32 @@ def render_table(report: dict[str, Any]) -> None:
     from rich.measure import Measurement
     from rich.table import Table
 
+    from ..bench import AGREEMENT_PROMPTS
+
     out = Console(file=sys.stdout, highlight=False)
     m, model = report["machine"], report["model"]
     out.print(
         f"{m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads, "
         f"onnxruntime {m['onnxruntime']}"
         + (f", openvino {m['openvino']}" if m.get("openvino") else "")
+        + (f", torch {m['torch']}" if m.get("torch") else "")
         + f", guardcli {m['guardcli']}"
     )
     out.print(f"features: {' '.join(m['features']) or 'none detected'}")
     note = " (SYNTHETIC: random weights; timings hold for its architecture and size)"
     out.print(f"model: {model['path']}{note if model['synthetic'] else ''}")
     cost = any("usd_per_1m_tokens" in r for r in report["results"])
+    modes = any(r.get("mode") for r in report["results"])
+    generates = any(r.get("mode") == "generate" for r in report["results"])
+    ref = report["settings"].get("reference", "fp32")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     headers = [
         "variant",
+        *(["mode"] if modes else []),
         "batch",
         "prompts\n/s",
         "tokens\n/s",
+        *(["new tok/s\n(generate)"] if generates else []),
         "×fp32",
         "ms/request\np50 p95 p99",
         "ms/batch\np50",
@@ -197,23 +243,28 @@ def render_table(report: dict[str, Any]) -> None:
         "load\ns",
         "RSS\nMB",
         "size MB\n(×fp32)",
-        "max |Δ|\nvs fp32",
+        f"max |Δ|\nvs {ref}",
+        f"agree\nvs {ref}",
     ]
     for name in headers + (["$ per 1M\ntokens"] if cost else []):
-        table.add_column(name, justify="left" if name == "variant" else "right", no_wrap=True)
+        left = name in ("variant", "mode")
+        table.add_column(name, justify="left" if left else "right", no_wrap=True)
     last = None
     for r in report["results"]:
-        if last is not None and r["batch_size"] != last:
+        group = (r["batch_size"], r.get("mode"))
+        if last is not None and group != last:
             table.add_section()
-        last = r["batch_size"]
+        last = group
         ratio = "-" if r["ratio_to_fp32"] is None else f"{r['ratio_to_fp32']:.2f}×"
         size_ratio = r["size_ratio_to_fp32"]
         size = f"{r['size_mb']:,.0f}" + ("" if size_ratio is None else f" ({size_ratio:.2f}×)")
         cells = [
             ("★ " if r["winner"] else "  ") + r["variant"],
+            *([r.get("mode") or "-"] if modes else []),
             str(r["batch_size"]),
             _num(r["prompts_per_s"]),
             _num(r["tokens_per_s"]),
+            *([_num(r.get("generated_tokens_per_s"))] if generates else []),
             ratio,
             " ".join(_num(r[k]) for k in ("p50_ms", "p95_ms", "p99_ms")),
             _num(r["batch_p50_ms"]),
@@ -221,7 +272,8 @@ def render_table(report: dict[str, Any]) -> None:
             _num(r["load_s"]),
             _num(r["peak_rss_mb"]),
             size,
-            _delta(r.get("max_abs_diff_vs_fp32")),
+            _delta(r.get("max_abs_diff_vs_ref")),
+            _percent(_agreement(r)),
         ]
         if cost:
             cells.append(_usd(r.get("usd_per_1m_tokens")))
@@ -232,14 +284,23 @@ def render_table(report: dict[str, Any]) -> None:
     for r in report["results"]:
         if r["winner"]:
             vs = "" if r["ratio_to_fp32"] is None else f", {r['ratio_to_fp32']:.2f}× FP32"
+            how = f" ({r['mode']})" if r.get("mode") else ""
             out.print(
-                f"★ fastest at batch {r['batch_size']}: {r['variant']} "
+                f"★ fastest at batch {r['batch_size']}{how}: {r['variant']} "
                 f"({_num(r['prompts_per_s'])} prompts/s{vs})"
             )
     s = report["settings"]
     prompts = f"{s['seq_len']}-token synthetic prompts" if "seq_len" in s else s.get("data")
     out.print(
-        f"{prompts}; {s['duration_s']:g}s per variant × batch in {s['rounds']} interleaved "
+        f"{prompts}; {s['duration_s']:g}s per variant × {'mode × ' if modes else ''}batch in "
+        f"{s['rounds']} interleaved "
         "round(s). ms/req: a batch's model time per prompt. e2e: tokenization included. "
-        "RSS: peak of a process holding only that variant."
+        "RSS: peak of a process holding only that variant. agree: share of the first "
+        f"{s.get('agreement_prompts', AGREEMENT_PROMPTS)} prompts judged alike (flag; severity "
+        "in generate mode)."
+        + (
+            " generate: greedy decoding to EOS or 128 new tokens; score: one forward pass."
+            if modes
+            else ""
+        )
     )

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..batching import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, plan_batches
@@ -43,6 +44,9 @@ class Guard(ABC):
     # Families that pick their own runtime map `--backend` names to theirs; the others run on
     # the variant's backend (onnxruntime or OpenVINO).
     runtimes: ClassVar[dict[str, str]] = {}
+    # Ways of running one loaded model that `guard bench` times as rows of their own (generative
+    # guards: greedy generation and score mode); `use_mode` switches between them.
+    modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -110,6 +114,25 @@ class Guard(ABC):
         """The `threshold` a verdict reports; None where flags come from per-category
         thresholds."""
         return self.threshold
+
+    def use_mode(self, mode: str) -> None:
+        """Run as `mode`, one of `modes`, from now on."""
+        raise GuardError(
+            f"The {self.family} family has one way to run; {mode!r} does not apply.",
+            code=ExitCode.INPUT,
+        )
+
+    def runtime_calls(self) -> list[tuple[Any, str]]:
+        """Load the model and name the methods that run it, as (object, method name).
+
+        `guard bench` times this call as the load time and wraps those methods to time the
+        model alone (a method named `generate` returns each prompt's new token ids). A family
+        that names none is timed by `score_batch`."""
+        return []
+
+    def weight_files(self) -> list[Path]:
+        """The files that hold this variant's weights (their size on disk, for `guard bench`)."""
+        return [self.model.graph]
 
     @abstractmethod
     def score_batch(self, batch: list[Encoded]) -> Sequence[Judgement | RecordError]:

@@ -223,6 +223,14 @@ class OpenCCGuard(Guard):
             torch.set_num_threads(self.threads)
         return rebuild_shared(self.frame, self.base_dir)
 
+    def runtime_calls(self) -> list[tuple[object, str]]:
+        self.network  # noqa: B018 - loads the base, the adapter and the head
+        return [(self, "probabilities")]
+
+    def weight_files(self) -> list[Path]:
+        base = sorted([*self.base_dir.glob("*.safetensors"), *self.base_dir.glob("*.bin")])
+        return [self.frame.adapter_file, self.frame.head_file, *base]
+
     def probabilities(self, batch: list[Encoded]):
         """Per-label probabilities [B, num_labels] as float64 numpy."""
         import numpy as np

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import GuardError, input_error
@@ -27,6 +28,8 @@ BACKENDS = ("auto", "onnx", "torch", "remote")
 class Qwen3GuardGen(Guard):
     family = "qwen3guard-gen"
     runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "onnx": "onnx", "torch": "torch"}
+    # generate: the verdict from greedy decoding alone (--no-score); score: one forward pass.
+    modes: ClassVar[tuple[str, ...]] = ("generate", "score")
 
     def __init__(
         self,
@@ -91,6 +94,26 @@ class Qwen3GuardGen(Guard):
         from ..runtime.causal_lm import TorchCausalLM
 
         return TorchCausalLM(self.model.path, threads=self.threads)
+
+    def use_mode(self, mode: str) -> None:
+        if mode not in self.modes:
+            super().use_mode(mode)
+        self.use_generation = mode == "generate"
+        self.use_score = mode == "score"
+
+    def runtime_calls(self) -> list[tuple[object, str]]:
+        if self.backend == "remote":
+            raise input_error(
+                "A remote endpoint is not timed here: guard bench runs local backends.",
+                "Drop --endpoint, and pass a model folder with --model.",
+            )
+        return [(self.lm, "next_logits"), (self.lm, "generate")]
+
+    def weight_files(self) -> list[Path]:
+        if self.backend != "torch":
+            return super().weight_files()
+        path = self.model.path
+        return sorted([*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")])
 
     @cached_property
     def remote(self):

@@ -33,6 +33,9 @@ class SeqClsGuard(Guard):
     def session(self) -> Session:
         return open_session(self.model, threads=self.threads, one_shot=self.one_shot)
 
+    def runtime_calls(self) -> list[tuple[object, str]]:
+        return [(self.session, "run")]
+
     @cached_property
     def labels(self) -> tuple[str, str]:
         config = self.model.path / "config.json"
