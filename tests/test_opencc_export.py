@@ -138,3 +138,23 @@ def test_qwen35_base_is_refused_plainly(runner, opencc_cm: Path, tmp_path: Path)
     assert not out.exists() and not (opencc_cm / "onnx").exists()
     result = invoke(runner, ["classify", "-m", str(opencc_cm), "--backend", "onnxruntime", "hi"])
     assert result.exit_code == 3 and "guard export" in result.stderr
+
+
+def test_bench_times_the_graph_beside_the_lora(exported_cm: Path) -> None:
+    from guardcli.bench import BenchConfig, model_variants, run_bench
+
+    assert model_variants(exported_cm) == ["fp32", "lora"]
+    config = BenchConfig(
+        exported_cm,
+        variants=["fp32", "lora"],
+        batch_sizes=[2],
+        seq_len=16,
+        duration=0.2,
+        agreement_prompts=8,
+    )
+    report = run_bench(config)
+    rows = {r["variant"]: r for r in report["results"]}
+    assert rows["fp32"]["backend"].startswith("onnxruntime")
+    assert rows["lora"]["backend"] == "torch-cpu"
+    # FP32 ONNX is the reference; the bf16 torch path stays close to it.
+    assert rows["lora"]["max_abs_diff_vs_fp32"] < 0.02

@@ -219,6 +219,7 @@ def test_tiny_model_end_to_end(runner, tiny_guard_model, backend):
     got = [(r["id"], r["severity"], r["categories"], r["refusal"], r["flagged"]) for r in rows[:2]]
     assert got == [("1", "Safe", [], None, False), ("2", "Unsafe", ["Violent"], None, True)]
     assert [r["score"] > 0.5 for r in rows[:2]] == [False, True]
+    assert all((r["variant"] == "torch") is (backend == "torch") for r in rows)
     # Responses: generated and parsed with the response patterns (a Refusal line). The tiny
     # model learns the prompt rule reliably; its response answers are not asserted.
     for row in rows[2:]:

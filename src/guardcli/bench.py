@@ -91,7 +91,10 @@ def model_variants(model_dir: Path) -> list[str]:
         weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
         return present + ([TORCH_VARIANT] if weights else [])
     if local_family(model_dir) == "opencc":
-        return [LORA_VARIANT]
+        # The exported graph (fp32, and variants made from it) beside the adapter, when there.
+        graphs = [v for v, rel in ONNX_VARIANT_FILES.items() if (model_dir / rel).is_file()]
+        lora = [LORA_VARIANT] if any(model_dir.glob("adapter_model.*")) else []
+        return graphs + lora
     return present_variants(model_dir)
 
 

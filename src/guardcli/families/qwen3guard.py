@@ -68,6 +68,8 @@ class Qwen3GuardGen(Guard):
         elif backend == "auto":
             backend = "torch" if model.variant == TORCH_VARIANT else "onnx"
         self.backend = backend
+        if backend == "torch":
+            self.variant = TORCH_VARIANT  # the checkpoint runs, whichever graph was resolved
 
     # ------------------------------------------------------------------ input
 
