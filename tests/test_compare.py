@@ -150,5 +150,5 @@ def test_compare_needs_the_variants(runner, tiny_model: Path, tmp_path: Path) ->
     assert result.exit_code == 3
     assert f"{model} has no fp16 variant (found: fp32)." in result.stderr
     assert "guard quantize" in result.stderr
-    result = invoke(runner, ["compare", str(model), "--data", "x", "--variants", "bf16"])
-    assert result.exit_code == 2 and "Unknown variant bf16 in --variants." in result.stderr
+    result = invoke(runner, ["compare", str(model), "--data", "x", "--variants", "int4"])
+    assert result.exit_code == 2 and "Unknown variant int4 in --variants." in result.stderr

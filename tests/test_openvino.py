@@ -396,3 +396,15 @@ def test_classify_from_arguments_loads_a_one_shot_session(runner, tiny_model, mo
     assert one.exit_code in (0, 1) and many.exit_code in (0, 1), one.stderr + many.stderr
     assert seen == [False, True]
     assert json.loads(one.stdout)["score"] == pytest.approx(json.loads(many.stdout)["score"])
+
+
+def test_compare_takes_openvino_variants(runner, ov_model) -> None:
+    data = SAMPLES / "labelled.jsonl"
+    args = ["compare", str(ov_model), "--data", str(data), "--no-stability", "-f", "json"]
+    result = invoke(runner, [*args, "--variants", "ov-fp32,ov-int8"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert list(report["variants"]) == ["fp32", "ov-fp32", "ov-int8"]
+    # The same FP32 graph on another runtime: no decision may flip.
+    assert report["variants"]["ov-fp32"]["flips"]["count"] == 0
+    assert report["variants"]["ov-fp32"]["delta"]["max"] < 1e-3

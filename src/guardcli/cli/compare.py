@@ -34,7 +34,8 @@ EPILOG = (
     "--max-flip-rate, 2 usage or input error, 3 model or runtime error.\n\n"
     "Examples:\n\n"
     "  guard compare ./my-guard --variants fp32,fp16,int8 --data labelled.jsonl\n\n"
-    "  guard compare ./my-guard --data labelled.jsonl --format json --max-flip-rate 0.01"
+    "  guard compare ./my-guard --data labelled.jsonl --format json --max-flip-rate 0.01\n\n"
+    "  guard compare ./my-guard --variants int8,ov-int8 --data labelled.jsonl --no-stability"
 )
 
 
@@ -49,7 +50,11 @@ def compare(
     ],
     variants: Annotated[
         str,
-        typer.Option("--variants", help="Variants to compare, comma separated (fp32 always)."),
+        typer.Option(
+            "--variants",
+            help="Variants to compare, comma separated (fp32, onnxruntime's, is always the "
+            "reference): fp16, int8, and OpenVINO's ov-fp32, bf16, ov-int8.",
+        ),
     ] = "fp32,fp16,int8",
     threshold: ThresholdOpt = None,
     label_field: Annotated[

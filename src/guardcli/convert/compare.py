@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
+from ..backends import ALL_VARIANTS
 from ..catalog import VARIANTS
 from ..errors import input_error
 from ..sweep_render import fmt_value
@@ -63,11 +64,11 @@ class CompareOptions:
 def parse_variants(text: str | Iterable[str]) -> tuple[str, ...]:
     items = text.split(",") if isinstance(text, str) else list(text)
     chosen = [v.strip().lower() for v in items if v.strip()]
-    bad = [v for v in chosen if v not in VARIANTS]
+    bad = [v for v in chosen if v not in ALL_VARIANTS]
     if bad or not chosen:
         raise input_error(
             f"Unknown variant {', '.join(bad) or '(none)'} in --variants.",
-            f"Choose from: {', '.join(VARIANTS)} (comma separated).",
+            f"Choose from: {', '.join(ALL_VARIANTS)} (comma separated).",
         )
     # FP32 is the reference: always scored, always first.
     return tuple(dict.fromkeys([BASELINE, *chosen]))
