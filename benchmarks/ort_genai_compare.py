@@ -1,9 +1,10 @@
 """onnxruntime-genai against guardcli's own ONNX KV-cache decoder, on the same causal LM.
 
 Issue 8 asks whether onnxruntime-genai serves Qwen3Guard-Gen better than our OnnxCausalLM
-(runtime/causal_lm.py). Not part of CI, and not run in the guardcli venv: the genai model
-builder wants its own torch/transformers/onnx stack, so it gets a venv of its own
-(requirements-genai.txt pins torch to the local CPU wheel so pip never fetches CUDA torch):
+(runtime/causal_lm.py). Not part of CI, and not run in the guardcli venv: onnxruntime-genai is
+no guardcli dependency and its builder's needs (torch, transformers, onnx-ir) move with each
+release, so it gets a venv of its own (torch first, as the local CPU wheel, so pip never
+resolves a CUDA torch):
 
     .venv/bin/guard synth qwen3guard-gen --size full --out models/qwen3guard-gen-full
     python3.11 -m venv .venv-genai
