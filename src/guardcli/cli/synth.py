@@ -50,9 +50,10 @@ def synth(
     that size in base/.
 
     Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
-    qwen3guard-gen (tiny only) writes a Qwen3ForCausalLM (safetensors + onnx/model.onnx with KV
-    cache) trained for seconds to answer in Qwen3Guard's format: prompts containing the word
-    'zorblax' are Unsafe (Violent), others Safe; responses add a Refusal line.
+    qwen3guard-gen writes a Qwen3ForCausalLM (safetensors + onnx/model.onnx with KV cache):
+    tiny is trained for seconds to answer in Qwen3Guard's format (prompts containing the word
+    'zorblax' are Unsafe (Violent), others Safe; responses add a Refusal line); full has
+    Qwen3Guard-Gen-0.6B's dimensions and untrained weights (minutes, ~4 GB; benchmarks only).
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from ..synthetic import SIZES, synth_csam_guard
@@ -70,7 +71,8 @@ def synth(
         from ..synthetic_qwen3guard import synth_qwen3guard_gen
 
         path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
-        console.print(f"wrote {family} ({size}, trained only on a marker word) to {path}")
+        kind = "trained only on a marker word" if size == "tiny" else "random, untrained weights"
+        console.print(f"wrote {family} ({size}, {kind}) to {path}")
         typer.echo(str(path))
         return
     if family == "intent-ctx":
