@@ -150,3 +150,27 @@ def test_records_without_turns_are_error_records(runner, intent_model: Path) -> 
     assert rows[0]["error"]["type"] == "empty_text" and rows[0]["flagged"] is None
     assert rows[1]["score"] is not None and rows[2]["score"] is not None
     assert [r["id"] for r in rows] == [0, 1, "3"]
+
+
+def test_sweep_on_dialogues_matches_scikit_learn(runner, intent_model: Path, tmp_path) -> None:
+    """sweep reads `messages` records like classify does; its AUC is scikit-learn's on the
+    scores classify gives the same records."""
+    from sklearn.metrics import roc_auc_score
+
+    dialogues = [
+        [{"role": "user", "content": f"turn {i} about the {word}"}]
+        for i, word in enumerate(
+            ["lamp", "storm", "harbour", "gull", "tide", "fog", "pier", "mast"]
+        )
+    ] + DIALOGUES
+    records = [{"id": i, "messages": d, "label": i % 2} for i, d in enumerate(dialogues)]
+    data = tmp_path / "dialogues.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    swept = invoke(runner, ["sweep", str(data), "-m", str(intent_model), "-f", "json"])
+    assert swept.exit_code == 0, swept.stderr
+    report = json.loads(swept.stdout)
+    args = ["classify", "-m", str(intent_model), "-f", "jsonl", "-q", "--input", str(data)]
+    verdicts = [json.loads(line) for line in invoke(runner, args).stdout.splitlines()]
+    assert [v["id"] for v in verdicts] == [r["id"] for r in records]
+    expected = roc_auc_score([r["label"] for r in records], [v["score"] for v in verdicts])
+    assert report["roc_auc"] == pytest.approx(expected, abs=1e-6)
