@@ -113,16 +113,20 @@ def build_csam_guard_module(size: str = "tiny", seed: int = 0):
     return module
 
 
-def export_seqcls_onnx(module, path: Path, *, max_length: int) -> None:
-    """TorchScript ONNX export with dynamic batch and sequence axes, one external-data file."""
+def export_seqcls_onnx(module, path: Path, *, max_length: int, example=None) -> None:
+    """TorchScript ONNX export of input_ids, attention_mask [batch, sequence] -> logits, with
+    dynamic batch and sequence axes and one external-data file. `example`: (ids, mask) to
+    trace with (default: two short Qwen-vocabulary rows, one padded)."""
     torch = _torch()
     from .convert.onnx_recipes import export_torchscript
 
-    ids = torch.tensor([[9707, 1879, 151643], [9707, 151643, 151643]], dtype=torch.int64)
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.int64)
+    if example is None:
+        ids = torch.tensor([[9707, 1879, 151643], [9707, 151643, 151643]], dtype=torch.int64)
+        mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.int64)
+        example = (ids, mask)
     export_torchscript(
         module,
-        (ids, mask),
+        example,
         path,
         input_names=["input_ids", "attention_mask"],
         output_names=["logits"],

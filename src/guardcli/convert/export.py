@@ -32,6 +32,7 @@ from typing import Any
 
 from ..catalog import ONNX_VARIANT_FILES
 from ..errors import ExitCode, GuardError, input_error, require_torch
+from .onnx_recipes import model_size
 
 MODEL_CONFIG = "model_config.json"
 HEAD_FILE = "head.pt"
@@ -92,6 +93,40 @@ class ExportResult:
     @property
     def ok(self) -> bool:
         return self.max_abs_diff <= self.tolerance
+
+    @classmethod
+    def checked(
+        cls,
+        out: Path,
+        kind: str,
+        graph: Path,
+        diff: float,
+        prompts: int,
+        tolerance: float,
+        *,
+        reference: str,
+        hint: str,
+    ) -> ExportResult:
+        """The result of an export whose logits differ from `reference` by `diff`; a
+        GuardError (exit 3, files left for a look) when that is above `tolerance`."""
+        result = cls(
+            out=out,
+            kind=kind,
+            graph=graph,
+            bytes=model_size(graph),
+            external_data=graph.with_name(graph.name + "_data").exists(),
+            max_abs_diff=diff,
+            prompts=prompts,
+            tolerance=tolerance,
+        )
+        if not result.ok:
+            raise GuardError(
+                f"The ONNX export differs from {reference}: max |Δ logit| {diff:.3g} > "
+                f"{tolerance:g} on {prompts} prompts.",
+                hint=f"Do not ship {graph}. {hint}",
+                code=ExitCode.MODEL,
+            )
+        return result
 
 
 def _torch():
@@ -418,7 +453,6 @@ def export_checkpoint(
 
     Raises GuardError (exit 3) when max |Δ logit| is above `tolerance`; the files stay for a look.
     """
-    from ..convert.onnx_recipes import model_size
     from ..synthetic import export_seqcls_onnx
     from . import export_causal
     from .export_causal import CAUSAL_FAMILIES, export_causal_checkpoint, is_causal_lm
@@ -460,25 +494,17 @@ def export_checkpoint(
     ids, mask = check_prompts(out, source, prompts)
     log(f"checking against PyTorch on {len(prompts)} prompts")
     diff = parity(source, graph, ids, mask)
-    result = ExportResult(
-        out=out,
-        kind=source.kind,
-        graph=graph,
-        bytes=model_size(graph),
-        external_data=graph.with_name(graph.name + "_data").exists(),
-        max_abs_diff=diff,
-        prompts=len(prompts),
-        tolerance=tolerance,
+    return ExportResult.checked(
+        out,
+        source.kind,
+        graph,
+        diff,
+        len(prompts),
+        tolerance,
+        reference="PyTorch",
+        hint="Rerun with GUARD_DEBUG=1 and report the model's architecture; a custom head or "
+        "pooling may need its own export wrapper.",
     )
-    if not result.ok:
-        raise GuardError(
-            f"The ONNX export differs from PyTorch: max |Δ logit| {diff:.3g} > {tolerance:g} "
-            f"on {len(prompts)} prompts.",
-            hint=f"Do not ship {graph}. Rerun with GUARD_DEBUG=1 and report the model's "
-            "architecture; a custom head or pooling may need its own export wrapper.",
-            code=ExitCode.MODEL,
-        )
-    return result
 
 
 def save_card_layout(

@@ -179,7 +179,6 @@ def export_causal_checkpoint(
     from ..runtime.causal_lm import MAX_NEW_TOKENS, OnnxCausalLM, stop_ids
     from .causal_onnx import export_causal_lm
     from .export import ExportResult, remove_stale_variants
-    from .onnx_recipes import model_size
 
     torch = require_torch("Exporting a causal LM")
     from transformers import AutoModelForCausalLM
@@ -207,23 +206,16 @@ def export_causal_checkpoint(
     expected = reference_logits(torch, model, prompts, pad_id)
     got = lm.next_logits(prompts)
     diff = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
-    result = ExportResult(
-        out=out,
-        kind="causal-lm",
-        graph=graph,
-        bytes=model_size(graph),
-        external_data=graph.with_name(graph.name + "_data").exists(),
-        max_abs_diff=diff,
-        prompts=len(prompts),
-        tolerance=tolerance,
+    result = ExportResult.checked(
+        out,
+        "causal-lm",
+        graph,
+        diff,
+        len(prompts),
+        tolerance,
+        reference="transformers",
+        hint="Rerun with GUARD_DEBUG=1 and report the model.",
     )
-    if not result.ok:
-        raise GuardError(
-            f"The ONNX export differs from transformers: max |Δ logit| {diff:.3g} > "
-            f"{tolerance:g} on {len(prompts)} prompts.",
-            hint=f"Do not ship {graph}. Rerun with GUARD_DEBUG=1 and report the model.",
-            code=ExitCode.MODEL,
-        )
     few = prompts[:GENERATION_CHECKS]
     log(f"checking greedy generation against transformers on {len(few)} prompts")
     want = reference_generate(torch, model, few, pad_id, eos_ids, MAX_NEW_TOKENS)

@@ -187,9 +187,10 @@ def export_opencc(
     export (Qwen3.5, said up front) and when max |Δ logit| is above `tolerance` (the files stay
     for a look)."""
     from ..batching import pad
+    from ..synthetic import export_seqcls_onnx
     from ..tokenize import TextTokenizer
-    from .export import CHECK_PROMPTS, TOKENIZER_FILES
-    from .onnx_recipes import export_torchscript, model_size
+    from .export import CHECK_PROMPTS, TOKENIZER_FILES, remove_stale_variants
+    from .onnx_recipes import model_size
 
     src = Path(src).expanduser()
     out = Path(out).expanduser() if out is not None else src
@@ -226,28 +227,13 @@ def export_opencc(
 
     out.mkdir(parents=True, exist_ok=True)
     graph = out / ONNX_VARIANT_FILES["fp32"]
-    for variant in ("fp16", "int8"):  # variants of an earlier graph no longer match
-        stale = out / ONNX_VARIANT_FILES[variant]
-        for path in (stale, stale.with_name(stale.name + "_data")):
-            if path.exists():
-                log(f"removing {path} (made from the previous export)")
-                path.unlink()
+    remove_stale_variants(out, log)
     log(f"exporting {architecture} to {graph}")
     try:
         with warnings.catch_warnings():  # the exporter's notes are not the user's business
             warnings.simplefilter("ignore")
-            export_torchscript(
-                module,
-                (input_ids[:2], attention[:2]),
-                graph,
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "sequence"},
-                    "attention_mask": {0: "batch", 1: "sequence"},
-                    "logits": {0: "batch"},
-                },
-                opset_version=17,
+            export_seqcls_onnx(
+                module, graph, max_length=frame.max_length, example=(input_ids[:2], attention[:2])
             )
     except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
