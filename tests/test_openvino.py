@@ -293,7 +293,19 @@ def test_classify_timings(runner, ov_model, monkeypatch) -> None:
     assert "timings:" in invoke(runner, [*args, "--variant", "fp32"]).stderr
 
 
-def test_bench_compares_every_path_with_agreement(runner, ov_model) -> None:
+@pytest.fixture
+def native_bf16(monkeypatch) -> None:
+    """This CPU, said to have avx512_bf16: `--variant all` then times OpenVINO's bf16 hint."""
+    import dataclasses
+
+    from guardcli import cpu
+
+    here = cpu.read_cpu()
+    with_bf16 = dataclasses.replace(here, flags=here.flags | {"avx512_bf16"})
+    monkeypatch.setattr(cpu, "read_cpu", lambda path=None: with_bf16 if path is None else here)
+
+
+def test_bench_compares_every_path_with_agreement(runner, ov_model, native_bf16) -> None:
     args = ["bench", "-m", str(ov_model), "--variant", "all", "--batch-size", "2"]
     result = invoke(runner, [*args, "--seq-len", "8", "--duration", "0.1", "-f", "json"])
     assert result.exit_code == 0, result.stderr
@@ -408,3 +420,30 @@ def test_compare_takes_openvino_variants(runner, ov_model) -> None:
     # The same FP32 graph on another runtime: no decision may flip.
     assert report["variants"]["ov-fp32"]["flips"]["count"] == 0
     assert report["variants"]["ov-fp32"]["delta"]["max"] < 1e-3
+
+
+def test_all_leaves_out_emulated_bf16_unless_named() -> None:
+    from guardcli.bench import without_emulated
+
+    paths = ["fp32", "int8", "ov-fp32", "bf16", "ov-int8"]
+    assert without_emulated(paths, {"avx2", "avx512_vnni"}) == (
+        ["fp32", "int8", "ov-fp32", "ov-int8"],
+        ["bf16"],
+    )
+    for native in ({"amx_bf16"}, {"avx512_bf16"}, {"bf16"}):
+        assert without_emulated(paths, native) == (paths, [])
+
+
+def test_bench_all_says_what_it_left_out(runner, ov_model, monkeypatch) -> None:
+    import dataclasses
+
+    from guardcli import cpu
+
+    here = cpu.read_cpu()
+    plain = dataclasses.replace(here, flags=here.flags - {"amx_bf16", "avx512_bf16", "bf16"})
+    monkeypatch.setattr(cpu, "read_cpu", lambda path=None: plain)
+    args = ["bench", "-m", str(ov_model), "--variant", "all", "--batch-size", "1"]
+    result = invoke(runner, [*args, "--seq-len", "8", "--duration", "0.1", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert "left out bf16" in result.stderr
+    assert "bf16" not in {r["variant"] for r in json.loads(result.stdout)["results"]}

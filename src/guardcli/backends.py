@@ -144,10 +144,15 @@ def load_measurement() -> dict[str, Any] | None:
     return data
 
 
+# CPU flags of native bf16 arithmetic (x86 AMX and AVX-512, Arm); without one, OpenVINO emulates
+# its bf16 hint, many times slower than f32.
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
+
+
 def openvino_order(flags: set[str]) -> list[str]:
     """OpenVINO's paths, fastest first, from flags: without native bf16 (AMX, avx512_bf16, arm
     bf16) OpenVINO emulates the bf16 hint and it runs far slower than f32."""
-    if flags & {"amx_bf16", "avx512_bf16", "bf16"}:
+    if flags & NATIVE_BF16_FLAGS:
         return list(OPENVINO_ORDER)
     return ["ov-int8", "ov-fp32", "bf16"]
 

@@ -110,7 +110,9 @@ def bench(
         parse_modes,
         parse_variants,
         run_bench,
+        without_emulated,
     )
+    from ..cpu import read_cpu
     from ..errors import ExitCode, GuardError
     from ..hub import resolve
 
@@ -140,6 +142,15 @@ def bench(
             err.hint = f"{err.hint} Or benchmark the architecture alone with --synthetic."
             raise
     variants = parse_variants(variant, model_variants(model_dir), backend)
+    if variant.strip() == "all":
+        variants, emulated = without_emulated(variants, read_cpu().flags)
+        if emulated and not quiet:
+            console.print(
+                f"note: left out {', '.join(emulated)}: this CPU has no native bf16 (AMX, "
+                "avx512_bf16), so it would be emulated and take minutes a batch. Name it with "
+                "--variant to time it anyway.",
+                markup=False,
+            )
     family, runs = family_modes(model_dir)
     modes = parse_modes(mode, runs, family)
     config = BenchConfig(
