@@ -27,7 +27,7 @@ def export_opencc_folder(src: Path, out: Path | None, *, tolerance: float | None
         markup=False,
     )
     console.print(
-        f"wrote {result.graph} ({result.bytes / 2**20:.1f} MiB, {result.architecture} with the "
+        f"wrote {result.graph} ({result.bytes / 2**20:.1f} MiB, {result.kind} with the "
         "LoRA merged); run it with --backend onnxruntime",
         markup=False,
     )

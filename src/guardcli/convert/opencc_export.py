@@ -19,13 +19,13 @@ import hashlib
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..catalog import ONNX_VARIANT_FILES
 from ..errors import ExitCode, GuardError, input_error, require_torch
 from ..families.opencc_frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
+from .export import ExportResult
 
 DEFAULT_TOLERANCE = 1e-4
 EXPORT_INFO = "onnx/opencc_export.json"
@@ -41,22 +41,6 @@ TORCH_BACKEND_HINT = (
     "Run it with the torch backend instead: `guard classify -m DIR` does so by default "
     "(or pass --backend torch)."
 )
-
-
-@dataclass
-class OpenCCExportResult:
-    out: Path
-    graph: Path
-    bytes: int
-    base_model: str
-    architecture: str
-    max_abs_diff: float
-    prompts: int
-    tolerance: float
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
 
 
 def is_opencc_folder(path: Path) -> bool:
@@ -178,7 +162,7 @@ def export_opencc(
     tolerance: float = DEFAULT_TOLERANCE,
     prompts: tuple[str, ...] | None = None,
     log=lambda _: None,
-) -> OpenCCExportResult:
+) -> ExportResult:
     """Merge the LoRA of the OpenCC folder `src`, export base + pooling + head to
     `out/onnx/model.onnx` (default: inside `src`) and check it against torch + peft in FP32.
 
@@ -190,7 +174,6 @@ def export_opencc(
     from ..synthetic import export_seqcls_onnx
     from ..tokenize import TextTokenizer
     from .export import CHECK_PROMPTS, TOKENIZER_FILES, remove_stale_variants
-    from .onnx_recipes import model_size
 
     src = Path(src).expanduser()
     out = Path(out).expanduser() if out is not None else src
@@ -270,24 +253,16 @@ def export_opencc(
         "prompts": len(ids),
     }
     (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    result = OpenCCExportResult(
-        out=out,
-        graph=graph,
-        bytes=model_size(graph),
-        base_model=frame.base_model,
-        architecture=architecture,
-        max_abs_diff=diff,
-        prompts=len(ids),
-        tolerance=tolerance,
+    return ExportResult.checked(
+        out,
+        f"OpenCC on {architecture}",
+        graph,
+        diff,
+        len(ids),
+        tolerance,
+        reference="torch + peft",
+        hint=TORCH_BACKEND_HINT,
     )
-    if not result.ok:
-        raise GuardError(
-            f"The ONNX export differs from torch + peft: max |Δ logit| {diff:.3g} > "
-            f"{tolerance:g} on {len(ids)} prompts.",
-            hint=f"Do not use {graph}; {TORCH_BACKEND_HINT}",
-            code=ExitCode.MODEL,
-        )
-    return result
 
 
 def parity(graph: Path, ids, mask, expected) -> float:
