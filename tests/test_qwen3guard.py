@@ -14,7 +14,7 @@ import pytest
 
 from guardcli.errors import GuardError
 from guardcli.families import qwen3guard_format as fmt
-from guardcli.verdict import RecordError
+from guardcli.verdict import Record, RecordError
 
 from .conftest import invoke
 
@@ -252,6 +252,39 @@ def test_onnx_generation_equals_transformers_generate(tiny_guard_model):
     np.testing.assert_allclose(
         onnx_lm.next_logits(prompts), torch_lm.next_logits(prompts), atol=1e-4
     )
+
+
+def test_template_head_kv_is_reused_with_the_same_results(tiny_guard_model):
+    """Prompts that share the template's head start from its cached KV and run only their
+    tails; logits and greedy tokens equal running each whole prompt, which transformers checks
+    above."""
+    from guardcli.api import load_guard
+    from guardcli.runtime.causal_lm import OnnxCausalLM
+
+    guard = load_guard(tiny_guard_model, backend="onnxruntime")
+    heads = guard.lm.prefixes
+    records = [
+        Record("a", "a lighthouse at dawn"),
+        Record("b", f"my {MARKER} garden plan, with a longer tail than the others"),
+        Record("c", "x"),
+    ]
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "I cannot"}]
+    other = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "ok"}]
+    responses = [Record("r", messages=turns), Record("s", messages=other)]
+    prompts = [e.ids for e in guard.tokenizer.encode([guard.render(r) for r in records])]
+    answers = [e.ids for e in guard.tokenizer.encode([guard.render(r) for r in responses])]
+    assert len(heads) == 2 and all(len(h) > 100 for h in heads)
+    assert guard.lm.shared_prefix(prompts) in heads
+    assert guard.lm.shared_prefix(answers) in heads
+    assert guard.lm.shared_prefix(prompts) != guard.lm.shared_prefix(answers)
+    assert guard.lm.shared_prefix([*prompts, [9707, 1879]]) is None  # one does not share it
+
+    plain = OnnxCausalLM(tiny_guard_model / "onnx" / "model.onnx", tiny_guard_model)
+    reused = guard.lm
+    for batch in (prompts, answers, prompts[:1]):
+        np.testing.assert_allclose(reused.next_logits(batch), plain.next_logits(batch), atol=1e-4)
+        assert reused.generate(batch, 12) == plain.generate(batch, 12)
+    assert set(reused.prefix_kv) == {tuple(h) for h in heads}
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torch"])

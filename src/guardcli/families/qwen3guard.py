@@ -92,7 +92,10 @@ class Qwen3GuardGen(Guard):
         if self.backend == "onnx":
             from ..runtime.causal_lm import OnnxCausalLM
 
-            return OnnxCausalLM(self.model.graph, self.model.path, threads=self.threads)
+            heads = fmt.template_heads(lambda t: self.tokenizer.encode([t])[0].ids, self.template)
+            return OnnxCausalLM(
+                self.model.graph, self.model.path, threads=self.threads, prefixes=heads
+            )
         from ..runtime.causal_lm import TorchCausalLM
 
         return TorchCausalLM(self.model.path, threads=self.threads)

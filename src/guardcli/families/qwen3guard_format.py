@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -104,6 +105,26 @@ def render(messages: list[dict[str, str]], template: str | None = None) -> str:
     return compiled.render(
         messages=messages, tools=None, documents=None, add_generation_prompt=False
     )
+
+
+def template_heads(
+    encode: Callable[[str], list[int]], template: str | None = None
+) -> list[list[int]]:
+    """The token heads every rendered prompt-moderation and response-moderation input starts
+    with: what two renderings with different contents share, less its last token (which a
+    content could merge with)."""
+    kinds = (
+        lambda c: [{"role": "user", "content": c}],
+        lambda c: [{"role": "user", "content": c}, {"role": "assistant", "content": "ok"}],
+    )
+    heads = []
+    for kind in kinds:
+        a, b = (encode(render(kind(content), template)) for content in ("alpha", "omega"))
+        shared = next(
+            (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+        )
+        heads.append(a[: max(0, shared - 1)])
+    return heads
 
 
 def record_messages(record: Record) -> list[dict[str, str]]:

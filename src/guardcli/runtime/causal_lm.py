@@ -17,6 +17,8 @@ from ..cpu import usable_cpus
 from ..errors import GuardError, missing_extra
 
 MAX_NEW_TOKENS = 128
+# A shared head shorter than this is not worth keeping its KV cache for.
+MIN_PREFIX = 16
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,9 +111,22 @@ def _until_eos(tokens: list[int], eos: list[int]) -> list[int]:
 class OnnxCausalLM:
     """onnxruntime on a causal LM graph with KV cache (inputs input_ids, attention_mask,
     position_ids, past_key_values.N.key/value; outputs logits of the last position and
-    present.N.key/value); greedy decoding in numpy."""
+    present.N.key/value); greedy decoding in numpy.
 
-    def __init__(self, graph: Path, model_dir: Path, *, threads: int | None = None):
+    `prefixes`: token heads many prompts start with (a chat template's text before the
+    content). The first batch whose every prompt starts with one computes that head's KV cache
+    once; later batches start from it and run only their tails, left-padded after the head. A
+    key or value of a head token depends on the head alone, so the result is the same as
+    running the whole prompt."""
+
+    def __init__(
+        self,
+        graph: Path,
+        model_dir: Path,
+        *,
+        threads: int | None = None,
+        prefixes: Sequence[Sequence[int]] = (),
+    ):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -138,6 +153,9 @@ class OnnxCausalLM:
         shape = inputs[self.past_names[0]].shape
         self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
         self.dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
+        heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
+        self.prefixes = sorted(heads, key=len, reverse=True)  # the longest that fits wins
+        self.prefix_kv: dict[tuple[int, ...], list[np.ndarray]] = {}
 
     def _run(self, ids, mask, pos, past):
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
@@ -148,10 +166,36 @@ class OnnxCausalLM:
             raise GuardError(f"onnxruntime failed on {self.path.name}: {exc}") from exc
         return logits, present
 
+    def _empty(self, batch: int) -> list[np.ndarray]:
+        empty = np.zeros((batch, self.kv_heads, 0, self.head_dim), dtype=self.dtype)
+        return [empty] * len(self.past_names)
+
+    def shared_prefix(self, prompts: list[list[int]]) -> tuple[int, ...] | None:
+        """The longest known head that every prompt starts with and goes past."""
+        for head in self.prefixes:
+            n = len(head)
+            if all(len(p) > n and tuple(p[:n]) == head for p in prompts):
+                return head
+        return None
+
     def _prefill(self, prompts: list[list[int]]):
-        ids, mask = left_pad(prompts, self.pad_id)
-        empty = np.zeros((len(prompts), self.kv_heads, 0, self.head_dim), dtype=self.dtype)
-        logits, present = self._run(ids, mask, positions(mask), [empty] * len(self.past_names))
+        head = self.shared_prefix(prompts)
+        if head is None:
+            ids, mask = left_pad(prompts, self.pad_id)
+            logits, present = self._run(ids, mask, positions(mask), self._empty(len(prompts)))
+            return logits, present, mask
+        n, batch = len(head), len(prompts)
+        cached = self.prefix_kv.get(head)
+        if cached is None:
+            ids = np.array([head], dtype=np.int64)
+            _, cached = self._run(
+                ids, np.ones_like(ids), positions(np.ones_like(ids)), self._empty(1)
+            )
+            self.prefix_kv[head] = cached
+        tails, tail_mask = left_pad([p[n:] for p in prompts], self.pad_id)
+        mask = np.concatenate([np.ones((batch, n), dtype=np.int64), tail_mask], axis=1)
+        past = [np.repeat(kv, batch, axis=0) for kv in cached]
+        logits, present = self._run(tails, mask, n + positions(tail_mask), past)
         return logits, present, mask
 
     def next_logits(self, prompts: list[list[int]]) -> np.ndarray:
