@@ -6,11 +6,14 @@ Builds (once, ~1 min, ~7 GB RAM) the full-size random-weight synthetic model and
     python benchmarks/prefix_reuse.py
 """
 
-import sys, time, statistics
+import sys
+import time
+
 import numpy as np
-from guardcli.synthetic_qwen3guard import cached_qwen3guard
+
 from guardcli.api import load_guard
 from guardcli.runtime.causal_lm import OnnxCausalLM
+from guardcli.synthetic_qwen3guard import cached_qwen3guard
 from guardcli.verdict import Record
 
 path = cached_qwen3guard("full", log=lambda m: print(m, file=sys.stderr))
@@ -42,5 +45,6 @@ for (name, b), v in res.items():
 for b in (1, 4):
     diff = np.abs(reused.next_logits(prompts[:b]) - plain.next_logits(prompts[:b])).max()
     print(
-        f"batch {b}: max |Δ logit| {diff:.2e}; ratio {min(res[('whole prompt', b)]) / min(res[('head reused', b)]):.2f}x"
+        f"batch {b}: max |Δ logit| {diff:.2e}; "
+        f"ratio {min(res[('whole prompt', b)]) / min(res[('head reused', b)]):.2f}x"
     )
