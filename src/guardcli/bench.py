@@ -30,7 +30,6 @@ from typing import IO, Any
 from . import __version__
 from .backends import ALL_VARIANTS, backend_of, with_backend
 from .bench_report import DEFINITIONS, add_agreement, add_ratios, make_row
-from .catalog import ONNX_VARIANT_FILES
 from .cpu import cpu_flags, usable_cpus
 from .errors import ExitCode, GuardError, input_error
 from .hub import LORA_VARIANT, TORCH_VARIANT
@@ -83,18 +82,17 @@ def load_options(variant: str) -> dict[str, Any]:
 def model_variants(model_dir: Path) -> list[str]:
     """The paths a model folder holds that this install can time: its ONNX and OpenVINO files;
     a generative guard's exported graph and its checkpoint (torch); an OpenCC adapter (lora)."""
-    from .hub import is_generative_folder, local_family, present_variants
+    from .hub import is_generative_folder, local_family, onnx_graphs, present_variants
 
     model_dir = Path(model_dir)
     if is_generative_folder(model_dir):
-        present = [v for v in present_variants(model_dir) if v in ONNX_VARIANT_FILES]
+        present = onnx_graphs(model_dir)
         weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
         return present + ([TORCH_VARIANT] if weights else [])
     if local_family(model_dir) == "opencc":
         # The exported graph (fp32, and variants made from it) beside the adapter, when there.
-        graphs = [v for v, rel in ONNX_VARIANT_FILES.items() if (model_dir / rel).is_file()]
         lora = [LORA_VARIANT] if any(model_dir.glob("adapter_model.*")) else []
-        return graphs + lora
+        return onnx_graphs(model_dir) + lora
     return present_variants(model_dir)
 
 

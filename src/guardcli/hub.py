@@ -139,9 +139,14 @@ def cache_status(
 # ---------------------------------------------------------------------------- resolution
 
 
+def onnx_graphs(model_dir: Path) -> list[str]:
+    """The ONNX variants (fp32, fp16, int8) whose graph files a folder holds."""
+    return [v for v, rel in ONNX_VARIANT_FILES.items() if (model_dir / rel).is_file()]
+
+
 def present_variants(model_dir: Path) -> list[str]:
     """The variants a folder holds that this install can run (OpenVINO ones need openvino)."""
-    present = [v for v, rel in ONNX_VARIANT_FILES.items() if (model_dir / rel).exists()]
+    present = onnx_graphs(model_dir)
     if openvino_available():
         present += [v for v, rel in OPENVINO_VARIANT_FILES.items() if (model_dir / rel).exists()]
     return present
@@ -201,7 +206,7 @@ def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
         ),
         path / "adapter_model.safetensors",
     )
-    graphs = [v for v, rel in ONNX_VARIANT_FILES.items() if (path / rel).is_file()]
+    graphs = onnx_graphs(path)
     if variant == "auto" and graphs and not _opencc_torch_runs(path, adapter):
         variant = graphs[0]
     if variant in graphs:
