@@ -33,6 +33,28 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_csam_guard(tmp_path_factory.mktemp("models") / "csam-guard-tiny", size="tiny")
 
 
+@pytest.fixture(scope="session")
+def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CSAM-Guard whose head outputs NaN: a broken model, which must never be judged safe."""
+    import torch
+
+    import guardcli.synthetic as synthetic
+
+    build = synthetic.build_csam_guard_module
+
+    def broken(size: str = "tiny", seed: int = 0):
+        module = build(size, seed)
+        with torch.no_grad():
+            module.head[2].bias.fill_(float("nan"))
+        return module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic, "build_csam_guard_module", broken)
+        return synthetic.synth_csam_guard(
+            tmp_path_factory.mktemp("models") / "csam-guard-nan", size="tiny", variants=("fp32",)
+        )
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

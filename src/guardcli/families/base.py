@@ -7,6 +7,7 @@ becomes judgements (`score_batch`); batching, truncation and ordering are writte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,33 @@ class Judgement:
     categories: dict[str, Any] | list[str] | None = None
     severity: str | None = None
     refusal: bool | None = None
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    try:  # numpy scalars
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def finite_or_error(judgement: Judgement) -> Judgement | RecordError:
+    """A judgement whose score or category scores are NaN or infinite is no judgement: the
+    model is broken, and a broken model must never say "safe" (fail closed)."""
+    if _non_finite(judgement.score) or _non_finite(judgement.categories):
+        return RecordError(
+            "non_finite_score",
+            "the model produced a score that is not a finite number (NaN or infinity); "
+            "the model or its variant is broken",
+        )
+    return judgement
 
 
 class Guard(ABC):
@@ -188,6 +216,8 @@ class Guard(ABC):
                 judgements = self.score_batch([encoded[j] for j in batch])
                 for j, judgement in zip(batch, judgements, strict=True):
                     record = records[todo[j]]
+                    if not isinstance(judgement, RecordError):
+                        judgement = finite_or_error(judgement)
                     if isinstance(judgement, RecordError):
                         judgement.line = judgement.line or record.line
                         verdicts[todo[j]] = Verdict.failed(
