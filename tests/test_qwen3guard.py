@@ -108,13 +108,14 @@ def test_record_messages_validation():
 @pytest.mark.parametrize("category", fmt.CATEGORIES)
 @pytest.mark.parametrize("response", [False, True])
 def test_parse_every_category(category, response):
+    if response and category == "Jailbreak":  # responses have no Jailbreak category
+        with pytest.raises(RecordError, match="unknown response category 'Jailbreak'"):
+            fmt.parse(f"Safety: Unsafe\nCategories: {category}\nRefusal: No", response=True)
+        return
     text = f"Safety: Unsafe\nCategories: {category}" + ("\nRefusal: No" if response else "")
     found = fmt.parse(text, response=response)
     assert found.severity == "Unsafe"
-    if response and category == "Jailbreak":
-        assert found.categories == []  # responses have no Jailbreak category
-    else:
-        assert found.categories == [category]
+    assert found.categories == [category]
     assert found.refusal is (False if response else None)
 
 
@@ -326,6 +327,7 @@ class _Server:
         self.headers: list[dict] = []
         self.failures = failures
         self.garbage = garbage
+        self.garbage_text = "I am not sure."
         self.lock = threading.Lock()
         outer = self
 
@@ -354,7 +356,7 @@ class _Server:
                 if last["role"] == "assistant":
                     text += "\nRefusal: No"
                 if outer.garbage:
-                    text = "I am not sure."
+                    text = outer.garbage_text
                 p = 0.9 if unsafe else 0.1
                 logprobs = {
                     "content": [
