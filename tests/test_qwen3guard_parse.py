@@ -52,8 +52,10 @@ def reference(text: str, response: bool) -> tuple[str | None, list[str], bool | 
     """The authors' judgement in our vocabulary: 'None' is no category."""
     if response:
         label, categories, refusal = extract_label_categories_refusal(text)
-        return label, [c for c in categories if c != "None"], {"Yes": True, "No": False}.get(
-            refusal
+        return (
+            label,
+            [c for c in categories if c != "None"],
+            {"Yes": True, "No": False}.get(refusal),
         )
     label, categories = extract_label_and_categories(text)
     return label, [c for c in categories if c != "None"], None
@@ -178,9 +180,7 @@ def test_the_issues_defect_strings_are_model_output_errors(text, reason):
             "line": 5,
             "raw": text,
         }
-        assert err.value.message.startswith(
-            "model output is not in Qwen3Guard's answer format: "
-        )
+        assert err.value.message.startswith("model output is not in Qwen3Guard's answer format: ")
         if not response or "line 1" in reason or "appears" in reason:
             assert reason in err.value.message
 

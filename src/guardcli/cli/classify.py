@@ -16,6 +16,7 @@ from ..verdict import Record
 from ._options import (
     BackendOpt,
     BatchSizeOpt,
+    DtypeOpt,
     FormatOpt,
     IdFieldOpt,
     MaxLengthOpt,
@@ -124,6 +125,7 @@ def classify(
     model: ModelOpt = "csam-guard",
     variant: VariantOpt = "auto",
     backend: BackendOpt = None,
+    dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -288,6 +290,7 @@ def classify(
                 fail_closed=fail_closed,
                 backend=backend,
                 thresholds=read_thresholds(thresholds) if thresholds else None,
+                dtype=dtype,
             ),
             read=ReadOptions(text_field=text_field, id_field=id_field, keep=tuple(keep or ())),
             output_format=output_format,
@@ -339,6 +342,7 @@ def classify(
         thresholds=thresholds,
         endpoint=endpoint,
         one_shot=_one_shot(texts, input_path, response),
+        dtype=dtype,
         **_family_options(loose, score, served_model, api_key, concurrency),
     )
     console = stderr()
