@@ -36,9 +36,9 @@ DtypeOpt = Annotated[
     str | None,
     typer.Option(
         "--dtype",
-        help="auto|float32|bfloat16: the float type torch paths compute in (OpenCC models). "
-        "auto: bfloat16 on CPUs with native bf16 (amx_bf16, avx512_bf16), else float32. "
-        "Verdicts name it in their variant (lora-bf16, lora-fp32).",
+        help="auto|float32|bfloat16: the float type torch paths compute in (OpenCC models, "
+        "qwen3guard-gen --backend torch). auto: bfloat16 on CPUs with native bf16 (amx_bf16, "
+        "avx512_bf16), else float32. Verdicts name it in their variant (lora-bf16, torch-fp32).",
     ),
 ]
 ThresholdOpt = Annotated[

@@ -1,5 +1,6 @@
-"""OpenCC's torch precision is a choice: --dtype float32|bfloat16 (auto: bfloat16 only with
-native bf16), compared with the authors' rebuild in the same dtype, and named in every verdict."""
+"""Torch precision is a choice: --dtype float32|bfloat16 (auto: bfloat16 only with native
+bf16) for OpenCC and qwen3guard-gen on torch, checked against the reference in the same dtype
+and named in every verdict."""
 
 from __future__ import annotations
 
@@ -116,3 +117,19 @@ def test_bench_passes_dtype_to_torch_paths_only():
     }
     assert load_options("fp32", "float32") == {"variant": "fp32"}
     assert load_options("lora") == {"variant": "lora"}
+
+
+# ---------------------------------------------------------------------------- qwen3guard-gen torch
+
+
+def test_qwen3guard_torch_runs_and_names_the_dtype_chosen(runner):
+    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+
+    model = cached_tiny_qwen3guard()
+    for dtype, short in (("bfloat16", "bf16"), ("float32", "fp32")):
+        guard = load_guard(model, backend="torch", dtype=dtype, generate=False)
+        assert guard.lm.model.dtype == getattr(torch, dtype)
+        assert guard.classify(["a lighthouse"])[0].variant == f"torch-{short}"
+    onnx = invoke(runner, ["classify", "-m", str(model), "--dtype", "bfloat16", "-q", "hi"])
+    assert onnx.exit_code == 2
+    assert "--dtype applies to the torch backend, not to onnx" in onnx.stderr
