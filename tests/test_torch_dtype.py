@@ -133,3 +133,11 @@ def test_qwen3guard_torch_runs_and_names_the_dtype_chosen(runner):
     onnx = invoke(runner, ["classify", "-m", str(model), "--dtype", "bfloat16", "-q", "hi"])
     assert onnx.exit_code == 2
     assert "--dtype applies to the torch backend, not to onnx" in onnx.stderr
+
+
+def test_pipeline_rejects_dtype_rather_than_ignoring_it(runner, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("stages:\n  - {name: a, model: csam-guard, role: screen}\n")
+    result = invoke(runner, ["classify", "--pipeline", str(path), "--dtype", "float32", "hi"])
+    assert result.exit_code == 2
+    assert "--pipeline cannot be combined with --dtype" in result.stderr

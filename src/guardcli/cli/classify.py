@@ -328,6 +328,12 @@ def classify(
                 "--pipeline cannot be combined with --show-input, --threshold or --thresholds.",
                 "Set each stage's threshold or thresholds in the pipeline file.",
             )
+        if dtype is not None:
+            raise fail(
+                "--pipeline cannot be combined with --dtype.",
+                "Pipeline stages run torch models in the auto dtype (bfloat16 with native bf16, "
+                "else float32).",
+            )
         _classify_pipeline(pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed)
         return
     guard = load_guard(
