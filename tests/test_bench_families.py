@@ -36,7 +36,9 @@ def _config(model: Path, variants: list[str], **kw) -> BenchConfig:
 
 @pytest.fixture(scope="module")
 def gen_report(gen_model: Path) -> dict:
-    return run_bench(_config(gen_model, ["fp32", "torch"]))
+    # float32 on torch (--dtype; auto would pick bfloat16 on CPUs with native bf16): the
+    # agreement bounds below are float32's.
+    return run_bench(_config(gen_model, ["fp32", "torch"], dtype="float32"))
 
 
 def _invariants(row: dict) -> None:
@@ -99,7 +101,7 @@ def test_score_mode_agreement_matches_classify_on_both_backends(gen_report, gen_
     from guardcli.bench import synthetic_prompts
 
     onnx = load_guard(gen_model, variant="fp32", generate=False, batch_size=8)
-    torch = load_guard(gen_model, backend="torch", generate=False, batch_size=8)
+    torch = load_guard(gen_model, backend="torch", generate=False, batch_size=8, dtype="float32")
     texts = synthetic_prompts(onnx.tokenizer, SEQ_LEN, 64)[:AGREEMENT]
     a, b = onnx.classify(texts), torch.classify(texts)
     expected = max(abs(x.score - y.score) for x, y in zip(a, b, strict=True))

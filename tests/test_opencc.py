@@ -86,7 +86,7 @@ def reference_probs(
 
 
 def test_content_moderation_matches_reference_rebuild(opencc_cm: Path) -> None:
-    guard = load_guard(opencc_cm)
+    guard = load_guard(opencc_cm, dtype="bfloat16")  # the authors' dtype
     verdicts = guard.classify(TEXTS)
     expected = reference_probs(opencc_cm, TEXTS)
     calibrated = json.loads((opencc_cm / "thresholds.json").read_text())["thresholds"]
@@ -99,11 +99,11 @@ def test_content_moderation_matches_reference_rebuild(opencc_cm: Path) -> None:
             assert cat["flagged"] == (cat["score"] >= cat["threshold"])
         assert v.score == max(c["score"] for c in v.categories.values())
         assert v.flagged == any(c["flagged"] for c in v.categories.values())
-        assert v.threshold is None and v.variant == "lora" and v.model == "opencc-cm"
+        assert v.threshold is None and v.variant == "lora-bf16" and v.model == "opencc-cm"
 
 
 def test_jailbreak_detector_matches_reference(opencc_jb: Path) -> None:
-    guard = load_guard(opencc_jb)
+    guard = load_guard(opencc_jb, dtype="bfloat16")
     assert guard.threshold == 0.34  # from threshold.json
     verdicts = guard.classify(TEXTS)
     expected = reference_probs(opencc_jb, TEXTS)[:, 1]

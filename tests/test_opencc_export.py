@@ -64,13 +64,13 @@ def test_onnx_logits_match_the_torch_peft_rebuild(exported_cm: Path, fp32_logits
 def test_onnx_backend_gives_the_torch_verdicts(exported_cm: Path, fp32_logits) -> None:
     assert resolve(exported_cm).variant == "lora"  # torch stays the default
     onnx = load_guard(exported_cm, backend="onnxruntime").classify(PROMPTS)
-    torch_ = load_guard(exported_cm, backend="torch").classify(PROMPTS)
+    torch_ = load_guard(exported_cm, backend="torch", dtype="bfloat16").classify(PROMPTS)
     by_variant = load_guard(exported_cm, variant="fp32").classify(PROMPTS[:4])
     assert [v.to_dict() for v in by_variant] == [v.to_dict() for v in onnx[:4]]
     expected = 1.0 / (1.0 + np.exp(-fp32_logits))  # multilabel: sigmoid
     flags = 0
     for o, t, row in zip(onnx, torch_, expected, strict=True):
-        assert (o.variant, t.variant) == ("fp32", "lora")
+        assert (o.variant, t.variant) == ("fp32", "lora-bf16")
         assert list(o.categories) == list(t.categories) == list(HARM_CATEGORIES)
         got = np.array([o.categories[c]["score"] for c in HARM_CATEGORIES])
         np.testing.assert_allclose(got, row[1:], atol=1e-5)  # the FP32 rebuild

@@ -108,13 +108,14 @@ def test_record_messages_validation():
 @pytest.mark.parametrize("category", fmt.CATEGORIES)
 @pytest.mark.parametrize("response", [False, True])
 def test_parse_every_category(category, response):
+    if response and category == "Jailbreak":  # responses have no Jailbreak category
+        with pytest.raises(RecordError, match="unknown response category 'Jailbreak'"):
+            fmt.parse(f"Safety: Unsafe\nCategories: {category}\nRefusal: No", response=True)
+        return
     text = f"Safety: Unsafe\nCategories: {category}" + ("\nRefusal: No" if response else "")
     found = fmt.parse(text, response=response)
     assert found.severity == "Unsafe"
-    if response and category == "Jailbreak":
-        assert found.categories == []  # responses have no Jailbreak category
-    else:
-        assert found.categories == [category]
+    assert found.categories == [category]
     assert found.refusal is (False if response else None)
 
 
@@ -219,7 +220,7 @@ def test_tiny_model_end_to_end(runner, tiny_guard_model, backend):
     got = [(r["id"], r["severity"], r["categories"], r["refusal"], r["flagged"]) for r in rows[:2]]
     assert got == [("1", "Safe", [], None, False), ("2", "Unsafe", ["Violent"], None, True)]
     assert [r["score"] > 0.5 for r in rows[:2]] == [False, True]
-    assert all((r["variant"] == "torch") is (backend == "torch") for r in rows)
+    assert all(r["variant"].startswith("torch-") is (backend == "torch") for r in rows)
     # Responses: generated and parsed with the response patterns (a Refusal line). The tiny
     # model learns the prompt rule reliably; its response answers are not asserted.
     for row in rows[2:]:
@@ -296,8 +297,10 @@ def test_score_mode_equals_a_transformers_forward_pass(hf_tokenizer, tiny_guard_
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_guard_model), dtype=torch.float32)
     firsts = [hf_tokenizer(f" {s}")["input_ids"][0] for s in ("Safe", "Unsafe", "Controversial")]
-    guard = load_guard(tiny_guard_model, backend=backend, generate=False)
-    loose = load_guard(tiny_guard_model, backend=backend, generate=False, strict=False)
+    # The reference runs in float32; so does torch when told (auto may pick bfloat16).
+    dtype = {"dtype": "float32"} if backend == "torch" else {}
+    guard = load_guard(tiny_guard_model, backend=backend, generate=False, **dtype)
+    loose = load_guard(tiny_guard_model, backend=backend, generate=False, strict=False, **dtype)
     texts = ["short", f"a much longer prompt about the {MARKER} and a lighthouse at dusk"]
     for text, verdict, loose_verdict in zip(
         texts, guard.classify(texts), loose.classify(texts), strict=True
@@ -326,6 +329,7 @@ class _Server:
         self.headers: list[dict] = []
         self.failures = failures
         self.garbage = garbage
+        self.garbage_text = "I am not sure."
         self.lock = threading.Lock()
         outer = self
 
@@ -354,7 +358,7 @@ class _Server:
                 if last["role"] == "assistant":
                     text += "\nRefusal: No"
                 if outer.garbage:
-                    text = "I am not sure."
+                    text = outer.garbage_text
                 p = 0.9 if unsafe else 0.1
                 logprobs = {
                     "content": [

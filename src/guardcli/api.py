@@ -26,6 +26,7 @@ def load_guard(
     thresholds: str | Path | dict[str, float] | None = None,
     endpoint: str | None = None,
     one_shot: bool = False,
+    dtype: str | None = None,
     **options: Any,
 ) -> Guard:
     """Resolve a catalog name (from the local cache, offline) or a model folder to a Guard.
@@ -41,9 +42,13 @@ def load_guard(
     Family options pass through `options` (qwen3guard-gen: strict, score, generate,
     served_model, api_key, concurrency). With `endpoint`, a generative guard runs on an
     OpenAI-compatible server and needs no local files.
+    `dtype` (auto|float32|bfloat16) is the float type of a torch path (OpenCC); None: auto,
+    bfloat16 where the CPU has native bf16, else float32. Families without one reject it.
     `one_shot` says the guard will see only a few prompts (a command-line call): the runtime then
     skips load-time work that pays off only over many batches (onnxruntime weight prepacking).
     """
+    if dtype is not None:
+        options["dtype"] = dtype
     if isinstance(thresholds, str | Path):
         thresholds = read_thresholds(thresholds)
     if endpoint:

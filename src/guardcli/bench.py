@@ -59,6 +59,7 @@ class BenchConfig:
     seed: int = 0
     agreement_prompts: int = AGREEMENT_PROMPTS  # judged once by every variant, for agreement
     extra: dict[str, Any] = field(default_factory=dict)  # copied into the report's `model`
+    dtype: str | None = None  # torch paths (--dtype); None: auto
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -72,11 +73,15 @@ def runtime_of(variant: str) -> str:
     return "torch" if variant in TORCH_PATHS else backend_of(variant)
 
 
-def load_options(variant: str) -> dict[str, Any]:
-    """`load_guard` arguments that run `variant` (torch: the checkpoint beside any graph)."""
+def load_options(variant: str, dtype: str | None = None) -> dict[str, Any]:
+    """`load_guard` arguments that run `variant` (torch: the checkpoint beside any graph);
+    `dtype` goes to the torch paths only (ONNX variants have their own precision)."""
+    options: dict[str, Any] = {"variant": variant}
     if variant == TORCH_VARIANT:
-        return {"variant": "auto", "backend": "torch"}
-    return {"variant": variant}
+        options = {"variant": "auto", "backend": "torch"}
+    if dtype is not None and variant in TORCH_PATHS:
+        options["dtype"] = dtype
+    return options
 
 
 def model_variants(model_dir: Path) -> list[str]:
@@ -367,7 +372,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
     model_dir = Path(config.model_dir)
     variants = list(config.variants)
     # Guards that are not loaded (no session, no torch model): files, tokenizer and defaults.
-    guards = {v: load_guard(model_dir, **load_options(v)) for v in variants}
+    guards = {v: load_guard(model_dir, **load_options(v, config.dtype)) for v in variants}
     first = guards[variants[0]]
     modes: list[str | None] = [
         *parse_modes(",".join(config.modes) if config.modes else None, first.modes, first.family)
@@ -401,6 +406,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
                 cmd="setup",
                 model_dir=str(model_dir),
                 variant=variant,
+                dtype=config.dtype,
                 threads=config.threads,
                 max_length=max_length,
                 texts=texts,

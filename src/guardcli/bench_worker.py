@@ -50,7 +50,7 @@ class Worker:
 
         self.guard = load_guard(
             setup["model_dir"],
-            **load_options(setup["variant"]),
+            **load_options(setup["variant"], setup.get("dtype")),
             max_length=setup.get("max_length"),
             threads=setup.get("threads"),
         )

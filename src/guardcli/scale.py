@@ -53,6 +53,7 @@ class GuardSpec:
     cache_dir: str | None = None
     backend: str | None = None
     thresholds: dict[str, float] | None = None
+    dtype: str | None = None  # torch paths (OpenCC): None = auto
 
     def load(self) -> Guard:
         from .api import load_guard
@@ -68,6 +69,7 @@ class GuardSpec:
             backend=self.backend,
             thresholds=self.thresholds,
             cache_dir=self.cache_dir,
+            dtype=self.dtype,
         )
 
 

@@ -32,6 +32,15 @@ BackendOpt = Annotated[
         "Generative guards (qwen3guard-gen) and OpenCC models: onnxruntime|torch.",
     ),
 ]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="auto|float32|bfloat16: the float type torch paths compute in (OpenCC models, "
+        "qwen3guard-gen --backend torch). auto: bfloat16 on CPUs with native bf16 (amx_bf16, "
+        "avx512_bf16), else float32. Verdicts name it in their variant (lora-bf16, torch-fp32).",
+    ),
+]
 ThresholdOpt = Annotated[
     float | None,
     typer.Option("--threshold", "-t", help="Flag when score >= this. Default: the model's."),

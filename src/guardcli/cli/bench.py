@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._options import BackendOpt, QuietOpt, ReportFormatOpt, ThreadsOpt
+from ._options import BackendOpt, DtypeOpt, QuietOpt, ReportFormatOpt, ThreadsOpt
 from ._output import fail, handle_errors, stderr
 
 FORMATS = ("table", "json")
@@ -54,6 +54,7 @@ def bench(
         ),
     ] = "all",
     backend: BackendOpt = None,
+    dtype: DtypeOpt = None,
     mode: Annotated[
         str | None,
         typer.Option(
@@ -163,6 +164,7 @@ def bench(
         threads=threads,
         duration=duration,
         price_per_hour=price_per_hour,
+        dtype=dtype,
     )
     if not quiet:
         if synthetic or (model_dir / "guardcli_synthetic.json").exists():

@@ -16,6 +16,7 @@ from ..verdict import Record
 from ._options import (
     BackendOpt,
     BatchSizeOpt,
+    DtypeOpt,
     FormatOpt,
     IdFieldOpt,
     MaxLengthOpt,
@@ -124,6 +125,7 @@ def classify(
     model: ModelOpt = "csam-guard",
     variant: VariantOpt = "auto",
     backend: BackendOpt = None,
+    dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -288,6 +290,7 @@ def classify(
                 fail_closed=fail_closed,
                 backend=backend,
                 thresholds=read_thresholds(thresholds) if thresholds else None,
+                dtype=dtype,
             ),
             read=ReadOptions(text_field=text_field, id_field=id_field, keep=tuple(keep or ())),
             output_format=output_format,
@@ -325,6 +328,12 @@ def classify(
                 "--pipeline cannot be combined with --show-input, --threshold or --thresholds.",
                 "Set each stage's threshold or thresholds in the pipeline file.",
             )
+        if dtype is not None:
+            raise fail(
+                "--pipeline cannot be combined with --dtype.",
+                "Pipeline stages run torch models in the auto dtype (bfloat16 with native bf16, "
+                "else float32).",
+            )
         _classify_pipeline(pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed)
         return
     guard = load_guard(
@@ -339,6 +348,7 @@ def classify(
         thresholds=thresholds,
         endpoint=endpoint,
         one_shot=_one_shot(texts, input_path, response),
+        dtype=dtype,
         **_family_options(loose, score, served_model, api_key, concurrency),
     )
     console = stderr()

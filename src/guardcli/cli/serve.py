@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._options import MaxLengthOpt, ModelOpt, ThreadsOpt, ThresholdOpt, VariantOpt
+from ._options import DtypeOpt, MaxLengthOpt, ModelOpt, ThreadsOpt, ThresholdOpt, VariantOpt
 from ._output import fail, handle_errors, stderr
 
 EPILOG = (
@@ -31,6 +31,7 @@ def serve(
     backend: Annotated[
         str, typer.Option("--backend", help="Runtime: onnx (the only one in this build).")
     ] = "onnx",
+    dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
     threads: ThreadsOpt = None,
@@ -106,6 +107,7 @@ def serve(
         max_length=max_length,
         threads=threads,
         fail_closed=fail_closed,
+        dtype=dtype,
     )
     options = ServeOptions(
         max_batch=max_batch,

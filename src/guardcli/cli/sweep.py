@@ -13,6 +13,7 @@ from ..records import ReadOptions, read_lines
 from ._options import (
     BackendOpt,
     BatchSizeOpt,
+    DtypeOpt,
     FormatOpt,
     IdFieldOpt,
     QuietOpt,
@@ -62,6 +63,7 @@ def sweep(
     ] = None,
     variant: VariantOpt = "auto",
     backend: BackendOpt = None,
+    dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     label_field: Annotated[
         str | None,
@@ -172,6 +174,7 @@ def sweep(
             threshold=threshold,
             batch_size=batch_size,
             threads=threads,
+            dtype=dtype,
         )
 
     guard = load() if model else None

@@ -2,9 +2,11 @@
 torch (the base is rebuilt with transformers and peft exactly as the authors load it), or with
 onnxruntime on the graph `guard export` makes (LoRA merged; bases that export, e.g. Qwen3).
 
-Backend: torch (the authors' bf16 path) by default; onnxruntime with `--backend onnxruntime` or
-`--variant fp32`, and by default when the torch path cannot run here but the graph is there (an
-ONNX-only folder from `guard export --out`, no base, or no torch/peft installed).
+Backend: torch by default, in the float type `dtype` chooses (auto: the authors' bfloat16 where
+the CPU has native bf16, else float32; the verdict's variant says which: lora-bf16, lora-fp32);
+onnxruntime with `--backend onnxruntime` or `--variant fp32`, and by default when the torch path
+cannot run here but the graph is there (an ONNX-only folder from `guard export --out`, no base,
+or no torch/peft installed).
 
 Content moderation (`opencc-cm`) is an 11-category multilabel head with per-category calibrated
 thresholds; the jailbreak detector (`opencc-jb`) is binary with one threshold.
@@ -23,6 +25,7 @@ from ..errors import ExitCode, GuardError, input_error, require_torch
 from ..hub import LORA_VARIANT, ResolvedModel
 from ..thresholds import apply_thresholds
 from ..tokenize import Encoded, TextTokenizer
+from ..torch_dtype import SHORT, resolve_dtype
 from . import register_family
 from .base import Guard, Judgement
 from .opencc_frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
@@ -139,13 +142,23 @@ class OpenCCGuard(Guard):
         *,
         threshold: float | None = None,
         backend: str = "auto",
+        dtype: str | None = None,
         **kwargs: Any,
     ):
         self.frame = read_frame(model.path)
         if kwargs.get("max_length") is None:
             kwargs["max_length"] = self.frame.max_length
         model, self.backend = self._pick_backend(model, backend)
+        self.dtype = resolve_dtype(dtype)
+        if self.backend == "onnx" and dtype not in (None, "auto"):
+            raise input_error(
+                f"--dtype applies to the torch backend; {model.variant} runs on onnxruntime "
+                "in its own precision.",
+                "Drop --dtype, or add --backend torch.",
+            )
         super().__init__(model, threshold=threshold, **kwargs)
+        if self.backend == "torch":
+            self.variant = f"{LORA_VARIANT}-{SHORT[self.dtype]}"
         if self.frame.jailbreak:
             if self.category_thresholds is not None:
                 raise GuardError(
@@ -221,7 +234,7 @@ class OpenCCGuard(Guard):
         torch = _torch_stack()
         if self.threads:
             torch.set_num_threads(self.threads)
-        return rebuild_shared(self.frame, self.base_dir)
+        return rebuild_shared(self.frame, self.base_dir, dtype=self.dtype)
 
     def runtime_calls(self) -> list[tuple[object, str]]:
         self.network  # noqa: B018 - loads the base, the adapter and the head

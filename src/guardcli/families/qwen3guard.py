@@ -2,7 +2,8 @@
 
 Records whose last message is from the user get prompt moderation; a conversation ending with
 an assistant turn gets response moderation (the template's own rule). Backends: onnxruntime on
-a KV-cache graph, torch (transformers, the reference), or a remote OpenAI-compatible endpoint.
+a KV-cache graph, torch (transformers, the reference; float32 or bfloat16 as `dtype` chooses,
+auto: bfloat16 only where the CPU has native bf16), or a remote OpenAI-compatible endpoint.
 Score mode reads P(severity) from one forward pass over the input followed by "Safety:".
 """
 
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 from ..errors import GuardError, input_error
 from ..hub import TORCH_VARIANT, ResolvedModel
 from ..tokenize import Encoded
+from ..torch_dtype import SHORT, resolve_dtype
 from ..verdict import Record, RecordError
 from . import qwen3guard_format as fmt
 from . import register_family
@@ -44,6 +46,7 @@ class Qwen3GuardGen(Guard):
         api_key: str | None = None,
         concurrency: int | None = None,
         max_new_tokens: int = 128,
+        dtype: str | None = None,
         **options: Any,
     ):
         super().__init__(model, **options)
@@ -68,8 +71,15 @@ class Qwen3GuardGen(Guard):
         elif backend == "auto":
             backend = "torch" if model.variant == TORCH_VARIANT else "onnx"
         self.backend = backend
+        self.dtype = resolve_dtype(dtype)
         if backend == "torch":
-            self.variant = TORCH_VARIANT  # the checkpoint runs, whichever graph was resolved
+            # The checkpoint runs, whichever graph was resolved, in the dtype chosen.
+            self.variant = f"{TORCH_VARIANT}-{SHORT[self.dtype]}"
+        elif dtype not in (None, "auto"):
+            raise input_error(
+                f"--dtype applies to the torch backend, not to {backend}.",
+                "Drop --dtype, or add --backend torch.",
+            )
 
     # ------------------------------------------------------------------ input
 
@@ -98,7 +108,7 @@ class Qwen3GuardGen(Guard):
             )
         from ..runtime.causal_lm import TorchCausalLM
 
-        return TorchCausalLM(self.model.path, threads=self.threads)
+        return TorchCausalLM(self.model.path, threads=self.threads, dtype=self.dtype)
 
     def use_mode(self, mode: str) -> None:
         if mode not in self.modes:

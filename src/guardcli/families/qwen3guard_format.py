@@ -19,18 +19,10 @@ from typing import Any
 from ..verdict import Record, RecordError
 
 SEVERITIES = ("Safe", "Controversial", "Unsafe")
-# The authors' patterns (Qwen3Guard README, extract_label_and_categories /
-# extract_label_categories_refusal). Responses have no Jailbreak category.
-SAFETY_PATTERN = re.compile(r"Safety: (Safe|Unsafe|Controversial)")
-PROMPT_CATEGORY_PATTERN = re.compile(
-    r"(Violent|Non-violent Illegal Acts|Sexual Content or Sexual Acts|PII|Suicide & Self-Harm|"
-    r"Unethical Acts|Politically Sensitive Topics|Copyright Violation|Jailbreak|None)"
-)
-RESPONSE_CATEGORY_PATTERN = re.compile(
-    r"(Violent|Non-violent Illegal Acts|Sexual Content or Sexual Acts|PII|Suicide & Self-Harm|"
-    r"Unethical Acts|Politically Sensitive Topics|Copyright Violation|None)"
-)
-REFUSAL_PATTERN = re.compile(r"Refusal: (Yes|No)")
+# The authors' parsers (Qwen3Guard README: extract_label_and_categories and
+# extract_label_categories_refusal) `re.search` their patterns anywhere in the text, so
+# "Safety: Safe\nSafety: Unsafe" or a quoted "Safety: Safe" reads as safe; `parse` accepts the
+# canonical answer alone, over the same vocabulary. Responses have no Jailbreak category.
 CATEGORIES = (
     "Violent",
     "Non-violent Illegal Acts",
@@ -42,6 +34,11 @@ CATEGORIES = (
     "Copyright Violation",
     "Jailbreak",
 )
+PROMPT_CATEGORIES = frozenset(CATEGORIES)
+RESPONSE_CATEGORIES = frozenset(CATEGORIES) - {"Jailbreak"}
+# One answer line each, matched whole (fullmatch): nothing before the label, nothing after.
+SAFETY_LINE = re.compile(r"Safety: (Safe|Unsafe|Controversial)")
+REFUSAL_LINE = re.compile(r"Refusal: (Yes|No)")
 # What score mode appends to the rendered input before reading the next token's logits.
 SCORE_PREFIX = "Safety:"
 SCORE_CONTINUATIONS = {"Safe": " Safe", "Unsafe": " Unsafe", "Controversial": " Controversial"}
@@ -171,27 +168,81 @@ class Assessment:
         return self.severity == "Unsafe" or (strict and self.severity == "Controversial")
 
 
+def _bad(reason: str, text: str, line: int | None) -> RecordError:
+    return RecordError(
+        "model_output",
+        f"model output is not in Qwen3Guard's answer format: {reason}",
+        line,
+        raw=text,
+    )
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def parse(text: str, *, response: bool, line: int | None = None) -> Assessment:
-    """Generated text -> Assessment with the authors' patterns. Text with no `Safety:` line is
-    an error carrying the raw output: it is never taken as safe."""
-    safety = SAFETY_PATTERN.search(text)
+    """Generated text -> Assessment, accepting exactly the canonical answer and nothing else:
+
+        Safety: Safe|Unsafe|Controversial
+        Categories: None | NAME[, NAME...]        (distinct names; Safe only with None)
+        Refusal: Yes|No                           (response moderation only)
+
+    lines joined by a single newline, nothing before or after (the reference decodes with
+    skip_special_tokens, so the closing <|im_end|> is gone and no newline is left). The
+    authors' own patterns (`re.search` anywhere) read "Safety: Safe\\nSafety: Unsafe" or a
+    quoted "Safety: Safe" as safe; a guard must not, so anything else is a `model_output`
+    error carrying the raw output, never a verdict.
+    """
+    names = RESPONSE_CATEGORIES if response else PROMPT_CATEGORIES
+    kind = "response" if response else "prompt"
+    expected = ["Safety", "Categories", *(["Refusal"] if response else [])]
+    lines = text.split("\n")
+    safeties = text.count("Safety:")
+    if safeties > 1:
+        raise _bad(f"'Safety:' appears {safeties} times; one answer is allowed", text, line)
+    if text != text.strip():
+        raise _bad("leading or trailing whitespace around the answer", text, line)
+    safety = SAFETY_LINE.fullmatch(lines[0])
     if safety is None:
-        raise RecordError(
-            "model_output",
-            "model output matches none of Qwen3Guard's patterns (no 'Safety: Safe|Unsafe|"
-            "Controversial' line)",
+        raise _bad(
+            f"line 1 must be 'Safety: Safe|Unsafe|Controversial', not {_shown(lines[0])}",
+            text,
             line,
-            raw=text,
         )
-    pattern = RESPONSE_CATEGORY_PATTERN if response else PROMPT_CATEGORY_PATTERN
+    if len(lines) != len(expected):
+        raise _bad(
+            f"{len(lines)} line(s); {kind} moderation answers in exactly {len(expected)} "
+            f"({', '.join(expected)})",
+            text,
+            line,
+        )
+    severity = safety.group(1)
+    if not lines[1].startswith("Categories: "):
+        raise _bad(f"line 2 must start with 'Categories: ', not {_shown(lines[1])}", text, line)
+    listed = lines[1][len("Categories: ") :].split(", ")
     categories: list[str] = []
-    for name in pattern.findall(text):
-        if name != "None" and name not in categories:
+    if listed != ["None"]:
+        for name in listed:
+            if name not in names:
+                what = (
+                    "'None' together with categories"
+                    if name == "None"
+                    else (f"unknown {kind} category {_shown(name)}")
+                )
+                raise _bad(what, text, line)
+            if name in categories:
+                raise _bad(f"category {name!r} listed twice", text, line)
             categories.append(name)
+    if severity == "Safe" and categories:
+        raise _bad(f"'Safety: Safe' with harm categories ({', '.join(categories)})", text, line)
     refusal: bool | None = None
-    if response and (match := REFUSAL_PATTERN.search(text)):
-        refusal = match.group(1) == "Yes"
-    return Assessment(safety.group(1), categories, refusal)
+    if response:
+        found = REFUSAL_LINE.fullmatch(lines[2])
+        if found is None:
+            raise _bad(f"line 3 must be 'Refusal: Yes|No', not {_shown(lines[2])}", text, line)
+        refusal = found.group(1) == "Yes"
+    return Assessment(severity, categories, refusal)
 
 
 def score_probabilities(logits: Any, token_ids: dict[str, int]) -> dict[str, float]:
