@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .classify import Summary
 from .errors import ExitCode, GuardError, input_error, missing_extra
-from .records import ReadOptions, parse_line, record_from_object
+from .records import ReadOptions, parse_line, record_from_object, strict_row
+from .strict_json import dumps
 from .verdict import VERDICT_FIELDS, Record
 
 if TYPE_CHECKING:
@@ -261,7 +262,8 @@ class Classifier:
 
     def __call__(self, batch: pa.Table) -> dict[str, list[str]]:
         verdicts = self.guard.classify_records(self.records(batch.to_pylist()))
-        return {"verdict": [json.dumps(v.to_dict(), ensure_ascii=False) for v in verdicts]}
+        fail_closed = self.guard.fail_closed
+        return {"verdict": [strict_row(v, fail_closed=fail_closed)[2] for v in verdicts]}
 
 
 def write_shard(batch: pa.Table, output: str, fmt: str, keep: tuple[str, ...]) -> dict[str, list]:
@@ -284,7 +286,7 @@ def write_shard(batch: pa.Table, output: str, fmt: str, keep: tuple[str, ...]) -
 
     with fsspec.open(path, "wb") as handle:
         if fmt == "jsonl":
-            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+            handle.write("".join(dumps(r) + "\n" for r in rows).encode())
         else:
             import pyarrow.parquet as pq
 
@@ -304,7 +306,7 @@ def parquet_table(rows: list[dict[str, Any]], keep: tuple[str, ...] = ()) -> pa.
     def text(value: Any) -> str | None:
         if value is None or isinstance(value, str):
             return value
-        return json.dumps(value, ensure_ascii=False)
+        return dumps(value)
 
     types = {
         "id": pa.string(),
