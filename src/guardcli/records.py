@@ -88,9 +88,10 @@ def record_from_text(text: str, line: int) -> Record:
     return record
 
 
-def is_blank(raw: bytes) -> bool:
-    """A line of ASCII whitespace only (after a leading BOM): skipped, not a record."""
-    return not raw.removeprefix(BOM).strip()
+def is_blank(raw: bytes, line: int) -> bool:
+    """A line of ASCII whitespace only (after the BOM that may open line 1): skipped, not a
+    record."""
+    return not (raw.removeprefix(BOM) if line == 1 else raw).strip()
 
 
 def _failed(line: int, kind: str, message: str) -> Record:
@@ -150,7 +151,7 @@ def read_lines(
     stats = stats if stats is not None else ReadStats()
     for number, raw in enumerate(stream, start=1):
         stats.lines = number
-        if is_blank(raw):
+        if is_blank(raw, number):
             stats.blank += 1
             continue
         yield parse_line(raw, number, opts)

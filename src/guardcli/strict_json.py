@@ -11,7 +11,9 @@ import json
 import re
 from typing import Any
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Lone surrogates (not encodable as UTF-8), and the line breaks JSON leaves raw but
+# str.splitlines and JavaScript split on (NEL, LINE/PARAGRAPH SEPARATOR): one record, one line.
+_SURROGATE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -21,8 +23,8 @@ def _escape(match: re.Match[str]) -> str:
 def dumps(obj: Any, *, indent: int | None = None, ascii_only: bool = False) -> str:
     """Strict JSON text. Raises ValueError for NaN or infinity anywhere in `obj`.
 
-    A lone surrogate can only stand inside a JSON string, so writing it as its `\\uXXXX` escape
-    keeps the text valid JSON that reads back to the same string."""
+    A lone surrogate (or U+0085, U+2028, U+2029) can only stand inside a JSON string, so writing
+    it as its `\\uXXXX` escape keeps the text valid JSON that reads back to the same string."""
     text = json.dumps(obj, ensure_ascii=ascii_only, allow_nan=False, indent=indent)
     return _SURROGATE.sub(_escape, text)
 
