@@ -313,3 +313,30 @@ def test_cut_record_keeps_the_side_the_tokenizer_keeps():
     assert (left.text, left.messages) == ("ef", [{"role": "user", "content": "yz"}])
     assert record.text == "abcdef"  # the record itself is untouched
     assert cut_record(record, 6, "right") is None
+
+
+def test_cut_keeps_the_template_and_the_tokens_qwen3guard():
+    """A generative guard renders a chat template around the content: the cut is made in the
+    record's messages, so the template stays whole, and the kept tokens equal the whole
+    rendering's."""
+    from guardcli.api import load_guard
+    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+
+    guard = load_guard(cached_tiny_qwen3guard(), max_length=260)
+    for seed in range(2):
+        record = Record(
+            id="1",
+            messages=[
+                {"role": "user", "content": _prose(20_000, seed)},
+                {"role": "assistant", "content": _prose(9_000, seed + 5)},
+            ],
+            line=1,
+        )
+        cut = cut_record(record, guard.char_limit, guard.truncation_side)
+        assert cut is not None
+        rendered = guard.render(cut)
+        whole = guard.render(record)
+        head = whole[: whole.index(record.messages[0]["content"][:50])]
+        tail = whole[whole.rindex(record.messages[1]["content"][-50:]) + 50 :]
+        assert rendered.startswith(head) and rendered.endswith(tail)
+        assert _cut_ids(guard, record) == _full_ids(guard, record)
