@@ -453,3 +453,26 @@ def test_fuzz_corpus_loses_nothing(tiny_model, tmp_path):
     assert rows[0]["id"] == "bom" and "error" not in rows[0]
     long_rows = [r for r in rows if str(r["id"]).startswith("big")]
     assert len(long_rows) == 2 and all(r["truncated"] for r in long_rows)
+
+
+# ----------------------------------------------------------------------------- the JSON helper
+
+
+def test_strict_dumps_refuses_nan_and_escapes_what_utf8_cannot_hold():
+    from guardcli.strict_json import dumps
+
+    for bad in (float("nan"), float("inf"), {"a": [1.0, float("-inf")]}):
+        with pytest.raises(ValueError):
+            dumps(bad)
+    assert json.loads(
+        dumps({"a": float("nan"), "b": [float("inf"), 2.5]}, null_non_finite=True)
+    ) == {
+        "a": None,
+        "b": [None, 2.5],
+    }
+    value = {"id": "a\ud800b", "k\udfff": "x\u2028y\x85z", "t": "灯塔 🙂"}
+    text = dumps(value)
+    text.encode("utf-8")  # strict
+    assert len(text.splitlines()) == 1
+    assert "灯塔 🙂" in text  # readable text stays as it is
+    assert json.loads(text) == value
