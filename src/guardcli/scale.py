@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .classify import Summary
 from .errors import ExitCode, GuardError, input_error, missing_extra
-from .records import ReadOptions, parse_line, record_from_object, strict_row
+from .records import ReadOptions, is_blank, parse_line, record_from_object, strict_row
 from .strict_json import dumps
 from .verdict import VERDICT_FIELDS, Record
 
@@ -224,7 +224,8 @@ class JsonlLines:
     def __call__(self, row: dict[str, Any]) -> Iterator[dict[str, Any]]:
         name = _relative(row["path"], self.root)
         for number, raw in enumerate(split_lines(row["bytes"]), start=1):
-            yield {"file": name, "line": number, "raw": raw}
+            if not is_blank(raw, number):  # skipped, as `guard classify` skips them
+                yield {"file": name, "line": number, "raw": raw}
 
 
 def _relative(path: str, root: str) -> str:
@@ -336,14 +337,11 @@ def parquet_table(rows: list[dict[str, Any]], keep: tuple[str, ...] = ()) -> pa.
     return pa.table(columns, schema=schema)
 
 
-def count_lines(path: str, chunk: int = 1 << 22) -> int:
-    """Lines in a local file as `split_lines` counts them, without holding the file."""
-    lines, last = 0, b"\n"
+def count_lines(path: str) -> int:
+    """Records in a local file as `JsonlLines` yields them (non-blank lines), without holding
+    the file."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
+        return sum(not is_blank(raw, n) for n, raw in enumerate(handle, start=1))
 
 
 def parquet_rows(path: str) -> int:
@@ -356,7 +354,11 @@ def parquet_rows(path: str) -> int:
 
 
 def _count_lines(batch: pa.Table) -> dict[str, list[int]]:
-    return {"lines": [len(split_lines(b)) for b in batch.column("bytes").to_pylist()]}
+    return {"lines": [_records_in(b) for b in batch.column("bytes").to_pylist()]}
+
+
+def _records_in(data: bytes) -> int:
+    return sum(not is_blank(raw, n) for n, raw in enumerate(split_lines(data), start=1))
 
 
 # ----------------------------------------------------------------------------- the job

@@ -321,6 +321,7 @@ def classify(
             cpus_per_worker=cpus_per_worker,
             address=ray_address,
             quiet=quiet,
+            allow_empty=allow_empty,
         )
         return
     ray_only = {
@@ -414,13 +415,16 @@ def classify(
         raise typer.Exit(int(code))
 
 
-def _classify_ray(input_path: str, output: str, *, quiet: bool, **kwargs: Any) -> None:
+def _classify_ray(
+    input_path: str, output: str, *, quiet: bool, allow_empty: bool, **kwargs: Any
+) -> None:
     from ..scale import classify_with_ray
 
     result = classify_with_ray(input_path, output, progress=not quiet, **kwargs)
     if not quiet:
         stderr().print(result.line(), markup=False)
     result.check()
+    _check_read(result.records_out, ReadStats(), allow_empty, quiet)
     code = result.summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
