@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "Exit codes: 0 nothing flagged, 1 at least one record flagged, "
-    "2 usage or input error (a bad option or a bad record), 3 model or runtime error.\n\n"
+    "2 usage or input error (a bad option, a bad record, or no records at all unless "
+    "--allow-empty), 3 model or runtime error (also a score that is not a finite number).\n\n"
     "Examples:\n\n"
     "  guard classify 'a watercolor lighthouse at dusk'\n\n"
     "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
@@ -278,7 +279,8 @@ def classify(
 
     A stdin or file line that parses as a JSON object is a record; any other line is plain
     text. Bad records (broken JSON, missing or empty text, invalid UTF-8) yield an error record
-    in place; nothing is dropped.
+    in place; nothing is dropped. Blank lines are skipped (and counted on stderr); ids default
+    to the line number.
     """
     from .. import timings as timing
     from ..api import load_guard

@@ -77,10 +77,21 @@ def _cut(text: str, limit: int, side: str) -> str:
     return text[-limit:] if side == "left" else text[:limit]
 
 
+def _longer(record: Record, limit: int) -> bool:
+    if isinstance(record.text, str) and len(record.text) > limit:
+        return True
+    return isinstance(record.messages, list) and any(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and len(m["content"]) > limit
+        for m in record.messages
+    )
+
+
 def cut_record(record: Record, limit: int, side: str) -> Record | None:
     """A copy of `record` whose text and message contents are cut to `limit` characters,
     keeping the end the tokenizer keeps (`side` is its truncation side: "left" keeps the tail);
     None when nothing is longer than `limit`."""
+    if not _longer(record, limit):
+        return None
     changed = False
     text = record.text
     if isinstance(text, str) and len(text) > limit:
