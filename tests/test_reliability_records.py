@@ -16,7 +16,8 @@ from guardcli.classify import Summary
 from guardcli.errors import ExitCode
 from guardcli.records import ReadOptions, VerdictWriter, parse_line
 from guardcli.verdict import Record, RecordError, Verdict
-from tests.conftest import invoke
+
+from .conftest import invoke
 
 GOOD = [
     "a watercolor lighthouse at dusk",
