@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ExitCode
+from .errors import ExitCode, GuardError
 from .families import Guard
-from .verdict import Record, RecordError, Verdict
+from .families.base import unreadable
+from .verdict import NON_FINITE, Record, RecordError, Verdict
 
 
 @dataclass
@@ -34,7 +35,10 @@ class Summary:
 
     @property
     def exit_code(self) -> ExitCode:
-        """An error outranks a flag."""
+        """An error outranks a flag; a broken model (a score that is not finite) outranks a bad
+        record."""
+        if self.error_types.get(NON_FINITE):
+            return ExitCode.MODEL
         if self.errors:
             return ExitCode.INPUT
         return ExitCode.FLAGGED if self.flagged else ExitCode.OK
@@ -79,6 +83,12 @@ def rendered_inputs(guard: Guard, records: Iterable[Record]) -> Iterator[dict[st
         try:
             if record.error is not None:
                 raise record.error
-            yield {"id": record.id, "input": guard.render(record), **record.kept}
+            try:
+                rendered = guard.render(record)
+            except (RecordError, GuardError):
+                raise
+            except Exception as exc:  # this record's content, not the model: its error
+                raise unreadable(record, exc) from None
+            yield {"id": record.id, "input": rendered, **record.kept}
         except RecordError as err:
             yield Verdict.failed(record, err, fail_closed=guard.fail_closed).to_dict()

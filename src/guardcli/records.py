@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .verdict import VERDICT_FIELDS, Record, RecordError, Verdict
+from .strict_json import dumps, printable, reject_constant
+from .verdict import VERDICT_FIELDS, Record, RecordError, Verdict, non_finite_error
 
 FORMATS = ("table", "jsonl", "json", "csv")
 TEXT_FIELD_FALLBACKS = ("text", "prompt")
+BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -51,48 +55,105 @@ def record_from_object(obj: dict[str, Any], line: int, opts: ReadOptions) -> Rec
         )
     elif not value.strip():
         record.error = RecordError("empty_text", f"field '{name}' is empty", line)
+    elif (bad := lone_surrogate(value)) is not None:
+        record.error = RecordError(
+            "invalid_text",
+            f"field '{name}' holds a lone surrogate escape (\\u{bad:04x}), which is no character",
+            line,
+        )
     else:
         record.text = value
     return record
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The code point of the first lone surrogate in `text` (a JSON "\\ud800" escape gives one;
+    no tokenizer can read it), or None."""
+    found = _SURROGATE.search(text)
+    return None if found is None else ord(found.group())
 
 
 def record_from_text(text: str, line: int) -> Record:
     record = Record(id=str(line), line=line)
     if not text.strip():
         record.error = RecordError("empty_text", "empty text", line)
+    elif (bad := lone_surrogate(text)) is not None:
+        record.error = RecordError(
+            "invalid_text",
+            f"text holds a lone surrogate (\\u{bad:04x}), which is no character",
+            line,
+        )
     else:
         record.text = text
     return record
 
 
+def is_blank(raw: bytes, line: int) -> bool:
+    """A line of ASCII whitespace only (after the BOM that may open line 1): skipped, not a
+    record."""
+    return not (raw.removeprefix(BOM) if line == 1 else raw).strip()
+
+
+def _failed(line: int, kind: str, message: str) -> Record:
+    return Record(id=str(line), line=line, error=RecordError(kind, message, line))
+
+
 def parse_line(raw: bytes, line: int, opts: ReadOptions) -> Record:
-    """One input line: a JSON object is a record, anything else is plain text."""
+    """One input line: a JSON object is a record, anything else is plain text.
+
+    Never raises: whatever is wrong with the line (bad UTF-8 or JSON, JSON nested too deep for
+    the parser, NaN, an integer too long to convert) becomes this record's error."""
+    try:
+        return _parse_line(raw, line, opts)
+    except RecursionError:
+        return _failed(line, "invalid_json", "JSON nested too deeply to read")
+    except Exception as exc:
+        return _failed(line, "invalid_json", f"unreadable line ({type(exc).__name__}: {exc})")
+
+
+def _parse_line(raw: bytes, line: int, opts: ReadOptions) -> Record:
     raw = raw.rstrip(b"\n").rstrip(b"\r")
+    if line == 1:  # a UTF-8 byte order mark opens the input, not the record
+        raw = raw.removeprefix(BOM)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Record(
-            id=str(line),
-            line=line,
-            error=RecordError("invalid_utf8", f"line is not valid UTF-8 ({exc.reason})", line),
-        )
+        return _failed(line, "invalid_utf8", f"line is not valid UTF-8 ({exc.reason})")
     if text.lstrip().startswith("{"):
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=reject_constant)
         except json.JSONDecodeError as exc:
-            return Record(
-                id=str(line),
-                line=line,
-                error=RecordError("invalid_json", f"broken JSON object: {exc.msg}", line),
-            )
+            return _failed(line, "invalid_json", f"broken JSON object: {exc.msg}")
+        except ValueError as exc:  # NaN/Infinity, an integer beyond int_max_str_digits
+            return _failed(line, "invalid_json", f"broken JSON object: {exc}")
         if isinstance(obj, dict):
             return record_from_object(obj, line, opts)
     return record_from_text(text, line)
 
 
-def read_lines(stream: IO[bytes], opts: ReadOptions) -> Iterator[Record]:
-    """Records from a binary stream, lazily, one per line (a final newline adds none)."""
+@dataclass
+class ReadStats:
+    """What a reader saw besides records: blank lines are skipped, and counted here."""
+
+    lines: int = 0
+    blank: int = 0
+
+    @property
+    def records(self) -> int:
+        return self.lines - self.blank
+
+
+def read_lines(
+    stream: IO[bytes], opts: ReadOptions, stats: ReadStats | None = None
+) -> Iterator[Record]:
+    """Records from a binary stream, lazily, one per non-blank line (a final newline adds none).
+    Ids default to the physical line number, so they point at the input line."""
+    stats = stats if stats is not None else ReadStats()
     for number, raw in enumerate(stream, start=1):
+        stats.lines = number
+        if is_blank(raw, number):
+            stats.blank += 1
+            continue
         yield parse_line(raw, number, opts)
 
 
@@ -159,19 +220,55 @@ def chunked(
         yield chunk
 
 
-class VerdictWriter:
-    """Writes verdicts as jsonl (streamed, flushed per chunk), json, csv or a table."""
+def _finite_json(value: Any) -> bool:
+    try:
+        dumps(value)
+    except (ValueError, TypeError):
+        return False
+    return True
 
-    def __init__(self, out: IO[str], fmt: str, keep: tuple[str, ...] = ()):
+
+def strict_row(
+    verdict: Verdict, *, fail_closed: bool = False
+) -> tuple[Verdict, dict[str, Any], str]:
+    """(verdict, its row, the row as one strict JSON line). A verdict that carries NaN or
+    infinity (a score no family check caught) becomes a `non_finite_score` error record."""
+    row = verdict.to_dict()
+    try:
+        return verdict, row, dumps(row)
+    except ValueError:
+        pass
+    failed = Verdict(
+        id=verdict.id if _finite_json(verdict.id) else None,
+        flagged=True if fail_closed else None,
+        error=non_finite_error(verdict.error.line if verdict.error else None),
+        kept={k: v for k, v in verdict.kept.items() if _finite_json(v)},
+    )
+    row = failed.to_dict()
+    return failed, row, dumps(row)
+
+
+class VerdictWriter:
+    """Writes verdicts as jsonl (streamed, flushed per chunk), json, csv or a table.
+
+    Every row is strict JSON first: a verdict carrying NaN or infinity (a score no family check
+    caught) is written as a `non_finite_score` error record in its place, never as `NaN`."""
+
+    def __init__(
+        self, out: IO[str], fmt: str, keep: tuple[str, ...] = (), *, fail_closed: bool = False
+    ):
         self.out, self.fmt, self.keep = out, fmt, keep
+        self.fail_closed = fail_closed
         self.rows: list[dict[str, Any]] = []
         self._csv: Any = None
 
-    def write(self, verdicts: Iterable[Verdict]) -> None:
-        for verdict in verdicts:
-            row = verdict.to_dict()
+    def write(self, verdicts: list[Verdict]) -> None:
+        """Write a chunk. A verdict replaced by its error record is replaced in `verdicts` too,
+        so the summary counts what was written."""
+        for i, verdict in enumerate(verdicts):
+            verdicts[i], row, line = strict_row(verdict, fail_closed=self.fail_closed)
             if self.fmt == "jsonl":
-                self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self.out.write(line + "\n")
             elif self.fmt == "csv":
                 self._write_csv(row)
             else:
@@ -183,18 +280,14 @@ class VerdictWriter:
         if self._csv is None:
             self._csv = csv.DictWriter(self.out, fieldnames=columns, extrasaction="ignore")
             self._csv.writeheader()
-        flat = {
-            k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
-            for k, v in row.items()
-        }
+        flat = {k: dumps(v) if isinstance(v, dict | list) else printable(v) for k, v in row.items()}
         if "error" in row:
-            flat["error"] = f"{row['error']['type']}: {row['error']['message']}"
+            flat["error"] = printable(f"{row['error']['type']}: {row['error']['message']}")
         self._csv.writerow(flat)
 
     def close(self) -> None:
         if self.fmt == "json":
-            json.dump(self.rows, self.out, ensure_ascii=False, indent=2)
-            self.out.write("\n")
+            self.out.write(dumps(self.rows, indent=2) + "\n")
         elif self.fmt == "table":
             self._table()
         self.out.flush()
@@ -209,11 +302,12 @@ class VerdictWriter:
         for row in self.rows:
             if "error" in row:
                 verdict = "[red]error[/]" if row["flagged"] is None else "[red]FLAGGED[/] (error)"
-                note = f"{row['error']['type']}: {row['error']['message']}"
-                table.add_row(str(row["id"]), verdict, "", "", note)
+                note = printable(f"{row['error']['type']}: {row['error']['message']}")
+                table.add_row(printable(str(row["id"])), verdict, "", "", note)
                 continue
             verdict = "[bold red]FLAGGED[/]" if row["flagged"] else "[green]ok[/]"
             note = "truncated" if row.get("truncated") else ""
             score = "" if row.get("score") is None else f"{row['score']:.4f}"
-            table.add_row(str(row["id"]), verdict, score, str(row.get("tokens") or ""), note)
+            tokens = str(row.get("tokens") or "")
+            table.add_row(printable(str(row["id"])), verdict, score, tokens, note)
         Console(file=self.out, soft_wrap=False).print(table)

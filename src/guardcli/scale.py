@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .classify import Summary
 from .errors import ExitCode, GuardError, input_error, missing_extra
-from .records import ReadOptions, parse_line, record_from_object
+from .records import ReadOptions, is_blank, parse_line, record_from_object, strict_row
+from .strict_json import dumps
 from .verdict import VERDICT_FIELDS, Record
 
 if TYPE_CHECKING:
@@ -225,7 +226,8 @@ class JsonlLines:
     def __call__(self, row: dict[str, Any]) -> Iterator[dict[str, Any]]:
         name = _relative(row["path"], self.root)
         for number, raw in enumerate(split_lines(row["bytes"]), start=1):
-            yield {"file": name, "line": number, "raw": raw}
+            if not is_blank(raw, number):  # skipped, as `guard classify` skips them
+                yield {"file": name, "line": number, "raw": raw}
 
 
 def _relative(path: str, root: str) -> str:
@@ -263,7 +265,8 @@ class Classifier:
 
     def __call__(self, batch: pa.Table) -> dict[str, list[str]]:
         verdicts = self.guard.classify_records(self.records(batch.to_pylist()))
-        return {"verdict": [json.dumps(v.to_dict(), ensure_ascii=False) for v in verdicts]}
+        fail_closed = self.guard.fail_closed
+        return {"verdict": [strict_row(v, fail_closed=fail_closed)[2] for v in verdicts]}
 
 
 def write_shard(batch: pa.Table, output: str, fmt: str, keep: tuple[str, ...]) -> dict[str, list]:
@@ -286,7 +289,7 @@ def write_shard(batch: pa.Table, output: str, fmt: str, keep: tuple[str, ...]) -
 
     with fsspec.open(path, "wb") as handle:
         if fmt == "jsonl":
-            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+            handle.write("".join(dumps(r) + "\n" for r in rows).encode())
         else:
             import pyarrow.parquet as pq
 
@@ -306,7 +309,7 @@ def parquet_table(rows: list[dict[str, Any]], keep: tuple[str, ...] = ()) -> pa.
     def text(value: Any) -> str | None:
         if value is None or isinstance(value, str):
             return value
-        return json.dumps(value, ensure_ascii=False)
+        return dumps(value)
 
     types = {
         "id": pa.string(),
@@ -336,14 +339,11 @@ def parquet_table(rows: list[dict[str, Any]], keep: tuple[str, ...] = ()) -> pa.
     return pa.table(columns, schema=schema)
 
 
-def count_lines(path: str, chunk: int = 1 << 22) -> int:
-    """Lines in a local file as `split_lines` counts them, without holding the file."""
-    lines, last = 0, b"\n"
+def count_lines(path: str) -> int:
+    """Records in a local file as `JsonlLines` yields them (non-blank lines), without holding
+    the file."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
+        return sum(not is_blank(raw, n) for n, raw in enumerate(handle, start=1))
 
 
 def parquet_rows(path: str) -> int:
@@ -356,7 +356,11 @@ def parquet_rows(path: str) -> int:
 
 
 def _count_lines(batch: pa.Table) -> dict[str, list[int]]:
-    return {"lines": [len(split_lines(b)) for b in batch.column("bytes").to_pylist()]}
+    return {"lines": [_records_in(b) for b in batch.column("bytes").to_pylist()]}
+
+
+def _records_in(data: bytes) -> int:
+    return sum(not is_blank(raw, n) for n, raw in enumerate(split_lines(data), start=1))
 
 
 # ----------------------------------------------------------------------------- the job

@@ -18,7 +18,6 @@ A record's overall score is its `score`, else the highest category score.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .errors import input_error
+from .strict_json import dumps
 from .verdict import Record
 
 if TYPE_CHECKING:
@@ -437,7 +437,7 @@ def write_scores(examples: list[Example], path: Path, opts: SweepOptions) -> int
                 for name in opts.group_by:
                     if name in ex.record.fields:
                         row[name] = ex.record.fields[name]
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(dumps(row, null_non_finite=True) + "\n")
     return len(examples)
 
 
@@ -449,5 +449,5 @@ def write_thresholds(report: dict[str, Any], path: Path) -> dict[str, float]:
             "For a binary model, pass the threshold you chose with --threshold instead.",
         )
     thresholds = report["thresholds"]
-    path.write_text(json.dumps(thresholds, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(dumps(thresholds, indent=2) + "\n", encoding="utf-8")
     return thresholds

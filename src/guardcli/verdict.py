@@ -26,7 +26,9 @@ VERDICT_FIELDS = (
 class RecordError(Exception):
     """Why a record could not be judged."""
 
-    type: str  # invalid_json | invalid_utf8 | missing_field | bad_field | empty_text | model_output
+    # invalid_json | invalid_utf8 | invalid_text | missing_field | bad_field | empty_text |
+    # model_output | non_finite_score
+    type: str
     message: str
     line: int | None = None
     raw: str | None = None  # the model's own text, for model_output errors
@@ -36,6 +38,19 @@ class RecordError(Exception):
         if self.raw is not None:
             out["raw"] = self.raw
         return out
+
+
+NON_FINITE = "non_finite_score"
+
+
+def non_finite_error(line: int | None = None) -> RecordError:
+    """A score that is NaN or infinite: the model is broken, and that is never "safe"."""
+    return RecordError(
+        NON_FINITE,
+        "the model produced a score that is not a finite number (NaN or infinity); "
+        "the model or its variant is broken",
+        line,
+    )
 
 
 @dataclass

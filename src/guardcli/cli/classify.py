@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import ExitCode
-from ..records import FORMATS, ReadOptions, VerdictWriter, read_args, read_lines
+from ..records import FORMATS, ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
+from ..strict_json import dumps
 from ..verdict import Record
 from ._options import (
     BackendOpt,
@@ -29,9 +29,13 @@ from ._options import (
 )
 from ._output import fail, handle_errors, stderr
 
+if TYPE_CHECKING:
+    from ..classify import Summary
+
 EPILOG = (
     "Exit codes: 0 nothing flagged, 1 at least one record flagged, "
-    "2 usage or input error (a bad option or a bad record), 3 model or runtime error.\n\n"
+    "2 usage or input error (a bad option, a bad record, or no records at all unless "
+    "--allow-empty), 3 model or runtime error (also a score that is not a finite number).\n\n"
     "Examples:\n\n"
     "  guard classify 'a watercolor lighthouse at dusk'\n\n"
     "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
@@ -43,7 +47,9 @@ EPILOG = (
 ENGINES = ("local", "ray")
 
 
-def _open_records(texts: list[str], input_path: str | None, opts: ReadOptions) -> Iterator[Record]:
+def _open_records(
+    texts: list[str], input_path: str | None, opts: ReadOptions, stats: ReadStats
+) -> Iterator[Record]:
     if input_path is not None and texts:
         raise fail("Give texts as arguments or --input FILE, not both.")
     if input_path is not None and input_path != "-":
@@ -51,7 +57,7 @@ def _open_records(texts: list[str], input_path: str | None, opts: ReadOptions) -
             handle = open(Path(input_path), "rb")  # noqa: SIM115 - closed when the generator ends
         except OSError as exc:
             raise fail(f"Cannot read {input_path}: {exc.strerror}.") from None
-        return _closing(handle, opts)
+        return _closing(handle, opts, stats)
     if texts and texts != ["-"]:
         return read_args(texts)
     if input_path is None and not texts and sys.stdin.isatty():
@@ -59,7 +65,7 @@ def _open_records(texts: list[str], input_path: str | None, opts: ReadOptions) -
             "Nothing to classify.",
             "Give texts as arguments, pipe lines or JSONL on stdin (or '-'), or pass --input FILE.",
         )
-    return read_lines(sys.stdin.buffer, opts)
+    return read_lines(sys.stdin.buffer, opts, stats)
 
 
 # A few short prompts given as arguments make a short run of one or two model calls: onnxruntime's
@@ -75,9 +81,22 @@ def _one_shot(texts: list[str] | None, input_path: str | None, response: str | N
     return sum(len(t) for t in texts) + len(response or "") <= ONE_SHOT_CHARS
 
 
-def _closing(handle, opts: ReadOptions) -> Iterator[Record]:
+def _closing(handle, opts: ReadOptions, stats: ReadStats) -> Iterator[Record]:
     with handle:
-        yield from read_lines(handle, opts)
+        yield from read_lines(handle, opts, stats)
+
+
+def _check_read(records: int, stats: ReadStats, allow_empty: bool, quiet: bool) -> None:
+    """Blank lines are skipped and said so; no record at all is an input error (an upstream
+    `jq` that failed must not pass the gate) unless --allow-empty."""
+    if stats.blank and not quiet:
+        stderr().print(f"{stats.blank} blank lines skipped", markup=False)
+    if records == 0 and not allow_empty:
+        raise fail(
+            "no records read: the input is empty"
+            + (f" ({stats.blank} blank lines)." if stats.blank else "."),
+            "Check the command that feeds guard; pass --allow-empty if no input is fine.",
+        )
 
 
 def _response_record(prompt: str, response: str) -> Record:
@@ -165,6 +184,14 @@ def classify(
         ),
     ] = None,
     quiet: QuietOpt = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Exit 0 when the input holds no records (by default that is an input error, "
+            "exit 2, so a failed upstream command never passes the gate).",
+        ),
+    ] = False,
     engine: Annotated[
         str,
         typer.Option(
@@ -254,7 +281,8 @@ def classify(
 
     A stdin or file line that parses as a JSON object is a record; any other line is plain
     text. Bad records (broken JSON, missing or empty text, invalid UTF-8) yield an error record
-    in place; nothing is dropped.
+    in place; nothing is dropped. Blank lines are skipped (and counted on stderr); ids default
+    to the line number.
     """
     from .. import timings as timing
     from ..api import load_guard
@@ -298,6 +326,7 @@ def classify(
             cpus_per_worker=cpus_per_worker,
             address=ray_address,
             quiet=quiet,
+            allow_empty=allow_empty,
         )
         return
     ray_only = {
@@ -316,12 +345,13 @@ def classify(
         raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
     keep_fields = tuple(keep or ())
     opts = ReadOptions(text_field=text_field, id_field=id_field, keep=keep_fields)
+    stats = ReadStats()
     if response is not None:
         if input_path is not None or len(texts or []) != 1 or texts == ["-"]:
             raise fail("--response needs exactly one prompt as an argument.")
         records: Iterator[Record] = iter([_response_record(texts[0], response)])  # type: ignore[index]
     else:
-        records = _open_records(list(texts or []), input_path, opts)
+        records = _open_records(list(texts or []), input_path, opts, stats)
     if pipeline is not None:
         if show_input or thresholds is not None or threshold is not None:
             raise fail(
@@ -334,7 +364,12 @@ def classify(
                 "Pipeline stages run torch models in the auto dtype (bfloat16 with native bf16, "
                 "else float32).",
             )
-        _classify_pipeline(pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed)
+        summary = _classify_pipeline(
+            pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed
+        )
+        _check_read(summary.records, stats, allow_empty, quiet)
+        if summary.exit_code != ExitCode.OK:
+            raise typer.Exit(int(summary.exit_code))
         return
     guard = load_guard(
         model,
@@ -358,11 +393,14 @@ def classify(
             "its verdicts are meaningless."
         )
     if show_input:
+        shown = 0
         for row in rendered_inputs(guard, records):
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.write(dumps(row) + "\n")
             sys.stdout.flush()
+            shown += 1
+        _check_read(shown, stats, allow_empty, quiet)
         return
-    writer = VerdictWriter(sys.stdout, fmt, keep_fields)
+    writer = VerdictWriter(sys.stdout, fmt, keep_fields, fail_closed=fail_closed)
     progress = console.is_terminal and not quiet
     status = console.status("classifying…") if progress else None
     if status:
@@ -383,18 +421,22 @@ def classify(
     if clock is not None:
         for line in clock.lines():
             console.print(line, highlight=False)
+    _check_read(summary.records, stats, allow_empty, quiet)
     code = summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
 
 
-def _classify_ray(input_path: str, output: str, *, quiet: bool, **kwargs: Any) -> None:
+def _classify_ray(
+    input_path: str, output: str, *, quiet: bool, allow_empty: bool, **kwargs: Any
+) -> None:
     from ..scale import classify_with_ray
 
     result = classify_with_ray(input_path, output, progress=not quiet, **kwargs)
     if not quiet:
         stderr().print(result.line(), markup=False)
     result.check()
+    _check_read(result.records_out, ReadStats(), allow_empty, quiet)
     code = result.summary.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
@@ -408,15 +450,14 @@ def _classify_pipeline(
     batch_size: int | None,
     threads: int | None,
     fail_closed: bool,
-) -> None:
+) -> Summary:
     from ..classify import classify_into
     from ..pipeline import load_pipeline
 
     pipe = load_pipeline(path, batch_size=batch_size, threads=threads, fail_closed=fail_closed)
-    writer = VerdictWriter(sys.stdout, fmt, ("decision", "stages", *keep))
+    writer = VerdictWriter(sys.stdout, fmt, ("decision", "stages", *keep), fail_closed=fail_closed)
     summary = classify_into(pipe, records, writer.write)
     writer.close()
     if sys.stderr.isatty():
         stderr().print(f"pipeline {pipe.name}: {summary.line()}")
-    if summary.exit_code != ExitCode.OK:
-        raise typer.Exit(int(summary.exit_code))
+    return summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 
 from ..errors import ExitCode
 from ..records import ReadOptions
+from ..strict_json import dumps
 from ._options import (
     BatchSizeOpt,
     IdFieldOpt,
@@ -111,7 +111,7 @@ def compare(
     log = (lambda m: None) if quiet else (lambda m: console.print(f"compare: {m}", markup=False))
     report = compare_variants(model_dir, records, opts, log=log)
     if fmt == "json":
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
         render_table(report, sys.stdout)
     sys.stdout.flush()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import typer
 
+from ..strict_json import dumps
 from ._options import CacheDirOpt, ReportFormatOpt
 from ._output import fail, handle_errors
 
@@ -57,7 +57,7 @@ def models(
         raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
     rows = catalog_rows(cache_dir)
     if fmt == "json":
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(dumps(rows, indent=2, null_non_finite=True) + "\n")
         return
     for row in rows:
         threshold = "per-category" if row["threshold"] is None else f"{row['threshold']:g}"

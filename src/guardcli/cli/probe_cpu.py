@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..strict_json import dumps
 from ._options import ReportFormatOpt
 from ._output import fail, handle_errors, stderr
 
@@ -126,6 +126,6 @@ def probe_cpu(
             "path": str(measurement_path()),
         }
     if fmt == "json":
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
         _render(report)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..records import ReadOptions, read_lines
+from ..strict_json import dumps
 from ._options import (
     BackendOpt,
     BatchSizeOpt,
@@ -197,7 +197,7 @@ def sweep(
 
         draw(report, result.curves, plot, title=str(file))
     if fmt == "json":
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
         from ..sweep_render import render_table
 

@@ -6,8 +6,9 @@ becomes judgements (`score_batch`); batching, truncation and ordering are writte
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import dataclasses
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,7 @@ from ..errors import ExitCode, GuardError
 from ..hub import ResolvedModel
 from ..records import ReadOptions, as_records, chunked
 from ..tokenize import Encoded, TextTokenizer
-from ..verdict import Record, RecordError, Verdict
+from ..verdict import Record, RecordError, Verdict, non_finite_error
 
 
 @dataclass
@@ -53,16 +54,68 @@ def finite_or_error(judgement: Judgement) -> Judgement | RecordError:
     """A judgement whose score or category scores are NaN or infinite is no judgement: the
     model is broken, and a broken model must never say "safe" (fail closed)."""
     if _non_finite(judgement.score) or _non_finite(judgement.categories):
-        return RecordError(
-            "non_finite_score",
-            "the model produced a score that is not a finite number (NaN or infinity); "
-            "the model or its variant is broken",
-        )
+        return non_finite_error()
     return judgement
+
+
+# Text is cut to `max_length * CHARS_PER_TOKEN` characters before it is tokenized (memory stays
+# bounded by the model's input, not the line's length); real text runs 2-6 characters a token,
+# and the cut is widened whenever it could have changed the tokens the model keeps.
+CHARS_PER_TOKEN = 16
+
+
+def unreadable(record: Record, exc: BaseException) -> RecordError:
+    """The error record for content the family's template or the tokenizer cannot take."""
+    return RecordError(
+        "invalid_text",
+        f"the record's text cannot be prepared or tokenized ({type(exc).__name__}: {exc})",
+        record.line,
+    )
+
+
+def _cut(text: str, limit: int, side: str) -> str:
+    return text[-limit:] if side == "left" else text[:limit]
+
+
+def _longer(record: Record, limit: int) -> bool:
+    if isinstance(record.text, str) and len(record.text) > limit:
+        return True
+    return isinstance(record.messages, list) and any(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and len(m["content"]) > limit
+        for m in record.messages
+    )
+
+
+def cut_record(record: Record, limit: int, side: str) -> Record | None:
+    """A copy of `record` whose text and message contents are cut to `limit` characters,
+    keeping the end the tokenizer keeps (`side` is its truncation side: "left" keeps the tail);
+    None when nothing is longer than `limit`."""
+    if not _longer(record, limit):
+        return None
+    changed = False
+    text = record.text
+    if isinstance(text, str) and len(text) > limit:
+        text, changed = _cut(text, limit, side), True
+    messages = record.messages
+    if isinstance(messages, list):
+        cut_messages: list[Any] = []
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str) and len(content) > limit:
+                message = {**message, "content": _cut(content, limit, side)}
+                changed = True
+            cut_messages.append(message)
+        messages = cut_messages
+    if not changed:
+        return None
+    return dataclasses.replace(record, text=text, messages=messages)
 
 
 class Guard(ABC):
     family: ClassVar[str]
+    # The side the tokenizer truncates (and a long text is cut) on: "right" keeps the start,
+    # "left" keeps the end (dialogue families judge the latest turns).
+    truncation_side: ClassVar[str] = "right"
     # True for families that judge a dialogue (`record.messages`): dialogue intent, response
     # moderation. `guard serve` then hands them LiteLLM's structured_messages, not bare texts.
     accepts_messages: ClassVar[bool] = False
@@ -187,33 +240,25 @@ class Guard(ABC):
     def classify_records(
         self, records: list[Record], on_batch: Callable[[int], None] | None = None
     ) -> list[Verdict]:
+        """One verdict per record, in order. Whatever goes wrong reading, preparing or
+        tokenizing one record is that record's error: its neighbours are still judged."""
         verdicts: list[Verdict | None] = [None] * len(records)
+        encoded = self._encode_records(records)
         todo: list[int] = []
-        texts: list[str] = []
-        cut: list[bool] = []
-        for i, record in enumerate(records):
-            if record.error is not None:
-                verdicts[i] = Verdict.failed(record, record.error, fail_closed=self.fail_closed)
-                continue
-            try:
-                text, shortened = self.prepare(record)
-            except RecordError as err:
-                verdicts[i] = Verdict.failed(record, err, fail_closed=self.fail_closed)
-                continue
-            texts.append(text)
-            cut.append(shortened)
-            todo.append(i)
+        ready: list[Encoded] = []
+        for i, (record, enc) in enumerate(zip(records, encoded, strict=True)):
+            if isinstance(enc, RecordError):
+                verdicts[i] = Verdict.failed(record, enc, fail_closed=self.fail_closed)
+            else:
+                enc.record = record
+                todo.append(i)
+                ready.append(enc)
         if todo:
-            encoded = self.encode(texts)
-            for e, shortened in zip(encoded, cut, strict=True):
-                e.truncated = e.truncated or shortened
-            for j, enc in zip(todo, encoded, strict=True):
-                enc.record = records[j]
-            lengths = [len(e.ids) for e in encoded]
+            lengths = [len(e.ids) for e in ready]
             for batch in plan_batches(
                 lengths, batch_size=self.batch_size, token_budget=self.token_budget
             ):
-                judgements = self.score_batch([encoded[j] for j in batch])
+                judgements = self.score_batch([ready[j] for j in batch])
                 for j, judgement in zip(batch, judgements, strict=True):
                     record = records[todo[j]]
                     if not isinstance(judgement, RecordError):
@@ -224,10 +269,98 @@ class Guard(ABC):
                             record, judgement, fail_closed=self.fail_closed
                         )
                     else:
-                        verdicts[todo[j]] = self._verdict(record, judgement, encoded[j])
+                        verdicts[todo[j]] = self._verdict(record, judgement, ready[j])
                 if on_batch:
                     on_batch(len(batch))
         return [v for v in verdicts if v is not None]
+
+    @property
+    def char_limit(self) -> int:
+        """Characters of one text (or message) tokenized at first; see CHARS_PER_TOKEN."""
+        return max(self.max_length, 1) * CHARS_PER_TOKEN
+
+    def _encode_records(self, records: list[Record]) -> list[Encoded | RecordError]:
+        """Prepare and tokenize a chunk: one batch call for the short records, a bounded cut
+        for the long ones, and one record at a time when the batch call fails."""
+        out: list[Encoded | RecordError | None] = [None] * len(records)
+        short: list[int] = []
+        texts: list[str] = []
+        cut: list[bool] = []
+        for i, record in enumerate(records):
+            if record.error is not None:
+                out[i] = record.error
+                continue
+            try:
+                if cut_record(record, self.char_limit, self.truncation_side) is not None:
+                    out[i] = self._encode_long(record)
+                    continue
+                text, shortened = self.prepare(record)
+            except RecordError as err:
+                out[i] = err
+                continue
+            except GuardError:
+                raise
+            except Exception as exc:
+                out[i] = unreadable(record, exc)
+                continue
+            short.append(i)
+            texts.append(text)
+            cut.append(shortened)
+        if texts:
+            encoded = self._encode_each(texts, records, short)
+            for i, enc, shortened in zip(short, encoded, cut, strict=True):
+                if isinstance(enc, Encoded):
+                    enc.truncated = enc.truncated or shortened
+                out[i] = enc
+        assert all(e is not None for e in out)
+        return out  # type: ignore[return-value]
+
+    def _encode_each(
+        self, texts: list[str], records: list[Record], index: list[int]
+    ) -> list[Encoded | RecordError]:
+        """`encode` in one call; when that fails, one text at a time, so only the text the
+        tokenizer cannot take becomes an error."""
+        try:
+            return list(self.encode(texts))
+        except GuardError:
+            raise
+        except Exception:
+            pass
+        out: list[Encoded | RecordError] = []
+        for text, i in zip(texts, index, strict=True):
+            try:
+                out.append(self.encode([text])[0])
+            except GuardError:
+                raise
+            except Exception as exc:
+                out.append(unreadable(records[i], exc))
+        return out
+
+    def _encode_at(self, record: Record, limit: int) -> tuple[Encoded, bool]:
+        """(the encoding of `record` cut to `limit` characters, whether anything was cut)."""
+        cut = cut_record(record, limit, self.truncation_side)
+        text, shortened = self.prepare(cut or record)
+        enc = self.encode([text])[0]
+        enc.truncated = enc.truncated or shortened
+        return enc, cut is not None
+
+    def _encode_long(self, record: Record) -> Encoded:
+        """Tokens of a record longer than `char_limit`, equal to those of its whole text after
+        the tokenizer's truncation, without tokenizing the whole text.
+
+        Cutting at `limit` characters can only change tokens near the cut. When the tokens kept
+        from a cut at `limit` equal those kept from a cut at `2 * limit`, the cut lay beyond the
+        kept tokens' reach; else the cut is doubled, up to the whole text."""
+        limit = self.char_limit
+        first, _ = self._encode_at(record, limit)
+        while True:
+            second, was_cut = self._encode_at(record, 2 * limit)
+            if not was_cut:
+                return second
+            if first.truncated and first.ids == second.ids:
+                first.truncated = True
+                return first
+            first, limit = second, 2 * limit
 
     def _verdict(self, record: Record, j: Judgement, enc: Encoded) -> Verdict:
         return Verdict(

@@ -64,6 +64,7 @@ class DialogueGuard(SeqClsGuard):
 
     family = "dialogue"
     padding_side = "left"
+    truncation_side = "left"
 
     @cached_property
     def task_description(self) -> str:
@@ -71,7 +72,7 @@ class DialogueGuard(SeqClsGuard):
 
     @cached_property
     def tokenizer(self) -> TextTokenizer:
-        return TextTokenizer(self.model.path, self.max_length, truncation_side="left")
+        return TextTokenizer(self.model.path, self.max_length, truncation_side=self.truncation_side)
 
     def context(self, record: Record) -> str:
         if record.messages is not None:
