@@ -6,8 +6,8 @@ becomes judgements (`score_batch`); batching, truncation and ordering are writte
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
