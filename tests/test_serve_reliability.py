@@ -336,6 +336,19 @@ def test_content_the_model_cannot_read_is_blocked(served) -> None:
         served.post(GUARDRAIL, json={"texts": ["a lighthouse"], "images": ["data:,"]})
     )
     assert blocked["action"] == "BLOCKED" and "unjudged_content" in blocked["blocked_reason"]
+    # Parts of LiteLLM's structured_messages that `texts` leaves out: audio blocks, and an image
+    # listed both as a part and in `images` counts once.
+    for extra, images in (([AUDIO], None), ([IMAGE], ["data:image/png;base64,"])):
+        content = [{"type": "text", "text": "a lighthouse"}, *extra]
+        body = {
+            "input_type": "request",
+            "texts": ["a lighthouse"],
+            "images": images,
+            "structured_messages": [{"role": "user", "content": content}],
+        }
+        answer = strict_json(served.post(GUARDRAIL, json=body))
+        assert answer["action"] == "BLOCKED"
+        assert [e["type"] for e in answer["errors"]] == ["unjudged_content"]
 
 
 def test_allow_unjudged_lets_it_pass_with_a_note(served_allowing) -> None:

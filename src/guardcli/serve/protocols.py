@@ -199,10 +199,10 @@ def guardrail_request(
         ]
     else:
         records = _text_records(texts)
-    for n, _image in enumerate(images or [], start=1):
-        records.append(unjudged(f"image {n}: {policy.model} reads text only"))
-    if policy.accepts_messages:  # others judge `texts`, where LiteLLM lists no image
-        records.extend(unjudged(f"{what}: {policy.model} reads text only") for what in unread)
+    # LiteLLM lists a message's images both as parts and in `images`: count them once. Audio
+    # parts appear only in the messages, for every family (`texts` holds text parts alone).
+    unread = unread or [f"image {n}" for n in range(1, len(images or []) + 1)]
+    records.extend(unjudged(f"{what}: {policy.model} reads text only") for what in unread)
     _count(len(records), limits)
     return records, threshold
 
