@@ -133,8 +133,9 @@ class GuardService:
 
     async def _warm_up(self) -> None:
         """Load the model and run the self-check prompt: a guard whose score is not a finite
-        number is broken, and the server says not-ready rather than answer with it. (Its
-        requests are still blocked, as unjudged: readiness is for load balancers.)"""
+        number is broken, and /readyz says so (failed, 503) so that load balancers route
+        around it. Requests that still reach it get error verdicts: blocked when failing closed.
+        """
         try:
             verdicts = await self.batcher.in_model_thread(lambda: self.guard.classify([SELF_CHECK]))
         except Exception as exc:
