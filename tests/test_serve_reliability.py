@@ -368,6 +368,7 @@ def test_allow_unjudged_option(runner, tiny_model: Path, monkeypatch) -> None:
         result = invoke(runner, [*args, *extra])
         assert result.exit_code == 0, result.stderr
         assert started.pop().state.service.policy.allow_unjudged is expected
+        assert ("ALLOWING UNJUDGED CONTENT" in result.stderr) is expected
     help_text = invoke(runner, ["serve", "--help"]).stdout
     assert "--allow-unjudged" in help_text
 
@@ -492,6 +493,30 @@ def test_qwen3guard_response_mode_gets_the_prompt() -> None:
     messages = record_messages(record)
     assert messages == [*DIALOGUE, {"role": "assistant", "content": "Closed."}]
     assert is_response(messages)
+
+
+@pytest.mark.slow
+def test_qwen3guard_served_judges_the_reply_after_its_prompt() -> None:
+    """The real family behind the server: the text its model receives for a response is its own
+    rendering of prompt + reply (response moderation), not the reply as a user prompt."""
+    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+
+    guard = load_guard(cached_tiny_qwen3guard(), backend="onnxruntime", generate=False)
+    capture = Capture(guard)
+    prompt = [{"role": "user", "content": "When does the library open on Sundays?"}]
+    reply = {"role": "assistant", "content": "It is closed on Sundays."}
+    with serve(guard) as url:
+        assert wait_settled(url).status_code == 200
+        capture.texts.clear()
+        body = {
+            "input_type": "response",
+            "texts": [reply["content"]],
+            "structured_messages": prompt,
+        }
+        answer = strict_json(httpx.post(f"{url}{GUARDRAIL}", json=body, timeout=60))
+    assert answer["action"] in ("BLOCKED", "NONE") and "errors" not in answer
+    assert capture.texts == [guard.render(Record(id="r", messages=[*prompt, reply]))]
+    assert capture.texts != [guard.render(Record(id="r", text=reply["content"]))]
 
 
 class Capture:

@@ -136,7 +136,8 @@ def serve(
     bound = sock.getsockname()
     console.print(
         f"guard serve: {guard.name} ({guard.variant}), threshold {guard.threshold}, "
-        f"on http://{host}:{bound[1]} ({'fail closed' if fail_closed else 'FAIL OPEN'})",
+        f"on http://{host}:{bound[1]} ({'fail closed' if fail_closed else 'FAIL OPEN'}"
+        f"{', ALLOWING UNJUDGED CONTENT' if allow_unjudged else ''})",
         markup=False,
     )
     run(create_app(guard, options), sock, log_level=log_level)
