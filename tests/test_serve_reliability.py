@@ -447,6 +447,61 @@ def test_parse_body_raises_only_bad_body(raw: bytes) -> None:
         pass
 
 
+def shaped(fields: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Bodies near a protocol's shape: its fields, each a well-typed or arbitrary value."""
+    return st.fixed_dictionaries(
+        {}, optional={k: st.one_of(v, json_values) for k, v in fields.items()}
+    )
+
+
+message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "tool"])},
+    optional={"content": st.one_of(st.text(), st.lists(st.one_of(json_values, st.just(IMAGE))))},
+)
+BODIES = {
+    "guardrail": shaped(
+        {
+            "input_type": st.sampled_from(["request", "response"]),
+            "texts": st.lists(st.text()),
+            "images": st.lists(st.text()),
+            "structured_messages": st.lists(message),
+            "additional_provider_specific_params": st.fixed_dictionaries(
+                {}, optional={"threshold": st.floats()}
+            ),
+        }
+    ),
+    "moderation": shaped(
+        {"input": st.one_of(st.text(), st.lists(st.one_of(st.text(), json_values)))}
+    ),
+    "check": shaped({"text": st.text(), "mode": st.text(), "threshold": st.floats()}),
+    "classify": st.one_of(json_values, shaped({"records": json_values, "threshold": st.floats()})),
+}
+
+
+@pytest.mark.parametrize("accepts_messages", [False, True])
+@given(data=st.data())
+@settings(max_examples=150, deadline=None)
+def test_request_readers_answer_records_or_bad_request(accepts_messages: bool, data) -> None:
+    """Whatever JSON arrives, a reader returns records or raises BadRequest (a 400), never
+    anything else (a 500); and it never returns an unjudged record without its error."""
+    policy = protocols.Policy("m", None, 0.5, accepts_messages=accepts_messages)
+    limits = protocols.Limits()
+    readers = {
+        "guardrail": lambda b: protocols.guardrail_request(b, policy, limits)[0],
+        "moderation": lambda b: protocols.moderation_request(b, limits),
+        "check": lambda b: [protocols.check_request(b, limits)[0]],
+        "classify": lambda b: protocols.classify_request(b, limits)[0],
+    }
+    for name, reader in readers.items():
+        body = data.draw(BODIES[name], label=name)
+        try:
+            records = reader(body)
+        except protocols.BadRequest:
+            continue
+        for record in records:
+            assert record.error is not None or record.text is not None or record.messages
+
+
 parts = st.one_of(
     st.text(max_size=20),
     st.builds(lambda t: {"type": "text", "text": t}, st.text(max_size=20)),

@@ -112,13 +112,15 @@ def _part_text(part: Any, where: str) -> str | None:
     if not isinstance(part, dict):
         raise BadRequest(f"{where} must be a string or an object, not {type(part).__name__}")
     kind = part.get("type", "text")
-    if kind in ("text", "input_text"):
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise BadRequest(f"{where}.text must be a string")
-        return text
     if not isinstance(kind, str):
         raise BadRequest(f"{where}.type must be a string")
+    # Text by another name: a model's refusal is words the guard can read.
+    field = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
+    if kind in field:
+        text = part.get(field[kind])
+        if not isinstance(text, str):
+            raise BadRequest(f"{where}.{field[kind]} must be a string")
+        return text
     return None
 
 
