@@ -82,6 +82,15 @@ def serve(
             "or let it pass with the error in the answer, the log and /metrics.",
         ),
     ] = True,
+    allow_unjudged: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unjudged",
+            help="Let content the model cannot read (image or audio parts, a reply sent "
+            "without its conversation to a dialogue guard) pass, with a note in the answer. "
+            "Default: block it.",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: debug|info|warning|error.")
     ] = "info",
@@ -118,6 +127,7 @@ def serve(
         max_text_chars=max_text_chars,
         api_key=api_key or None,
         fail_closed=fail_closed,
+        allow_unjudged=allow_unjudged,
     )
     sock = bind(host, port)
     console = stderr()
@@ -128,7 +138,8 @@ def serve(
     bound = sock.getsockname()
     console.print(
         f"guard serve: {guard.name} ({guard.variant}), threshold {guard.threshold}, "
-        f"on http://{host}:{bound[1]} ({'fail closed' if fail_closed else 'FAIL OPEN'})",
+        f"on http://{host}:{bound[1]} ({'fail closed' if fail_closed else 'FAIL OPEN'}"
+        f"{', ALLOWING UNJUDGED CONTENT' if allow_unjudged else ''})",
         markup=False,
     )
     run(create_app(guard, options), sock, log_level=log_level)

@@ -63,6 +63,7 @@ class DialogueGuard(SeqClsGuard):
     """`messages` in (a plain text is one user turn); softmax, label 1 = unsafe."""
 
     family = "dialogue"
+    accepts_messages = True
     padding_side = "left"
     truncation_side = "left"
 

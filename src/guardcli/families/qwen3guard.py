@@ -29,6 +29,7 @@ BACKENDS = ("auto", "onnx", "torch", "remote")
 @register_family
 class Qwen3GuardGen(Guard):
     family = "qwen3guard-gen"
+    accepts_messages = True
     runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "onnx": "onnx", "torch": "torch"}
     # generate: the verdict from greedy decoding alone (--no-score); score: one forward pass.
     modes: ClassVar[tuple[str, ...]] = ("generate", "score")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,9 +18,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ..verdict import Record, Verdict
+from ..verdict import Record, RecordError, Verdict
 from . import protocols
 from .batcher import MicroBatcher, QueueFull
+from .json_body import BadBody, dumps, parse_body
 from .prometheus import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
 from .protocols import BadRequest, Limits, Policy
 
@@ -45,6 +46,19 @@ class ServeOptions:
     max_items: int = 256  # texts per request
     api_key: str | None = None
     fail_closed: bool = True
+    allow_unjudged: bool = False  # images, audio: pass them (with a note) instead of blocking
+
+
+# A prompt any working guard gives a finite score; run once at start (see GuardService).
+SELF_CHECK = "What time does the library open on Sundays?"
+# Absolute paths (POSIX, Windows, home): never shown to clients, who need not know the layout.
+_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?(?:[/\\][^\s'\"()\[\],;]+)+")
+
+
+def redact(message: str) -> str:
+    """`message` with file paths replaced by <path>: for answers to clients (the log keeps the
+    full text)."""
+    return _PATH.sub("<path>", message)
 
 
 class HTTPError(Exception):
@@ -53,7 +67,7 @@ class HTTPError(Exception):
         self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
 
 
-def policy_for(guard: Guard, fail_closed: bool) -> Policy:
+def policy_for(guard: Guard, fail_closed: bool, allow_unjudged: bool = False) -> Policy:
     labels = getattr(guard, "labels", None)
     positive = str(labels[1]) if isinstance(labels, tuple) and len(labels) == 2 else "unsafe"
     return Policy(
@@ -63,6 +77,7 @@ def policy_for(guard: Guard, fail_closed: bool) -> Policy:
         positive_class=positive,
         accepts_messages=bool(getattr(guard, "accepts_messages", False)),
         fail_closed=fail_closed,
+        allow_unjudged=allow_unjudged,
     )
 
 
@@ -94,7 +109,9 @@ class GuardService:
     def policy(self) -> Policy:
         # Built after warm-up: the positive class may come from the model's config.
         if self._policy is None:
-            self._policy = policy_for(self.guard, self.options.fail_closed)
+            self._policy = policy_for(
+                self.guard, self.options.fail_closed, self.options.allow_unjudged
+            )
         return self._policy
 
     def _describe(self) -> None:
@@ -115,12 +132,28 @@ class GuardService:
         asyncio.get_running_loop().create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
+        """Load the model and run the self-check prompt: a guard whose score is not a finite
+        number is broken, and /readyz says so (failed, 503) so that load balancers route
+        around it. Requests that still reach it get error verdicts: blocked when failing closed.
+        """
         try:
-            await self.batcher.in_model_thread(lambda: self.guard.classify(["warm-up"]))
+            verdicts = await self.batcher.in_model_thread(lambda: self.guard.classify([SELF_CHECK]))
         except Exception as exc:
-            self.load_error = f"{type(exc).__name__}: {exc}"
-            log.error("model failed to load: %s", self.load_error)
+            # /readyz is unauthenticated: it says what failed, the log says where.
+            self.load_error = "the model failed to load or to run; the server log has details"
+            log.error("model failed to load: %s: %s", type(exc).__name__, exc)
             return
+        first = verdicts[0] if isinstance(verdicts, list) and verdicts else None
+        error = first.error if isinstance(first, Verdict) else None
+        if error is not None and error.type == "non_finite_score":
+            self.load_error = (
+                "self-check failed: the model's score for a test prompt is not a finite number "
+                "(NaN or infinity); the model or its variant is broken"
+            )
+            log.error("%s", self.load_error)
+            return
+        if error is not None:
+            log.warning("self-check prompt could not be judged: %s: %s", error.type, error.message)
         self.ready = True
         self.metrics.set("ready", 1)
         log.info("%s (%s) ready", self.guard.name, self.guard.variant)
@@ -152,17 +185,35 @@ class GuardService:
                 records, f"timed out after {self.options.timeout_s:g}s", "timeout"
             )
         except Exception as exc:
-            verdicts = self._failed(records, f"{type(exc).__name__}: {exc}", "runtime")
+            log.error("model run failed: %s: %s", type(exc).__name__, exc)
+            verdicts = self._failed(records, redact(f"{type(exc).__name__}: {exc}"), "runtime")
         finally:
             self.metrics.set("queue_depth", self.batcher.pending)
         out = []
-        for verdict, cut in zip(verdicts, clipped, strict=True):
+        for record, verdict, cut in zip(records, verdicts, clipped, strict=True):
+            verdict = self._strict(record, verdict)
             verdict = protocols.rethreshold(verdict, threshold, self.policy)
             if cut and verdict.error is None:
                 verdict = replace(verdict, truncated=True)
             out.append(verdict)
         self._count(out, endpoint)
         return out
+
+    def _strict(self, record: Record, verdict: Verdict) -> Verdict:
+        """A verdict that strict JSON cannot carry (a NaN score that slipped past the family,
+        text that is not Unicode) is no verdict: it becomes an error, blocked when failing
+        closed, rather than a 500 or an invalid answer."""
+        try:
+            dumps(verdict.to_dict())
+        except (ValueError, UnicodeEncodeError):
+            log.error("verdict for %r is not strict JSON (non-finite score?)", record.id)
+            error = RecordError(
+                "non_finite_score",
+                "the model produced a verdict that is not a finite number or not valid text",
+                record.line,
+            )
+            return Verdict.failed(record, error, fail_closed=self.options.fail_closed)
+        return verdict
 
     def _failed(self, records: list[Record], message: str, kind: str) -> list[Verdict]:
         self.metrics.inc("errors_total", value=len(records), kind=kind)
@@ -211,17 +262,38 @@ class GuardService:
         except ClientDisconnect:
             raise HTTPError(499, "The client went away.", "client_disconnect") from None
         try:
-            return json.loads(bytes(data))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, f"The body is not JSON: {exc}", "bad_request") from None
+            return parse_body(bytes(data))
+        except BadBody as exc:
+            raise HTTPError(400, f"Bad request body: {exc}.", "bad_request") from None
 
 
 Handler = Callable[["GuardService", "Request"], Awaitable[Any]]
 
 
+def _json_response_class() -> type[Response]:
+    from starlette.responses import JSONResponse
+
+    class StrictJSONResponse(JSONResponse):
+        """Strict JSON: NaN/inf refused, UTF-8 checked (a failure is a 500, never bad JSON)."""
+
+        def render(self, content: Any) -> bytes:
+            return dumps(content)
+
+    return StrictJSONResponse
+
+
+def error_response(status: int, message: str, kind: str, headers: dict[str, str] | None = None):
+    """The service's one error shape: {"error": {"message", "type"}}."""
+    return _json_response_class()(
+        {"error": {"message": message, "type": kind}}, status_code=status, headers=headers
+    )
+
+
 def _route(service: GuardService, endpoint: str, handler: Handler, *, auth: bool = True):
     """Wrap a handler: auth, JSON errors, request counts and latency."""
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
+
+    JSONResponse = _json_response_class()
 
     async def endpoint_fn(request: Request) -> Response:
         start = time.perf_counter()
@@ -238,23 +310,14 @@ def _route(service: GuardService, endpoint: str, handler: Handler, *, auth: bool
         except HTTPError as err:
             if err.kind != "queue_full":  # counted where it happens
                 service.metrics.inc("errors_total", kind=err.kind)
-            response = JSONResponse(
-                {"error": {"message": err.message, "type": err.kind}},
-                status_code=err.status,
-                headers=err.headers,
-            )
+            response = error_response(err.status, err.message, err.kind, err.headers)
         except BadRequest as err:
             service.metrics.inc("errors_total", kind="bad_request")
-            response = JSONResponse(
-                {"error": {"message": str(err), "type": "bad_request"}}, status_code=400
-            )
+            response = error_response(400, str(err), "bad_request")
         except Exception as exc:  # a bug: answer 500, which LiteLLM treats as a failed check
             log.exception("internal error on %s", endpoint)
             service.metrics.inc("errors_total", kind="internal")
-            response = JSONResponse(
-                {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "internal"}},
-                status_code=500,
-            )
+            response = error_response(500, redact(f"{type(exc).__name__}: {exc}"), "internal")
         service.metrics.inc("requests_total", endpoint=endpoint, code=str(response.status_code))
         service.metrics.observe(
             "request_duration_seconds",
@@ -292,7 +355,7 @@ async def _classify(service: GuardService, request: Request) -> Any:
     body = await service.body(request)
     records, threshold = protocols.classify_request(body, service.limits)
     verdicts = await service.judge(records, threshold, "classify")
-    return protocols.classify_response(verdicts)
+    return protocols.classify_response(verdicts, service.policy)
 
 
 async def _healthz(service: GuardService, request: Request) -> Any:
@@ -300,8 +363,7 @@ async def _healthz(service: GuardService, request: Request) -> Any:
 
 
 async def _readyz(service: GuardService, request: Request) -> Any:
-    from starlette.responses import JSONResponse
-
+    JSONResponse = _json_response_class()
     guard = service.guard
     if service.ready:
         return {"status": "ready", "model": guard.name, "variant": guard.variant}
@@ -323,6 +385,7 @@ def create_app(guard: Guard, options: ServeOptions | None = None) -> Starlette:
     """The ASGI app serving `guard`. The model warms up in the background after start-up;
     /readyz says when it is done, and requests that arrive earlier simply wait in the queue."""
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.routing import Route
 
     service = GuardService(guard, options or ServeOptions())
@@ -350,6 +413,28 @@ def create_app(guard: Guard, options: ServeOptions | None = None) -> Starlette:
         get("/readyz", "readyz", _readyz, auth=False),
         get("/metrics", "metrics", _metrics, auth=True),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Unknown routes (404) and wrong methods (405) answer in the service's JSON shape.
+        assert isinstance(exc, HTTPException)
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        service.metrics.inc("errors_total", kind=kinds.get(exc.status_code, "http"))
+        message = {404: "No such endpoint.", 405: "Method not allowed on this endpoint."}
+        return error_response(
+            exc.status_code,
+            message.get(exc.status_code, str(exc.detail)),
+            kinds.get(exc.status_code, "http"),
+            dict(exc.headers or {}),
+        )
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s: %s", type(exc).__name__, exc)
+        return error_response(500, "Internal server error.", "internal")
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
     app.state.service = service
     return app

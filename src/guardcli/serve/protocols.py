@@ -35,6 +35,22 @@ class Policy:
     positive_class: str = "unsafe"
     accepts_messages: bool = False  # dialogue / response families read `structured_messages`
     fail_closed: bool = True
+    allow_unjudged: bool = False  # let content the model cannot read (images, audio) pass
+
+
+# Error types a server decides on by policy rather than by --fail-closed/--fail-open.
+EMPTY = "empty_text"  # nothing to judge: allowed, with the error as a note
+UNJUDGED = "unjudged_content"  # images, audio, a reply without its dialogue: blocked unless
+# --allow-unjudged
+
+
+def unjudged(what: str, line: int | None = None) -> Record:
+    """A record standing for content the model cannot judge."""
+    return Record(
+        id=str(line) if line is not None else None,
+        line=line,
+        error=RecordError(UNJUDGED, what, line),
+    )
 
 
 # ---------------------------------------------------------------- request side
@@ -88,31 +104,107 @@ def _text_records(texts: list[Any]) -> list[Record]:
     return out
 
 
+def _part_text(part: Any, where: str) -> str | None:
+    """The text of one content part (OpenAI's `{"type": "text", "text": ...}`), or None for a
+    part the model cannot read (image, audio, file)."""
+    if isinstance(part, str):
+        return part
+    if not isinstance(part, dict):
+        raise BadRequest(f"{where} must be a string or an object, not {type(part).__name__}")
+    kind = part.get("type", "text")
+    if not isinstance(kind, str):
+        raise BadRequest(f"{where}.type must be a string")
+    # Text by another name: a model's refusal is words the guard can read.
+    field = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
+    if kind in field:
+        text = part.get(field[kind])
+        if not isinstance(text, str):
+            raise BadRequest(f"{where}.{field[kind]} must be a string")
+        return text
+    return None
+
+
+def _messages(value: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """LiteLLM's structured_messages as text-only turns, and what in them the model cannot
+    read. Text parts of a turn are joined by newlines; a turn with no content is empty."""
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise BadRequest("'structured_messages' must be a list of objects")
+    out: list[dict[str, Any]] = []
+    unread: list[str] = []
+    for n, message in enumerate(value, start=1):
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = []
+            for k, part in enumerate(content, start=1):
+                text = _part_text(part, f"structured_messages[{n}].content[{k}]")
+                if text is None:
+                    unread.append(f"structured_messages[{n}] has a {part.get('type')} part")
+                else:
+                    texts.append(text)
+            content = "\n".join(texts)
+        elif content is None:
+            content = ""
+        elif not isinstance(content, str):
+            raise BadRequest(f"structured_messages[{n}].content must be a string or a list")
+        out.append({**message, "content": content})
+    return out, unread
+
+
 def guardrail_request(
     body: Any, policy: Policy, limits: Limits
 ) -> tuple[list[Record], float | None]:
-    """LiteLLM `POST /beta/litellm_basic_guardrail_api` -> records to judge, threshold."""
+    """LiteLLM `POST /beta/litellm_basic_guardrail_api` -> records to judge, threshold.
+
+    Images (and image or audio parts of structured_messages) become unjudged records. A family
+    that judges dialogues gets the conversation; a response it is asked to judge without its
+    conversation (LiteLLM's post_call sends none) is unjudged too, never judged as a prompt.
+    """
     body = _object(body)
-    texts = body.get("texts") or []
+    texts = body.get("texts")
+    texts = [] if texts is None else texts
     if not isinstance(texts, list):
         raise BadRequest("'texts' must be a list of strings")
-    params = body.get("additional_provider_specific_params") or {}
-    threshold = _threshold(params.get("threshold") if isinstance(params, dict) else None)
-    messages = body.get("structured_messages")
-    if policy.accepts_messages and isinstance(messages, list) and messages:
-        if not all(isinstance(m, dict) for m in messages):
-            raise BadRequest("'structured_messages' must be a list of objects")
-        if body.get("input_type") == "response":
+    for number, text in enumerate(texts, start=1):
+        if not isinstance(text, str):
+            raise BadRequest(f"texts[{number}] must be a string, not {type(text).__name__}")
+    input_type = body.get("input_type", "request")
+    if input_type not in ("request", "response"):
+        raise BadRequest(f"'input_type' must be request or response, not {input_type!r}")
+    params = body.get("additional_provider_specific_params")
+    if params is not None and not isinstance(params, dict):
+        raise BadRequest("'additional_provider_specific_params' must be an object")
+    threshold = _threshold((params or {}).get("threshold"))
+    images = body.get("images")
+    if images is not None and not isinstance(images, list):
+        raise BadRequest("'images' must be a list")
+    raw_messages = body.get("structured_messages")
+    messages, unread = ([], []) if raw_messages is None else _messages(raw_messages)
+    records: list[Record]
+    if policy.accepts_messages and messages:
+        if input_type == "response":
             # Response moderation: each text is the reply under review, after the dialogue.
             records = [
-                Record(id=str(i), messages=[*messages, {"role": "assistant", "content": t}])
+                Record(id=str(i), line=i, messages=[*messages, {"role": "assistant", "content": t}])
                 for i, t in enumerate(texts, start=1)
-                if isinstance(t, str)
             ]
         else:
-            records = [Record(id="1", messages=list(messages))]
+            records = [Record(id="1", line=1, messages=messages)]
+    elif policy.accepts_messages and input_type == "response" and texts:
+        records = [
+            unjudged(
+                f"{policy.model} judges a reply in its conversation, and the request carries "
+                "no structured_messages (LiteLLM sends none in post_call mode); use mode "
+                "pre_call or during_call, or --allow-unjudged",
+                i,
+            )
+            for i in range(1, len(texts) + 1)
+        ]
     else:
         records = _text_records(texts)
+    # LiteLLM lists a message's images both as parts and in `images`: count them once. Audio
+    # parts appear only in the messages, for every family (`texts` holds text parts alone).
+    unread = unread or [f"image {n}" for n in range(1, len(images or []) + 1)]
+    records.extend(unjudged(f"{what}: {policy.model} reads text only") for what in unread)
     _count(len(records), limits)
     return records, threshold
 
@@ -126,11 +218,16 @@ def moderation_request(body: Any, limits: Limits) -> list[Record]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
         raise BadRequest("'input' must be a string or a list of strings")
-    if any(isinstance(item, dict) for item in items):
-        # Multi-modal parts: judge the text parts, one result per part as OpenAI does.
-        items = [item.get("text", "") if isinstance(item, dict) else item for item in items]
     _count(len(items), limits)
-    return _text_records(items)
+    records = []
+    for number, item in enumerate(items, start=1):
+        # Multi-modal parts: one result per part; a part the model cannot read is unjudged.
+        text = _part_text(item, f"input[{number}]")
+        if text is None:
+            records.append(unjudged(f"a {item['type']} part: the model reads text only", number))
+        else:
+            records.append(record_from_text(text, number))
+    return records
 
 
 def check_request(body: Any, limits: Limits) -> tuple[Record, str, float | None]:
@@ -202,8 +299,11 @@ def decision(verdict: Verdict, policy: Policy) -> bool:
     """Whether to treat a verdict as flagged. An unjudged record is flagged when failing
     closed, and never silently allowed: callers also report its error."""
     if verdict.error is not None:
-        # An empty text holds nothing to block; its answer still carries the error.
-        return verdict.error.type != "empty_text" and policy.fail_closed
+        if verdict.error.type == EMPTY:  # nothing to block; the answer carries the note
+            return False
+        if verdict.error.type == UNJUDGED:
+            return not policy.allow_unjudged
+        return policy.fail_closed
     return bool(verdict.flagged)
 
 
@@ -315,5 +415,13 @@ def check_response(verdict: Verdict, mode: str, policy: Policy) -> dict[str, Any
     return out
 
 
-def classify_response(verdicts: list[Verdict]) -> dict[str, Any]:
-    return {"verdicts": [v.to_dict() for v in verdicts]}
+def classify_response(verdicts: list[Verdict], policy: Policy) -> dict[str, Any]:
+    """guard's records; an unjudged record's `flagged` is the server's decision, as on the
+    other endpoints."""
+    out = []
+    for verdict in verdicts:
+        row = verdict.to_dict()
+        if verdict.error is not None:
+            row["flagged"] = decision(verdict, policy)
+        out.append(row)
+    return {"verdicts": out}
