@@ -14,6 +14,7 @@ from ._options import (
     BackendOpt,
     BatchSizeOpt,
     FormatOpt,
+    FractionOption,
     IdFieldOpt,
     QuietOpt,
     TextFieldOpt,
@@ -41,7 +42,7 @@ EPILOG = (
 
 
 def _float_opt(flag: str, help: str):
-    return typer.Option(flag, help=help, min=0.0, max=1.0)
+    return FractionOption(flag, help=help)
 
 
 @handle_errors
