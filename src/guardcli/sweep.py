@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .errors import input_error
+from .thresholds import parse_thresholds
 from .verdict import Record
 
 if TYPE_CHECKING:
@@ -449,5 +450,15 @@ def write_thresholds(report: dict[str, Any], path: Path) -> dict[str, float]:
             "For a binary model, pass the threshold you chose with --threshold instead.",
         )
     thresholds = report["thresholds"]
+    if not thresholds:
+        skipped = sorted(report.get("categories") or {})
+        raise input_error(
+            f"--write-thresholds {path}: no category has a threshold that meets the "
+            f"{report['pick']['rule']} rule ({len(skipped)} categories: "
+            f"{', '.join(skipped) or 'none'}); nothing was written.",
+            "Relax the target (--target-recall, --target-precision, --max-fpr), pick another "
+            "rule with --pick, or add labelled records for each category.",
+        )
+    parse_thresholds(thresholds, f"--write-thresholds {path}")  # what classify will accept
     path.write_text(json.dumps(thresholds, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return thresholds
