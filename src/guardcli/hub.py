@@ -375,7 +375,7 @@ def _note_shadowing(name: str, path: Path) -> None:
         return
     if known:
         print(
-            f"note: using the folder {path.resolve()}, not the catalog model '{name}' "
+            f"note: using the folder {path.absolute()}, not the catalog model '{name}' "
             f"(pass --model ./{name} to silence this, or run from another folder).",
             file=sys.stderr,
         )

@@ -451,13 +451,15 @@ def write_thresholds(report: dict[str, Any], path: Path) -> dict[str, float]:
         )
     thresholds = report["thresholds"]
     if not thresholds:
-        skipped = sorted(report.get("categories") or {})
+        categories = report.get("categories") or {}
+        why = list(dict.fromkeys(n for cat in categories.values() for n in cat.get("notes", [])))
         raise input_error(
             f"--write-thresholds {path}: no category has a threshold that meets the "
-            f"{report['pick']['rule']} rule ({len(skipped)} categories: "
-            f"{', '.join(skipped) or 'none'}); nothing was written.",
+            f"{report['pick']['rule']} rule ({len(categories)} categories: "
+            f"{', '.join(sorted(categories)) or 'none'}); nothing was written."
+            + "".join(f"\n  {note}" for note in why),
             "Relax the target (--target-recall, --target-precision, --max-fpr), pick another "
-            "rule with --pick, or add labelled records for each category.",
+            "rule with --pick, or add per-category labels ('labels': [names]) to the records.",
         )
     parse_thresholds(thresholds, f"--write-thresholds {path}")  # what classify will accept
     path.write_text(json.dumps(thresholds, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
