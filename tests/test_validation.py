@@ -1,4 +1,4 @@
-"""Every number and name is validated at the door: a bad one is exit 2, naming the option or file."""
+"""Every number and name is validated at the door: exit 2, naming the option or the file."""
 
 from __future__ import annotations
 
