@@ -122,9 +122,8 @@ def test_dangling_link_is_an_input_error(runner, tiny_model, tmp_path, monkeypat
     (folder / "config.json").symlink_to(tmp_path / "gone.json")
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--from", str(folder)])
     assert result.exit_code == 2, result.stderr
-    assert result.stderr.startswith(
-        f"Error: {folder / 'config.json'} is a dangling link (it points to {tmp_path / 'gone.json'})"
-    )
+    link, target = folder / "config.json", tmp_path / "gone.json"
+    assert result.stderr.startswith(f"Error: {link} is a dangling link (it points to {target})")
 
 
 def test_link_inside_the_folder_is_fine(runner, tiny_model, tmp_path, monkeypatch) -> None:

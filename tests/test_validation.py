@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from guardcli import thresholds
 from guardcli.errors import ExitCode, GuardError
-from guardcli.thresholds import parse_threshold, read_thresholds
 
 from .conftest import invoke
 
@@ -33,7 +33,7 @@ def _strict_json(text: str):
 @given(st.one_of(st.text(), st.floats(), st.integers(), st.booleans(), st.none()))
 def test_threshold_parser_gives_a_probability_or_an_input_error(value) -> None:
     try:
-        got = parse_threshold(value, "--threshold")
+        got = thresholds.parse_threshold(value, "--threshold")
     except GuardError as err:
         assert err.code == ExitCode.INPUT
         assert "--threshold" in err.message
@@ -46,7 +46,7 @@ def test_threshold_parser_gives_a_probability_or_an_input_error(value) -> None:
 
 @pytest.mark.parametrize("text", ["0", "1", "0.5", " 0.984 ", "1e-3", "1.0"])
 def test_threshold_parser_accepts_the_unit_interval(text: str) -> None:
-    assert parse_threshold(text, "x") == float(text)
+    assert thresholds.parse_threshold(text, "x") == float(text)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, 1.5, -1, 98.4, "0.5", True, None])
@@ -54,7 +54,7 @@ def test_thresholds_file_values(tmp_path: Path, value) -> None:
     path = tmp_path / "thresholds.json"
     path.write_text(json.dumps({"Violence": value}))  # json.dumps writes NaN/Infinity tokens
     with pytest.raises(GuardError) as info:
-        read_thresholds(path)
+        thresholds.read_thresholds(path)
     assert info.value.code == ExitCode.INPUT
     assert str(path) in info.value.message and "'Violence'" in info.value.message
 
@@ -305,7 +305,8 @@ def test_write_thresholds_writes_a_file_classify_accepts(runner, tmp_path) -> No
     out = tmp_path / "thresholds.json"
     result = invoke(runner, ["sweep", str(data), "-f", "json", "--write-thresholds", str(out)])
     assert result.exit_code == 0, result.stderr
-    assert set(read_thresholds(out)) <= {"A", "B"} and read_thresholds(out)
+    written = thresholds.read_thresholds(out)
+    assert written and set(written) <= {"A", "B"}
 
 
 def test_synth_refuses_a_non_empty_out(runner, monkeypatch, tmp_path) -> None:
@@ -337,3 +338,12 @@ def test_synth_refuses_a_non_empty_out(runner, monkeypatch, tmp_path) -> None:
 def test_synth_help_lists_force(runner) -> None:
     result = invoke(runner, ["synth", "--help"])
     assert "--force" in result.stdout
+
+
+def test_known_families_are_the_registered_ones() -> None:
+    import guardcli.families as families
+    from guardcli.catalog import KNOWN_FAMILIES
+
+    for name in KNOWN_FAMILIES:
+        assert families.get_family(name).family == name
+    assert set(families._FAMILIES) == set(KNOWN_FAMILIES)

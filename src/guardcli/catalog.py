@@ -39,6 +39,9 @@ FAMILY_DEFAULTS: dict[str, tuple[float, int]] = {
     "qwen3guard-gen": (0.5, 32768),
 }
 KNOWN_FAMILIES = tuple(FAMILY_DEFAULTS)
+# A new models.toml entry that gives no threshold or max_length (the README documents 512 for
+# seqcls, the usual fine-tune context; a local folder keeps CSAM-Guard's 384).
+NEW_ENTRY_DEFAULTS = {**FAMILY_DEFAULTS, "seqcls": (0.5, 512)}
 
 
 def check_count(value: object, where: str, code: ExitCode = ExitCode.INPUT) -> int:
@@ -236,8 +239,8 @@ def _user_entry(name: str, spec: Any, base: ModelEntry | None, path: Path) -> Mo
     if base is not None:
         fields = {k: getattr(base, k) for k in base.__dataclass_fields__}
     else:
-        threshold, max_length = FAMILY_DEFAULTS[family]
-        fields = {"threshold": threshold, "max_length": max_length}
+        threshold, max_length = NEW_ENTRY_DEFAULTS[family]
+        fields = {"family": family, "threshold": threshold, "max_length": max_length}
     fields.update({k: spec[k] for k in ("repo", "family", "description") if k in spec})
     for key, kind in (("threshold", (int, float)), ("max_length", int)):
         if key in spec:
