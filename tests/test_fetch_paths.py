@@ -173,3 +173,21 @@ def test_from_dir_of_another_family_is_refused(runner, tiny_model, tmp_path, mon
         result.stderr
     )
     assert _tree(cache) == {}
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_any_link_out_of_the_folder_is_refused(
+    runner, tiny_model, tmp_path, monkeypatch, dangling: bool
+) -> None:
+    """Links the import would not copy, and links to folders, are refused too."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    folder = _copy(tiny_model, tmp_path / "copy", [f for f in INT8 if not f.startswith("onnx/")])
+    elsewhere = tmp_path / "elsewhere" / "onnx"
+    if not dangling:
+        _copy(tiny_model, tmp_path / "elsewhere", ["onnx/model_quantized.onnx"])
+    (folder / "onnx").symlink_to(elsewhere, target_is_directory=True)
+    result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--from", str(folder)])
+    assert result.exit_code == 2, result.stderr
+    what = "is a dangling link" if dangling else f"is a link to {elsewhere.resolve()}, outside"
+    assert result.stderr.startswith(f"Error: {folder / 'onnx'} {what}")
+    assert _tree(tmp_path / "hub") == {}

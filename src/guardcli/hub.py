@@ -709,6 +709,7 @@ def import_folder(
     src = Path(source).expanduser()
     if not src.is_dir():
         raise GuardError(f"{src} is not a folder.", code=ExitCode.INPUT)
+    _check_links(src)
     _check_layout(entry, src)
     files = _relative_files(src)
     available = [v for v in entry.variants if variant_present(entry, v, src, files)]
@@ -775,7 +776,16 @@ def _check_layout(entry: ModelEntry, src: Path) -> None:
         )
 
 
-def _check_inside(src: Path, rel: str) -> None:
+def _check_links(src: Path) -> None:
+    """Every link in the folder (to a file or a folder, wanted or not) stays inside it."""
+    for parent, dirs, names in os.walk(src):  # links to folders are listed, not followed
+        for name in [*dirs, *names]:
+            path = Path(parent) / name
+            if path.is_symlink():
+                _check_inside(src, path.relative_to(src).as_posix(), file=False)
+
+
+def _check_inside(src: Path, rel: str, *, file: bool = True) -> None:
     """A file to import must be a file inside `src`: a link out of it, or a dangling one, is
     refused by name (copy the folder with `cp -rL` to carry the files themselves)."""
     path = src / rel
@@ -796,7 +806,7 @@ def _check_inside(src: Path, rel: str) -> None:
             "and import the copy.",
             code=ExitCode.INPUT,
         )
-    if not target.is_file():
+    if file and not target.is_file():
         raise GuardError(f"{path} is not a file.", code=ExitCode.INPUT)
 
 
