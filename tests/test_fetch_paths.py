@@ -164,12 +164,13 @@ def test_from_dir_of_another_family_is_refused(runner, tiny_model, tmp_path, mon
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--from", str(opencc)])
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith(
-        f"Error: {opencc} looks like a opencc model folder, but 'csam-guard' is a seqcls model."
+        f"Error: {opencc} looks like a model folder of the opencc family, but 'csam-guard' is "
+        "of the seqcls family."
     )
     # and the other way round: a sequence classifier is not a Qwen3Guard-Gen checkpoint
     result = invoke(runner, ["fetch", "qwen3guard-gen", "--from", str(tiny_model)])
     assert result.exit_code == 2, result.stderr
-    assert "looks like a seqcls model folder, but 'qwen3guard-gen' is a qwen3guard-gen model" in (
+    assert "of the seqcls family, but 'qwen3guard-gen' is of the qwen3guard-gen family" in (
         result.stderr
     )
     assert _tree(cache) == {}

@@ -768,8 +768,8 @@ def _check_layout(entry: ModelEntry, src: Path) -> None:
     found = folder_family(src)
     if found != entry.family:
         raise GuardError(
-            f"{src} looks like a {found} model folder, but '{entry.name}' is a "
-            f"{entry.family} model.",
+            f"{src} looks like a model folder of the {found} family, but '{entry.name}' is "
+            f"of the {entry.family} family.",
             hint="Import it under an entry of its own family (see `guard models`; add one in "
             "models.toml), or pass the folder itself with --model DIR.",
             code=ExitCode.INPUT,
