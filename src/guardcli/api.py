@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from .backends import BACKENDS, check_backend
+from .catalog import check_count
 from .errors import ExitCode, GuardError
 from .families import Guard, get_family
 from .hub import remote_model, resolve
-from .thresholds import read_thresholds
+from .thresholds import parse_threshold, parse_thresholds, read_thresholds
 
 
 def load_guard(
@@ -51,6 +52,17 @@ def load_guard(
         options["dtype"] = dtype
     if isinstance(thresholds, str | Path):
         thresholds = read_thresholds(thresholds)
+    elif thresholds is not None:
+        thresholds = parse_thresholds(thresholds, "thresholds")
+    if threshold is not None:
+        threshold = parse_threshold(threshold, "threshold")
+    for what, count in (
+        ("max_length", max_length),
+        ("batch_size", batch_size),
+        ("threads", threads),
+    ):
+        if count is not None:
+            check_count(count, what)
     if endpoint:
         model = remote_model(name_or_dir, cache_dir=cache_dir)
         options["endpoint"] = endpoint

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExitCode, GuardError
+from .thresholds import parse_threshold
 
 # Files every ONNX sequence-classifier variant needs besides its own graph.
 TOKENIZER_FILES = (
@@ -28,6 +29,26 @@ ONNX_VARIANT_FILES = {
 VARIANTS = tuple(ONNX_VARIANT_FILES)
 # Families whose variants are ONNX graphs that guardcli runs with onnxruntime.
 ONNX_FAMILIES = ("seqcls", "dialogue")
+# Each family's (threshold, max_length) for a model no catalog entry describes: a local folder,
+# or a models.toml entry that gives only a family. A models.toml override of one entry (say
+# csam-guard) changes that entry only, never these.
+FAMILY_DEFAULTS: dict[str, tuple[float, int]] = {
+    "seqcls": (0.5, 384),
+    "dialogue": (0.5, 4096),
+    "opencc": (0.5, 512),
+    "qwen3guard-gen": (0.5, 32768),
+}
+KNOWN_FAMILIES = tuple(FAMILY_DEFAULTS)
+# A new models.toml entry that gives no threshold or max_length (the README documents 512 for
+# seqcls, the usual fine-tune context; a local folder keeps CSAM-Guard's 384).
+NEW_ENTRY_DEFAULTS = {**FAMILY_DEFAULTS, "seqcls": (0.5, 512)}
+
+
+def check_count(value: object, where: str, code: ExitCode = ExitCode.INPUT) -> int:
+    """A count (tokens, inputs, threads): a whole number >= 1, else a GuardError naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GuardError(f"{where} must be a whole number >= 1, not {value!r}.", code=code)
+    return value
 
 
 def _onnx_variants() -> dict[str, tuple[str, ...]]:
@@ -204,10 +225,22 @@ def _user_entry(name: str, spec: Any, base: ModelEntry | None, path: Path) -> Mo
     if base is None and "repo" not in spec:
         raise GuardError(f"{path}: [models.{name}] needs repo = 'org/name'.", code=ExitCode.INPUT)
     fields: dict[str, Any] = {}
+    where = f"{path}: [models.{name}]"
+    for key in ("repo", "family", "description"):
+        if key in spec and not isinstance(spec[key], str):
+            raise GuardError(f"{where} {key} must be a string.", code=ExitCode.INPUT)
+    family = spec.get("family", base.family if base is not None else "seqcls")
+    if family not in KNOWN_FAMILIES:
+        raise GuardError(
+            f"{where} family = {family!r} is not a model family guardcli knows.",
+            hint=f"Known families: {', '.join(KNOWN_FAMILIES)}.",
+            code=ExitCode.INPUT,
+        )
     if base is not None:
         fields = {k: getattr(base, k) for k in base.__dataclass_fields__}
     else:
-        fields = {"family": "seqcls", "threshold": 0.5, "max_length": 512}
+        threshold, max_length = NEW_ENTRY_DEFAULTS[family]
+        fields = {"family": family, "threshold": threshold, "max_length": max_length}
     fields.update({k: spec[k] for k in ("repo", "family", "description") if k in spec})
     for key, kind in (("threshold", (int, float)), ("max_length", int)):
         if key in spec:
@@ -215,7 +248,10 @@ def _user_entry(name: str, spec: Any, base: ModelEntry | None, path: Path) -> Mo
                 raise GuardError(
                     f"{path}: [models.{name}] {key} must be a number.", code=ExitCode.INPUT
                 )
-            fields[key] = spec[key]
+    if "threshold" in spec:
+        fields["threshold"] = parse_threshold(spec["threshold"], f"{where} threshold")
+    if "max_length" in spec:
+        fields["max_length"] = check_count(spec["max_length"], f"{where} max_length")
     if "variants" in spec:
         if not isinstance(spec["variants"], dict) or not spec["variants"]:
             raise GuardError(
@@ -243,7 +279,17 @@ def load_catalog(path: Path | None = None) -> dict[str, ModelEntry]:
                 f"GUARD_MODELS points to {path}, which does not exist.", code=ExitCode.INPUT
             )
         return catalog
-    data = _toml_loads(path.read_text(encoding="utf-8"), path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise GuardError(f"Cannot read {path}: {exc.strerror}.", code=ExitCode.INPUT) from None
+    except UnicodeDecodeError as exc:
+        raise GuardError(
+            f"{path} is not valid TOML: it is not UTF-8 text (byte {exc.start}).",
+            hint="Save the file as UTF-8.",
+            code=ExitCode.INPUT,
+        ) from None
+    data = _toml_loads(text, path)
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise GuardError(f"{path}: 'models' must be a table.", code=ExitCode.INPUT)

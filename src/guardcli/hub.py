@@ -7,12 +7,14 @@ Resolution reads the Hugging Face cache layout directly (`models--org--name/refs
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,19 @@ from .backends import (
     variant_file,
     with_backend,
 )
-from .catalog import ONNX_VARIANT_FILES, VARIANTS, ModelEntry, get_entry, load_catalog
+from .catalog import (
+    FAMILY_DEFAULTS,
+    ONNX_VARIANT_FILES,
+    VARIANTS,
+    ModelEntry,
+    check_count,
+    get_entry,
+    load_catalog,
+)
 from .cpu import preferred_variants
 from .errors import ExitCode, GuardError, missing_extra
+from .synthetic import SYNTHETIC_MARKER
+from .thresholds import parse_threshold
 
 # "lora": OpenCC's adapter + head run with torch on the base model.
 LORA_VARIANT = "lora"
@@ -37,7 +49,7 @@ VARIANT_CHOICES = ("auto", *ALL_VARIANTS, LORA_VARIANT)
 # What marks a local folder as a family other than the default ONNX sequence classifier.
 OPENCC_MARKER = "weight_frame.json"
 DIALOGUE_MARKER = "task_description.txt"
-DIALOGUE_MAX_LENGTH = 4096
+DIALOGUE_MAX_LENGTH = FAMILY_DEFAULTS["dialogue"][1]
 FETCH_CHOICES = ("auto", *VARIANTS, "all")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -64,6 +76,7 @@ class FetchResult:
     files: list[str]  # the variant's files, relative to `path`
     total_bytes: int
     imported_from: Path | None = None
+    synthetic: bool = False  # the imported folder is a random-weight model (`guard synth`)
 
 
 # ---------------------------------------------------------------------------- the local cache
@@ -166,22 +179,24 @@ def _missing_hint(variant: str) -> str:
     return "Pick a variant that is there with --variant, or make it with `guard quantize`."
 
 
-def _local_defaults(model_dir: Path) -> tuple[str, float, int]:
-    """A folder's name and defaults: CSAM-Guard's, overridden by the `guardcli` entry that
-    `guard export` writes into config.json, named by the synthetic marker if there is one."""
-    entry = get_entry("csam-guard")
-    name, threshold, max_length = model_dir.name, entry.threshold, entry.max_length
-    marker = model_dir / "guardcli_synthetic.json"
+def _local_defaults(model_dir: Path, family: str) -> tuple[str, float, int]:
+    """A folder's name and defaults: its family's (never a catalog entry's, which models.toml
+    may override), overridden by the `guardcli` entry that `guard export` writes into
+    config.json, named by the synthetic marker if there is one."""
+    threshold, max_length = FAMILY_DEFAULTS[family]
+    name = model_dir.name
+    marker = model_dir / SYNTHETIC_MARKER
     if marker.exists():
         name = json.loads(marker.read_text()).get("family", name)
     config = model_dir / "config.json"
     if config.exists():
         ours = json.loads(config.read_text(encoding="utf-8")).get("guardcli") or {}
+        where = f"{config}: guardcli"
         if ours.get("threshold") is not None:
-            threshold = float(ours["threshold"])
+            threshold = parse_threshold(ours["threshold"], f"{where}.threshold", ExitCode.MODEL)
         if ours.get("max_length") is not None:
-            max_length = int(ours["max_length"])
-    return name, threshold or 0.5, max_length or 384
+            max_length = check_count(ours["max_length"], f"{where}.max_length", ExitCode.MODEL)
+    return name, threshold, max_length
 
 
 def local_family(model_dir: Path) -> str:
@@ -244,7 +259,7 @@ def _opencc_torch_runs(path: Path, adapter: Path) -> bool:
 # Causal-LM guards: safetensors run with torch; an exported KV-cache graph (onnx/model.onnx,
 # see convert.causal_onnx) runs with onnxruntime.
 GENERATIVE_FAMILIES = ("qwen3guard-gen",)
-GENERATIVE_MAX_LENGTH = 32768
+GENERATIVE_MAX_LENGTH = FAMILY_DEFAULTS["qwen3guard-gen"][1]
 TORCH_VARIANT = "torch"
 
 
@@ -311,15 +326,16 @@ def resolve(
     if "openvino" in (backend, backend_of(variant)) and not openvino_available():
         raise missing_extra("openvino", f"The {variant} variant on OpenVINO")
     path = Path(name_or_dir).expanduser()
-    if path.is_dir() and is_generative_folder(path):
-        return _resolve_generative(path, path.name, variant, 0.5, GENERATIVE_MAX_LENGTH)
     if path.is_dir():
-        name, threshold, max_length = _local_defaults(path)
+        _note_shadowing(str(name_or_dir), path)
+    if path.is_dir() and is_generative_folder(path):
+        threshold, max_length = FAMILY_DEFAULTS["qwen3guard-gen"]
+        return _resolve_generative(path, path.name, variant, threshold, max_length)
+    if path.is_dir():
         family = local_family(path)
         if family == "opencc":
-            return _resolve_opencc(name, path, variant)
-        if family == "dialogue":
-            max_length = DIALOGUE_MAX_LENGTH
+            return _resolve_opencc(_local_defaults(path, family)[0], path, variant)
+        name, threshold, max_length = _local_defaults(path, family)
         present = present_variants(path)
         chosen = pick_variant(variant, present, backend)
         if chosen is None:
@@ -347,6 +363,22 @@ def resolve(
         )
     entry = get_entry(str(name_or_dir))
     return _resolve_cached(entry, variant, cache_dir, backend)
+
+
+def _note_shadowing(name: str, path: Path) -> None:
+    """`-m csam-guard` with a ./csam-guard folder here: the folder wins; say so, on stderr."""
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        return  # written as a path: no ambiguity
+    try:
+        known = name in load_catalog()
+    except GuardError:
+        return
+    if known:
+        print(
+            f"note: using the folder {path.absolute()}, not the catalog model '{name}' "
+            f"(pass --model ./{name} to silence this, or run from another folder).",
+            file=sys.stderr,
+        )
 
 
 def _cached_openvino(entry: ModelEntry, snapshot: Path | None, status: dict[str, bool]):
@@ -476,6 +508,27 @@ def fetch_variants(
     return [variant]
 
 
+def check_revision(revision: str | None) -> None:
+    """A --revision names a branch, tag or commit: it becomes a file under the repo's refs/
+    folder, so it must stay there (no absolute path, no '..', no empty or '.' part)."""
+    if revision is None:
+        return
+    parts = revision.replace("\\", "/").split("/")
+    if (
+        not revision.strip()
+        or revision.startswith(("/", "~"))
+        or os.path.isabs(revision)
+        or "\0" in revision
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise GuardError(
+            f"--revision {revision!r} is not a branch, tag or commit name.",
+            hint="Pass a name such as main, v1.0 or a 40-hex commit; it may not be empty, "
+            "absolute, or contain '..', '.' or empty path parts.",
+            code=ExitCode.INPUT,
+        )
+
+
 def _patterns(entry: ModelEntry, variants: list[str]) -> list[str]:
     patterns: list[str] = []
     for v in variants:
@@ -516,6 +569,7 @@ def fetch(
     into the Hugging Face cache. A dropped connection resumes with a range request; files
     already cached are not downloaded again."""
     entry = get_entry(name)
+    check_revision(revision)
     variants = fetch_variants(entry, variant)
     patterns = _patterns(entry, variants)
     if _is_true(os.environ.get("HF_HUB_OFFLINE")):
@@ -651,9 +705,12 @@ def import_folder(
     a commit (a copied `snapshots/<commit>` folder), else by the snapshot the ref already points to,
     else by a hash of the file list. The ref (`revision`, default main) is pointed at it."""
     entry = get_entry(name)
+    check_revision(revision)
     src = Path(source).expanduser()
     if not src.is_dir():
         raise GuardError(f"{src} is not a folder.", code=ExitCode.INPUT)
+    _check_links(src)
+    _check_layout(entry, src)
     files = _relative_files(src)
     available = [v for v in entry.variants if variant_present(entry, v, src, files)]
     if variant not in ("auto", "all") and variant in entry.variants and variant not in available:
@@ -665,6 +722,11 @@ def import_folder(
     variants = fetch_variants(entry, variant, available)
     patterns = _patterns(entry, variants)
     chosen = _matching(files, patterns)
+    synthetic = SYNTHETIC_MARKER in files
+    if synthetic:  # a random-weight model stays marked as one in the cache
+        chosen.append(SYNTHETIC_MARKER)
+    for rel in chosen:
+        _check_inside(src, rel)
     ref = revision if revision and not _COMMIT.match(revision) else "main"
     storage = repo_folder(entry.repo, cache_dir)
     if revision and _COMMIT.match(revision):
@@ -676,6 +738,10 @@ def import_folder(
     else:
         commit = _pseudo_commit([(f, (src / f).stat().st_size) for f in chosen])
     snapshot = storage / "snapshots" / commit
+    _check_under(storage, snapshot, "the snapshot")
+    _check_under(storage, storage / "refs" / ref, f"--revision {ref!r}")
+    if not synthetic and (snapshot / SYNTHETIC_MARKER).exists():
+        (snapshot / SYNTHETIC_MARKER).unlink()  # real files replace a synthetic import
     for rel in chosen:
         blob = _store_blob(src / rel, storage / "blobs")
         target = snapshot / rel
@@ -686,6 +752,66 @@ def import_folder(
             target.symlink_to(os.path.relpath(blob, target.parent))
         except OSError:  # no symlinks (Windows without developer mode): a plain copy
             shutil.copyfile(blob, target)
-    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
     (storage / "refs" / ref).write_text(commit)
-    return _result(entry, variants, snapshot, patterns, imported_from=src)
+    result = _result(entry, variants, snapshot, patterns, imported_from=src)
+    return dataclasses.replace(result, synthetic=synthetic)
+
+
+def folder_family(folder: Path) -> str:
+    """The family a model folder's layout says it is."""
+    return GENERATIVE_FAMILIES[0] if is_generative_folder(folder) else local_family(folder)
+
+
+def _check_layout(entry: ModelEntry, src: Path) -> None:
+    """Refuse to file a folder of one family under a catalog entry of another."""
+    found = folder_family(src)
+    if found != entry.family:
+        raise GuardError(
+            f"{src} looks like a model folder of the {found} family, but '{entry.name}' is "
+            f"of the {entry.family} family.",
+            hint="Import it under an entry of its own family (see `guard models`; add one in "
+            "models.toml), or pass the folder itself with --model DIR.",
+            code=ExitCode.INPUT,
+        )
+
+
+def _check_links(src: Path) -> None:
+    """Every link in the folder (to a file or a folder, wanted or not) stays inside it."""
+    for parent, dirs, names in os.walk(src):  # links to folders are listed, not followed
+        for name in [*dirs, *names]:
+            path = Path(parent) / name
+            if path.is_symlink():
+                _check_inside(src, path.relative_to(src).as_posix(), file=False)
+
+
+def _check_inside(src: Path, rel: str, *, file: bool = True) -> None:
+    """A file to import must be a file inside `src`: a link out of it, or a dangling one, is
+    refused by name (copy the folder with `cp -rL` to carry the files themselves)."""
+    path = src / rel
+    root = src.resolve()
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        points_to = os.readlink(path) if path.is_symlink() else "nothing"
+        raise GuardError(
+            f"{path} is a dangling link (it points to {points_to}).",
+            hint="Copy the real file into the folder, or remove the link.",
+            code=ExitCode.INPUT,
+        ) from None
+    if not target.is_relative_to(root):
+        raise GuardError(
+            f"{path} is a link to {target}, outside {src}: refused.",
+            hint="Import only files inside the folder: copy it with `cp -rL` (following links) "
+            "and import the copy.",
+            code=ExitCode.INPUT,
+        )
+    if file and not target.is_file():
+        raise GuardError(f"{path} is not a file.", code=ExitCode.INPUT)
+
+
+def _check_under(root: Path, path: Path, what: str) -> None:
+    """Nothing is written outside the cache's folder for the repo."""
+    base = os.path.realpath(root)
+    if os.path.commonpath([base, os.path.realpath(path)]) != base:
+        raise GuardError(f"{what} would write outside {root}: refused.", code=ExitCode.INPUT)

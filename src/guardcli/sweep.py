@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .errors import input_error
 from .strict_json import dumps
+from .thresholds import parse_thresholds
 from .verdict import Record
 
 if TYPE_CHECKING:
@@ -449,5 +450,17 @@ def write_thresholds(report: dict[str, Any], path: Path) -> dict[str, float]:
             "For a binary model, pass the threshold you chose with --threshold instead.",
         )
     thresholds = report["thresholds"]
+    if not thresholds:
+        categories = report.get("categories") or {}
+        why = list(dict.fromkeys(n for cat in categories.values() for n in cat.get("notes", [])))
+        raise input_error(
+            f"--write-thresholds {path}: no category has a threshold that meets the "
+            f"{report['pick']['rule']} rule ({len(categories)} categories: "
+            f"{', '.join(sorted(categories)) or 'none'}); nothing was written."
+            + "".join(f"\n  {note}" for note in why),
+            "Relax the target (--target-recall, --target-precision, --max-fpr), pick another "
+            "rule with --pick, or add per-category labels ('labels': [names]) to the records.",
+        )
+    parse_thresholds(thresholds, f"--write-thresholds {path}")  # what classify will accept
     path.write_text(dumps(thresholds, indent=2) + "\n", encoding="utf-8")
     return thresholds

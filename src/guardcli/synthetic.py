@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import GuardError, require_torch
+from .errors import ExitCode, GuardError, require_torch
 
 SIZES = ("tiny", "full")
 SYNTHETIC_MARKER = "guardcli_synthetic.json"
@@ -196,6 +196,21 @@ def write_marker(
     """The file that tells every command (and a person) that a folder is synthetic."""
     marker = {"family": family, "size": size, "seed": seed, **extra, "note": note}
     (Path(out) / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def check_out(out: Path, *, force: bool = False) -> None:
+    """Refuse to write a model into a non-empty folder (an existing model, or anything else)
+    unless `force`: a synthetic model must never silently replace a real one."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GuardError(f"--out {out} is a file, not a folder.", code=ExitCode.INPUT)
+    if not force and out.is_dir() and any(out.iterdir()):
+        what = "a synthetic model" if is_synthetic(out) else "files"
+        raise GuardError(
+            f"--out {out} already holds {what}; nothing was written.",
+            hint="Pass --force to write over it, or choose an empty or new folder.",
+            code=ExitCode.INPUT,
+        )
 
 
 def is_synthetic(model_dir: Path) -> bool:

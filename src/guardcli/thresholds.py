@@ -33,6 +33,40 @@ def canonical_category(name: str, known: list[str] | tuple[str, ...] | None = No
     return name
 
 
+THRESHOLD_HINT = (
+    "A threshold is a probability in [0, 1]: flag when score >= it (e.g. 0.984, not 98.4)."
+)
+
+
+def parse_threshold(value: Any, where: str, code: ExitCode = ExitCode.INPUT) -> float:
+    """The one threshold parser: an option's text, a TOML value or a JSON number -> a finite
+    float in [0, 1], else a GuardError naming `where`. NaN, inf, 1.5 and -1 are refused: NaN or
+    anything above 1 would flag nothing, anything below 0 everything."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise GuardError(
+                f"{where} must be a number in [0, 1], not {value!r}.",
+                hint=THRESHOLD_HINT,
+                code=code,
+            ) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+    else:
+        raise GuardError(
+            f"{where} must be a number in [0, 1], not {json.dumps(value, default=repr)}.",
+            hint=THRESHOLD_HINT,
+            code=code,
+        )
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise GuardError(f"{where} is {value}, outside [0, 1].", hint=THRESHOLD_HINT, code=code)
+    return number
+
+
 def parse_thresholds(data: Any, where: str, code: ExitCode = ExitCode.INPUT) -> dict[str, float]:
     """A flat {label: float} mapping from either accepted shape."""
     if isinstance(data, dict) and set(data) == {"thresholds"}:
@@ -47,11 +81,7 @@ def parse_thresholds(data: Any, where: str, code: ExitCode = ExitCode.INPUT) -> 
                 hint=SHAPE_HINT,
                 code=code,
             )
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise GuardError(
-                f"{where}: the threshold of {name!r} ({value}) is outside [0, 1].", code=code
-            )
-        out[str(name)] = float(value)
+        out[str(name)] = parse_threshold(value, f"{where}: the threshold of {name!r}", code)
     return out
 
 

@@ -1,11 +1,62 @@
-"""Options shared by several commands, defined once."""
+"""Options shared by several commands, defined once, with the validators every number goes
+through at the door (a bad value is a usage error, exit 2, naming the option)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from ..errors import GuardError
+from ..thresholds import THRESHOLD_HINT, parse_threshold
+
+
+def threshold_value(text: str) -> float:
+    """--threshold: the library's one threshold parser, as a click parameter type."""
+    try:
+        return parse_threshold(text, "the threshold")
+    except GuardError as err:
+        raise typer.BadParameter(f"{err.message} {THRESHOLD_HINT}") from None
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (seconds, CPUs): click's FloatRange lets NaN through."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"{text} is not a finite number > 0.")
+    return value
+
+
+def fraction_value(text: str) -> float:
+    """A rate or a target in [0, 1] (recall, FPR, flip rate): finite, unlike click's FloatRange."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number.") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{text} is outside [0, 1].")
+    return value
+
+
+def FractionOption(*flags: str, help: str, **extra: Any) -> Any:  # noqa: N802
+    """An option holding a rate or target in [0, 1]."""
+    return typer.Option(*flags, help=help, parser=fraction_value, metavar="FLOAT", **extra)
+
+
+def CountOption(*flags: str, help: str, **extra: Any) -> Any:  # noqa: N802 - reads as a type
+    """An option holding a count (tokens, inputs, threads, workers): a whole number >= 1."""
+    return typer.Option(*flags, help=help, min=1, **extra)
+
+
+def PositiveFloatOption(*flags: str, help: str, **extra: Any) -> Any:  # noqa: N802
+    """An option holding a finite amount > 0 (seconds, CPUs)."""
+    return typer.Option(*flags, help=help, parser=positive_float, metavar="FLOAT", **extra)
+
 
 ModelOpt = Annotated[
     str,
@@ -43,11 +94,17 @@ DtypeOpt = Annotated[
 ]
 ThresholdOpt = Annotated[
     float | None,
-    typer.Option("--threshold", "-t", help="Flag when score >= this. Default: the model's."),
+    typer.Option(
+        "--threshold",
+        "-t",
+        parser=threshold_value,
+        metavar="FLOAT",
+        help="Flag when score >= this, in [0, 1]. Default: the model's.",
+    ),
 ]
 MaxLengthOpt = Annotated[
     int | None,
-    typer.Option(
+    CountOption(
         "--max-length",
         help="Tokens per input; longer text is cut and marked "
         "truncated. Default: the model's (384 for CSAM-Guard).",
@@ -55,14 +112,14 @@ MaxLengthOpt = Annotated[
 ]
 BatchSizeOpt = Annotated[
     int | None,
-    typer.Option(
+    CountOption(
         "--batch-size",
         help="Inputs per model call. Default: 16, under a budget of 4096 padded tokens.",
     ),
 ]
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", help="onnxruntime intra-op threads. Default: the usable cores."),
+    CountOption("--threads", help="onnxruntime intra-op threads. Default: the usable cores."),
 ]
 FormatOpt = Annotated[
     str | None,

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from ..strict_json import dumps
-from ._options import BackendOpt, DtypeOpt, QuietOpt, ReportFormatOpt, ThreadsOpt
+from ._options import (
+    BackendOpt,
+    CountOption,
+    DtypeOpt,
+    PositiveFloatOption,
+    QuietOpt,
+    ReportFormatOpt,
+    ThreadsOpt,
+)
 from ._output import fail, handle_errors, stderr
 
 FORMATS = ("table", "json")
@@ -69,7 +77,7 @@ def bench(
     ] = "1,8,32",
     seq_len: Annotated[
         int | None,
-        typer.Option("--seq-len", help="Synthetic prompts of this many tokens. Default: 48."),
+        CountOption("--seq-len", help="Synthetic prompts of this many tokens. Default: 48."),
     ] = None,
     data: Annotated[
         Path | None,
@@ -82,12 +90,14 @@ def bench(
     threads: ThreadsOpt = None,
     duration: Annotated[
         float,
-        typer.Option("--duration", help="Seconds of timing per variant x batch size (x mode)."),
+        PositiveFloatOption(
+            "--duration", help="Seconds of timing per variant x batch size (x mode)."
+        ),
     ] = 10.0,
     price_per_hour: Annotated[
         float | None,
         typer.Option(
-            "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
+            "--price-per-hour", min=0.0, help="Machine price in USD/hour: adds cost per 1M tokens."
         ),
     ] = None,
     fmt: ReportFormatOpt = None,

@@ -16,11 +16,13 @@ from ..verdict import Record
 from ._options import (
     BackendOpt,
     BatchSizeOpt,
+    CountOption,
     DtypeOpt,
     FormatOpt,
     IdFieldOpt,
     MaxLengthOpt,
     ModelOpt,
+    PositiveFloatOption,
     QuietOpt,
     TextFieldOpt,
     ThreadsOpt,
@@ -215,13 +217,13 @@ def classify(
     ] = "jsonl",
     workers: Annotated[
         int | None,
-        typer.Option(
+        CountOption(
             "--workers", help="--engine ray: actors, each with its own guard. Default: CPUs - 1."
         ),
     ] = None,
     cpus_per_worker: Annotated[
         float | None,
-        typer.Option(
+        PositiveFloatOption(
             "--cpus-per-worker",
             help="--engine ray: CPUs each actor reserves (fractions allowed). "
             "Default: 1, less when that would leave no CPU for reading and writing.",
@@ -274,7 +276,7 @@ def classify(
     ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", help="Requests in flight to --endpoint. Default: 8."),
+        CountOption("--concurrency", help="Requests in flight to --endpoint. Default: 8."),
     ] = None,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.

@@ -13,6 +13,7 @@ from ..records import ReadOptions
 from ..strict_json import dumps
 from ._options import (
     BatchSizeOpt,
+    FractionOption,
     IdFieldOpt,
     QuietOpt,
     ReportFormatOpt,
@@ -71,10 +72,8 @@ def compare(
     ] = True,
     max_flip_rate: Annotated[
         float | None,
-        typer.Option(
+        FractionOption(
             "--max-flip-rate",
-            min=0.0,
-            max=1.0,
             help="Exit 1 when a variant's decision-flip rate against FP32 is above this.",
         ),
     ] = None,

@@ -85,4 +85,10 @@ def fetch(
         )
         for rel in result.files:
             console.print(f"  {rel}")
+    if result.synthetic:
+        console.print(
+            f"note: {result.imported_from} is a synthetic model (random weights, made by "
+            "`guard synth`); its verdicts mean nothing. The cache keeps it marked as one.",
+            markup=False,
+        )
     typer.echo(str(result.path))

@@ -57,7 +57,7 @@ def models(
         raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
     rows = catalog_rows(cache_dir)
     if fmt == "json":
-        sys.stdout.write(dumps(rows, indent=2, null_non_finite=True) + "\n")
+        sys.stdout.write(dumps(rows, indent=2) + "\n")
         return
     for row in rows:
         threshold = "per-category" if row["threshold"] is None else f"{row['threshold']:g}"

@@ -15,6 +15,7 @@ from ._options import (
     BatchSizeOpt,
     DtypeOpt,
     FormatOpt,
+    FractionOption,
     IdFieldOpt,
     QuietOpt,
     TextFieldOpt,
@@ -42,7 +43,7 @@ EPILOG = (
 
 
 def _float_opt(flag: str, help: str):
-    return typer.Option(flag, help=help, min=0.0, max=1.0)
+    return FractionOption(flag, help=help)
 
 
 @handle_errors

@@ -42,6 +42,12 @@ def synth(
             "(one that `guard export` can export to ONNX).",
         ),
     ] = "qwen3.5",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Write into --out even when it is not empty (files there are replaced)."
+        ),
+    ] = False,
 ) -> None:
     """Write a random-weight model in the real repository layout: csam-guard and intent-ctx
     (a dialogue-intent classifier) as tokenizer.json, config.json and onnx/model.onnx,
@@ -56,12 +62,13 @@ def synth(
     Qwen3Guard-Gen-0.6B's dimensions and untrained weights (minutes, ~4 GB; benchmarks only).
     Needs the 'export' extra (torch, transformers, onnx).
     """
-    from ..synthetic import SIZES, synth_csam_guard
+    from ..synthetic import SIZES, check_out, synth_csam_guard
 
     if family not in FAMILIES:
         raise fail(f"Unknown family {family!r}.", f"Choose one of: {', '.join(FAMILIES)}.")
     if size not in SIZES:
         raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
+    check_out(out, force=force)
     console = stderr()
 
     def log(message: str) -> None:
