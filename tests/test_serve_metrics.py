@@ -4,6 +4,8 @@ move by what the requests did."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from guardcli import load_guard  # noqa: E402
 from guardcli.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
 from guardcli.serve.prometheus import Metrics  # noqa: E402
 from guardcli.verdict import Verdict  # noqa: E402
+
+from .test_docs import without  # noqa: E402
 
 KEY = "metrics-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -245,3 +249,15 @@ def test_metrics_value_reads_the_registry() -> None:
     assert content_type.startswith("text/plain; version=0.0.4")
     parsed = {f.name: f for f in text_string_to_metric_families(body.decode())}
     assert sample(parsed, "guard_errors", "_total", kind="timeout") == 3
+
+
+def test_serve_without_prometheus_client_says_what_to_install(tiny_model: Path) -> None:
+    """Checked before the model loads, like Starlette and uvicorn: the `serve` extra brings it."""
+    result = subprocess.run(
+        [sys.executable, "-c", without("prometheus_client"), "serve", "-m", str(tiny_model)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "pip install 'guardcli[serve]'" in result.stderr and "Traceback" not in result.stderr
