@@ -22,7 +22,7 @@ from ..verdict import Record, RecordError, Verdict
 from . import protocols
 from .batcher import MicroBatcher, QueueFull
 from .json_body import BadBody, dumps, parse_body
-from .prometheus import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
+from .prometheus import Metrics
 from .protocols import BadRequest, Limits, Policy
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ class GuardService:
         self.guard = guard
         self.options = options
         self.limits = Limits(max_text_chars=options.max_text_chars, max_items=options.max_items)
-        self.metrics = Metrics()
-        self._describe()
+        # Its own registry (see prometheus.py); the queue depth is read when scraped.
+        self.metrics = Metrics(queue_depth=lambda: self.batcher.pending)
         # One coalesced group is one model call unless the token budget splits it.
         guard.batch_size = max(guard.batch_size, options.max_batch)
         # Bad records (/v1/classify) follow the same rule as texts the model failed on.
@@ -99,7 +99,7 @@ class GuardService:
             max_batch=options.max_batch,
             max_wait_ms=options.max_wait_ms,
             max_queue=options.max_queue,
-            on_batch=lambda n: self.metrics.observe("batch_size", n, BATCH_BUCKETS),
+            on_batch=lambda n: self.metrics.batch_size.observe(n),
         )
         self.ready = False
         self.load_error: str | None = None
@@ -113,19 +113,6 @@ class GuardService:
                 self.guard, self.options.fail_closed, self.options.allow_unjudged
             )
         return self._policy
-
-    def _describe(self) -> None:
-        m = self.metrics
-        m.describe("requests_total", "HTTP requests by endpoint and status code.")
-        m.describe("texts_total", "Texts judged, by endpoint.")
-        m.describe("flagged_total", "Texts flagged (or blocked), by endpoint.")
-        m.describe("errors_total", "Errors by kind: timeout, runtime, queue_full, bad_request, ...")
-        m.describe("truncated_total", "Texts cut to --max-text-chars or the model's max length.")
-        m.describe("request_duration_seconds", "Request latency by endpoint.")
-        m.describe("batch_size", "Texts per model run after coalescing.")
-        m.describe("queue_depth", "Texts waiting for the model.")
-        m.describe("ready", "1 when the model is loaded and warm.")
-        m.set("ready", 0)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -155,7 +142,7 @@ class GuardService:
         if error is not None:
             log.warning("self-check prompt could not be judged: %s: %s", error.type, error.message)
         self.ready = True
-        self.metrics.set("ready", 1)
+        self.metrics.ready.set(1)
         log.info("%s (%s) ready", self.guard.name, self.guard.variant)
 
     async def stop(self) -> None:
@@ -173,7 +160,7 @@ class GuardService:
                 self.batcher.submit(records), timeout=self.options.timeout_s
             )
         except QueueFull as full:
-            self.metrics.inc("errors_total", kind="queue_full")
+            self.metrics.errors.labels(kind="queue_full").inc()
             raise HTTPError(
                 503,
                 "The guard is busy: its queue is full.",
@@ -187,8 +174,6 @@ class GuardService:
         except Exception as exc:
             log.error("model run failed: %s: %s", type(exc).__name__, exc)
             verdicts = self._failed(records, redact(f"{type(exc).__name__}: {exc}"), "runtime")
-        finally:
-            self.metrics.set("queue_depth", self.batcher.pending)
         out = []
         for record, verdict, cut in zip(records, verdicts, clipped, strict=True):
             verdict = self._strict(record, verdict)
@@ -216,23 +201,23 @@ class GuardService:
         return verdict
 
     def _failed(self, records: list[Record], message: str, kind: str) -> list[Verdict]:
-        self.metrics.inc("errors_total", value=len(records), kind=kind)
+        self.metrics.errors.labels(kind=kind).inc(len(records))
         action = "blocking" if self.options.fail_closed else "NOT blocking (--fail-open)"
         log.warning("%d text(s) could not be judged (%s); %s them", len(records), message, action)
         return [protocols.failed_verdict(r, message, self.policy) for r in records]
 
     def _count(self, verdicts: list[Verdict], endpoint: str) -> None:
         m = self.metrics
-        m.inc("texts_total", len(verdicts), endpoint=endpoint)
+        m.texts.labels(endpoint=endpoint).inc(len(verdicts))
         flagged = sum(protocols.decision(v, self.policy) for v in verdicts)
         if flagged:
-            m.inc("flagged_total", flagged, endpoint=endpoint)
+            m.flagged.labels(endpoint=endpoint).inc(flagged)
         truncated = sum(bool(v.truncated) for v in verdicts)
         if truncated:
-            m.inc("truncated_total", truncated, endpoint=endpoint)
+            m.truncated.labels(endpoint=endpoint).inc(truncated)
         bad = sum(v.error is not None and v.error.type != "internal" for v in verdicts)
         if bad:
-            m.inc("errors_total", bad, kind="record")
+            m.errors.labels(kind="record").inc(bad)
 
     # ------------------------------------------------------------ HTTP plumbing
 
@@ -309,22 +294,18 @@ def _route(service: GuardService, endpoint: str, handler: Handler, *, auth: bool
             response = result if isinstance(result, Response) else JSONResponse(result)
         except HTTPError as err:
             if err.kind != "queue_full":  # counted where it happens
-                service.metrics.inc("errors_total", kind=err.kind)
+                service.metrics.errors.labels(kind=err.kind).inc()
             response = error_response(err.status, err.message, err.kind, err.headers)
         except BadRequest as err:
-            service.metrics.inc("errors_total", kind="bad_request")
+            service.metrics.errors.labels(kind="bad_request").inc()
             response = error_response(400, str(err), "bad_request")
         except Exception as exc:  # a bug: answer 500, which LiteLLM treats as a failed check
             log.exception("internal error on %s", endpoint)
-            service.metrics.inc("errors_total", kind="internal")
+            service.metrics.errors.labels(kind="internal").inc()
             response = error_response(500, redact(f"{type(exc).__name__}: {exc}"), "internal")
-        service.metrics.inc("requests_total", endpoint=endpoint, code=str(response.status_code))
-        service.metrics.observe(
-            "request_duration_seconds",
-            time.perf_counter() - start,
-            LATENCY_BUCKETS,
-            endpoint=endpoint,
-        )
+        metrics = service.metrics
+        metrics.requests.labels(endpoint=endpoint, code=str(response.status_code)).inc()
+        metrics.request_duration.labels(endpoint=endpoint).observe(time.perf_counter() - start)
         return response
 
     return endpoint_fn
@@ -373,12 +354,10 @@ async def _readyz(service: GuardService, request: Request) -> Any:
 
 
 async def _metrics(service: GuardService, request: Request) -> Any:
-    from starlette.responses import PlainTextResponse
+    from starlette.responses import Response
 
-    service.metrics.set("queue_depth", service.batcher.pending)
-    return PlainTextResponse(
-        service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    body, content_type = service.metrics.render(request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 def create_app(guard: Guard, options: ServeOptions | None = None) -> Starlette:
@@ -418,7 +397,7 @@ def create_app(guard: Guard, options: ServeOptions | None = None) -> Starlette:
         # Unknown routes (404) and wrong methods (405) answer in the service's JSON shape.
         assert isinstance(exc, HTTPException)
         kinds = {404: "not_found", 405: "method_not_allowed"}
-        service.metrics.inc("errors_total", kind=kinds.get(exc.status_code, "http"))
+        service.metrics.errors.labels(kind=kinds.get(exc.status_code, "http")).inc()
         message = {404: "No such endpoint.", 405: "Method not allowed on this endpoint."}
         return error_response(
             exc.status_code,

@@ -1,98 +1,107 @@
-"""Counters and histograms in Prometheus' text exposition format (0.0.4), without a client
-library: the server needs a handful of series, not a dependency."""
+"""The service's Prometheus metrics, kept and exposed by prometheus_client.
+
+Each GuardService owns a `CollectorRegistry` of its own rather than the library's global default
+one: tests, notebooks and benchmarks create several apps in one process, and each app's /metrics
+must show only its own traffic (and re-registering the same names globally would raise).
+
+prometheus_client also exports a `<name>_created` timestamp beside each counter and histogram;
+set PROMETHEUS_DISABLE_CREATED_SERIES=true in the server's environment to drop them. That switch
+is process-wide, so a library that may be embedded leaves it to whoever runs the process.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+PREFIX = "guard"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
-Labels = tuple[tuple[str, str], ...]
-INF = 'le="+Inf"'
-
-
-def _labels(labels: Labels, extra: str = "") -> str:
-    parts = [f'{k}="{_escape(v)}"' for k, v in labels]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
 
 class Metrics:
-    def __init__(self, prefix: str = "guard"):
-        self.prefix = prefix
-        self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, float]] = {}
-        self._gauges: dict[str, dict[Labels, float]] = {}
-        self._hists: dict[str, tuple[Sequence[float], dict[Labels, list[float]]]] = {}
-        self._help: dict[str, str] = {}
+    """The series the README documents, in one registry per service:
 
-    def describe(self, name: str, help: str) -> None:
-        self._help[name] = help
+    guard_requests_total{endpoint,code}, guard_texts_total{endpoint},
+    guard_flagged_total{endpoint}, guard_errors_total{kind}, guard_truncated_total{endpoint},
+    guard_request_duration_seconds{endpoint} (histogram), guard_batch_size (histogram),
+    guard_queue_depth, guard_ready.
+    """
 
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._counters.setdefault(name, {})
-            series[key] = series.get(key, 0.0) + value
+    def __init__(self, queue_depth: Callable[[], float] | None = None):
+        # Imported here, like Starlette and uvicorn: `guard --help` never pays for it, and a
+        # missing `serve` extra is reported by `serve.server._uvicorn` before any app is built.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._gauges.setdefault(name, {})[tuple(sorted(labels.items()))] = value
-
-    def observe(self, name: str, value: float, buckets: Sequence[float], **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            _, series = self._hists.setdefault(name, (buckets, {}))
-            # per bucket counts, then sum, then count
-            row = series.setdefault(key, [0.0] * (len(buckets) + 2))
-            for i, bound in enumerate(buckets):
-                if value <= bound:
-                    row[i] += 1
-            row[-2] += value
-            row[-1] += 1
+        self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
+        r, p = self.registry, PREFIX
+        self.requests = Counter(
+            "requests_total",
+            "HTTP requests by endpoint and status code.",
+            ["endpoint", "code"],
+            namespace=p,
+            registry=r,
+        )
+        self.texts = Counter(
+            "texts_total", "Texts judged, by endpoint.", ["endpoint"], namespace=p, registry=r
+        )
+        self.flagged = Counter(
+            "flagged_total",
+            "Texts flagged (or blocked), by endpoint.",
+            ["endpoint"],
+            namespace=p,
+            registry=r,
+        )
+        self.errors = Counter(
+            "errors_total",
+            "Errors by kind: timeout, runtime, queue_full, bad_request, ...",
+            ["kind"],
+            namespace=p,
+            registry=r,
+        )
+        self.truncated = Counter(
+            "truncated_total",
+            "Texts cut to --max-text-chars or the model's max length.",
+            ["endpoint"],
+            namespace=p,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "request_duration_seconds",
+            "Request latency by endpoint.",
+            ["endpoint"],
+            namespace=p,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.batch_size = Histogram(
+            "batch_size",
+            "Texts per model run after coalescing.",
+            namespace=p,
+            registry=r,
+            buckets=BATCH_BUCKETS,
+        )
+        self.queue_depth = Gauge(
+            "queue_depth", "Texts waiting for the model.", namespace=p, registry=r
+        )
+        if queue_depth is not None:
+            # Read at scrape time, so /metrics never shows a stale depth.
+            self.queue_depth.set_function(queue_depth)
+        self.ready = Gauge("ready", "1 when the model is loaded and warm.", namespace=p, registry=r)
 
     def value(self, name: str, **labels: str) -> float:
-        """A counter's or gauge's current value (0 when never set), for tests and logs."""
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            for table in (self._counters, self._gauges):
-                if name in table:
-                    return table[name].get(key, 0.0)
-        return 0.0
+        """A sample's current value (0 when the series does not exist yet), for tests and logs.
+        `name` is the exposed sample name without the prefix, e.g. "requests_total"."""
+        found = self.registry.get_sample_value(f"{PREFIX}_{name}", labels)
+        return 0.0 if found is None else found
 
-    def render(self) -> str:
-        lines: list[str] = []
-        p = self.prefix
-        with self._lock:
-            for kind, table in (("counter", self._counters), ("gauge", self._gauges)):
-                for name, series in sorted(table.items()):
-                    full = f"{p}_{name}"
-                    if name in self._help:
-                        lines.append(f"# HELP {full} {self._help[name]}")
-                    lines.append(f"# TYPE {full} {kind}")
-                    for key, value in sorted(series.items()):
-                        lines.append(f"{full}{_labels(key)} {_number(value)}")
-            for name, (buckets, hist) in sorted(self._hists.items()):
-                full = f"{p}_{name}"
-                if name in self._help:
-                    lines.append(f"# HELP {full} {self._help[name]}")
-                lines.append(f"# TYPE {full} histogram")
-                for key, row in sorted(hist.items()):
-                    for bound, count in zip(buckets, row, strict=False):
-                        le = f'le="{_number(bound)}"'
-                        lines.append(f"{full}_bucket{_labels(key, le)} {_number(count)}")
-                    lines.append(f"{full}_bucket{_labels(key, INF)} {_number(row[-1])}")
-                    lines.append(f"{full}_sum{_labels(key)} {_number(row[-2])}")
-                    lines.append(f"{full}_count{_labels(key)} {_number(row[-1])}")
-        return "\n".join(lines) + "\n"
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition body and its content type, negotiated from the scraper's Accept
+        header: OpenMetrics when asked for, else Prometheus text format 0.0.4."""
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

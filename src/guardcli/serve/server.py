@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 def _uvicorn() -> Any:
     try:
+        import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn
     except ImportError as exc:
