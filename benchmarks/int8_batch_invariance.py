@@ -45,11 +45,12 @@ def build(model: Path, work: Path, options: list[str], data: Path) -> dict[str, 
     work.mkdir(parents=True, exist_ok=True)
     fp32 = model / "onnx" / "model.onnx"
     files = {"fp32": fp32}
-    per_tensor = work / "per_tensor.onnx"
+    per_tensor = work / "per_tensor" / "model_quantized.onnx"
     if not per_tensor.exists():
+        per_tensor.parent.mkdir(parents=True, exist_ok=True)
         published = model / "onnx" / "model_quantized.onnx"
         if quantizes_per_tensor(published):
-            for suffix in ("", ".data"):
+            for suffix in ("", ".data"):  # the graph names its data file: keep the names
                 src = published.with_name(published.name + suffix)
                 if src.exists():
                     os.link(src, per_tensor.with_name(per_tensor.name + suffix))
@@ -134,7 +135,7 @@ def throughput(sessions, tok, args) -> dict[str, dict[int, float]]:
     for b in sizes:
         batches = [ids[i : i + b] for i in range(0, len(ids) - b + 1, b)]
         arrays = [pad(x, tok.pad_id, side="right") for x in batches]
-        for name, s in sessions.items():  # warm-up
+        for s in sessions.values():  # warm-up
             s.run(*arrays[0])  # type: ignore[attr-defined]
         for r in range(rounds):
             order = list(sessions)[r % len(sessions) :] + list(sessions)[: r % len(sessions)]

@@ -185,4 +185,3 @@ def to_int8_dynamic(
             os.replace(data, dst.with_name(dst.name + ".data"))
         os.replace(rows, dst)
     return excluded
-

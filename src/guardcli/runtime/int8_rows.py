@@ -37,6 +37,11 @@ ROW_SCALE_EPS = 1e-12
 PER_ROW_METADATA = "guardcli.per_row_int8"
 
 
+# Consumers of DynamicQuantizeLinear that multiply by its activation (MatMulIntegerToFloat is
+# what onnxruntime's optimizer fuses MatMulInteger -> Cast -> Mul into).
+INTEGER_MATMULS = ("MatMulInteger", "MatMulIntegerToFloat")
+
+
 def per_tensor_dynamic_nodes(model) -> list[str]:
     """Names of the nodes that quantize activations with one scale for a whole batch:
     DynamicQuantizeLinear feeding a MatMulInteger, and DynamicQuantizeMatMul."""
@@ -49,7 +54,7 @@ def per_tensor_dynamic_nodes(model) -> list[str]:
         if node.op_type == "DynamicQuantizeMatMul":
             found.append(node.name)
         elif node.op_type == "DynamicQuantizeLinear" and any(
-            c.op_type == "MatMulInteger" for c in consumers.get(node.output[0], [])
+            c.op_type in INTEGER_MATMULS for c in consumers.get(node.output[0], [])
         ):
             found.append(node.name)
     return found
@@ -70,20 +75,25 @@ def _per_row_nodes(onnx, x: str, q: str, scale: str, zero_point: str, prefix: st
     if opset >= 18:
         axes = f"{prefix}/axes"
         nodes.append(
-            h.make_node(
-                "Constant", [], [axes], value=h.make_tensor(axes, t.INT64, [1], [-1])
-            )
+            h.make_node("Constant", [], [axes], value=h.make_tensor(axes, t.INT64, [1], [-1]))
         )
         nodes.append(
             h.make_node(
-                "ReduceMax", [f"{prefix}/abs", axes], [f"{prefix}/max"], keepdims=1,
+                "ReduceMax",
+                [f"{prefix}/abs", axes],
+                [f"{prefix}/max"],
+                keepdims=1,
                 name=f"{prefix}/ReduceMax",
             )
         )
     else:
         nodes.append(
             h.make_node(
-                "ReduceMax", [f"{prefix}/abs"], [f"{prefix}/max"], axes=[-1], keepdims=1,
+                "ReduceMax",
+                [f"{prefix}/abs"],
+                [f"{prefix}/max"],
+                axes=[-1],
+                keepdims=1,
                 name=f"{prefix}/ReduceMax",
             )
         )
@@ -116,9 +126,7 @@ def _per_row_nodes(onnx, x: str, q: str, scale: str, zero_point: str, prefix: st
     return nodes
 
 
-def _scale_last(
-    onnx, nodes: list, row_scales: set[str], own: set[int], outputs: set[str]
-) -> bool:
+def _scale_last(onnx, nodes: list, row_scales: set[str], own: set[int], outputs: set[str]) -> bool:
     """Reorder `Cast(MatMulInteger) * (row_scale * w_scale)` as
     `(Cast(MatMulInteger) * w_scale) * row_scale`, in place. onnxruntime fuses the first form
     into MatMulIntegerToFloat, which reads its activation scale as one number per tensor and so
@@ -171,11 +179,35 @@ def _scale_last(
     return True
 
 
+def _integer_matmul(h, prefix: str, q, zp, b, b_zp, b_scale, row_scale, bias, result) -> list:
+    """MatMulInteger(q, b) as float, times b_scale, then times the row scale (that order: see
+    _scale_last), plus the bias: the result onnxruntime's fused integer MatMuls compute."""
+    scaled = f"{prefix}/scaled_out" if bias else result
+    nodes = [
+        h.make_node(
+            "MatMulInteger",
+            [q, b, zp, b_zp] if b_zp else [q, b, zp],
+            [f"{prefix}/int32"],
+            name=f"{prefix}/MatMulInteger",
+        ),
+        h.make_node("Cast", [f"{prefix}/int32"], [f"{prefix}/float"], to=1, name=f"{prefix}/Cast"),
+        h.make_node("Mul", [f"{prefix}/float", b_scale], [f"{prefix}/w"], name=f"{prefix}/MulW"),
+        h.make_node("Mul", [f"{prefix}/w", row_scale], [scaled], name=f"{prefix}/MulRow"),
+    ]
+    if bias:
+        nodes.append(h.make_node("Add", [scaled, bias], [result], name=f"{prefix}/Bias"))
+    return nodes
+
+
+def _opt(node, i: int) -> str:
+    return node.input[i] if len(node.input) > i else ""
+
+
 def to_per_row_activations(model) -> int:
     """Rewrite, in place, every per-tensor dynamic activation quantization of `model` (see
     `per_tensor_dynamic_nodes`) into per-row quantization; the weights are untouched. Returns
     the number of nodes rewritten; 0 (and the model unchanged) when its graph is not of the
-    form onnxruntime's dynamic quantizer writes."""
+    form onnxruntime's dynamic quantizer (or its optimizer) writes."""
     import onnx
 
     targets = set(per_tensor_dynamic_nodes(model))
@@ -185,47 +217,51 @@ def to_per_row_activations(model) -> int:
     h = onnx.helper
     out: list = []
     row_scales: set[str] = set()
-    own: set[int] = set()
+    own: set[int] = set()  # nodes that use a row scale as the rewrite means them to
+    quantized = {}  # per-row quantized activation -> (its scale, its zero point)
     for i, node in enumerate(model.graph.node):
-        if node.name not in targets:
+        prefix = f"{node.name or node.op_type + str(i)}/per_row"
+        if node.name in targets and node.op_type == "DynamicQuantizeLinear":
+            q, scale, zp = node.output
+            nodes = _per_row_nodes(onnx, node.input[0], q, scale, zp, prefix, opset)
+            row_scales.add(scale)
+            quantized[q] = (scale, zp)
+        elif node.name in targets:  # DynamicQuantizeMatMul(A, B, b_scale, b_zp?, bias?)
+            q, scale, zp = f"{prefix}/q", f"{prefix}/scale", f"{prefix}/zp"
+            nodes = _per_row_nodes(onnx, node.input[0], q, scale, zp, prefix, opset)
+            nodes += _integer_matmul(
+                h,
+                prefix,
+                q,
+                zp,
+                node.input[1],
+                _opt(node, 3),
+                node.input[2],
+                scale,
+                _opt(node, 4),
+                node.output[0],
+            )
+        elif node.op_type == "MatMulIntegerToFloat" and node.input[0] in quantized:
+            # (A, B, a_scale, b_scale, a_zp?, b_zp?, bias?): fused by onnxruntime's optimizer,
+            # it reads a_scale as one number; spelled out again with the row scale.
+            scale, zp = quantized[node.input[0]]
+            nodes = _integer_matmul(
+                h,
+                prefix,
+                node.input[0],
+                zp,
+                node.input[1],
+                _opt(node, 5),
+                node.input[3],
+                scale,
+                _opt(node, 6),
+                node.output[0],
+            )
+        else:
             out.append(node)
             continue
-        prefix = f"{node.name or node.op_type + str(i)}/per_row"
-        if node.op_type == "DynamicQuantizeLinear":
-            q, scale, zp = node.output
-            quantizer = _per_row_nodes(onnx, node.input[0], q, scale, zp, prefix, opset)
-            own.update(id(n) for n in quantizer)
-            out += quantizer
-            row_scales.add(scale)
-            continue
-        # DynamicQuantizeMatMul(A, B, b_scale, b_zero_point?, bias?): per-row A, MatMulInteger,
-        # times b_scale, times the row scale (that order: see _scale_last), plus the bias.
-        a, b, b_scale = node.input[:3]
-        b_zp = node.input[3] if len(node.input) > 3 else ""
-        bias = node.input[4] if len(node.input) > 4 else ""
-        q, scale, zp = f"{prefix}/q", f"{prefix}/scale", f"{prefix}/zp"
-        out += _per_row_nodes(onnx, a, q, scale, zp, prefix, opset)
-        result = node.output[0]
-        scaled = f"{prefix}/scaled_out" if bias else result
-        out += [
-            h.make_node(
-                "MatMulInteger",
-                [q, b, zp, b_zp] if b_zp else [q, b, zp],
-                [f"{prefix}/int32"],
-                name=f"{prefix}/MatMulInteger",
-            ),
-            h.make_node(
-                "Cast",
-                [f"{prefix}/int32"],
-                [f"{prefix}/float"],
-                to=onnx.TensorProto.FLOAT,
-                name=f"{prefix}/Cast",
-            ),
-            h.make_node("Mul", [f"{prefix}/float", b_scale], [f"{prefix}/w"], name=f"{prefix}/MulW"),
-            h.make_node("Mul", [f"{prefix}/w", scale], [scaled], name=f"{prefix}/MulRow"),
-        ]
-        if bias:
-            out.append(h.make_node("Add", [scaled, bias], [result], name=f"{prefix}/Bias"))
+        own.update(id(n) for n in nodes)
+        out += nodes
     outputs = {o.name for o in model.graph.output}
     if not _scale_last(onnx, out, row_scales, own, outputs):
         return 0
