@@ -35,6 +35,8 @@ PER_TENSOR_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul")
 ROW_SCALE_EPS = 1e-12
 # Metadata key a rewritten graph carries (value: the number of quantizers rewritten).
 PER_ROW_METADATA = "guardcli.per_row_int8"
+# The activation scale handed to MatMulIntegerToFloat (the row scales are applied after it).
+UNIT_SCALE = "guardcli/per_row/unit_scale"
 
 
 # Consumers of DynamicQuantizeLinear that multiply by its activation (MatMulIntegerToFloat is
@@ -127,22 +129,22 @@ def _per_row_nodes(onnx, x: str, q: str, scale: str, zero_point: str, prefix: st
 
 
 def _scale_last(onnx, nodes: list, row_scales: set[str], own: set[int], outputs: set[str]) -> bool:
-    """Reorder `Cast(MatMulInteger) * (row_scale * w_scale)` as
-    `(Cast(MatMulInteger) * w_scale) * row_scale`, in place. onnxruntime fuses the first form
-    into MatMulIntegerToFloat, which reads its activation scale as one number per tensor and so
-    would give wrong results with a per-row scale. Returns False, changing nothing, if some use
-    of a row scale is not of the form dynamic quantization writes. `own`: ids of the nodes the
-    per-row quantizers are made of (they use the scale too)."""
+    """Turn each `Cast(MatMulInteger(q, w)) * (row_scale * w_scale)` that dynamic quantization
+    wrote into `MatMulIntegerToFloat(q, w, 1, w_scale) * row_scale`, in place: the fused kernel
+    applies the weight scales as it writes the product, and the row scale is one more pass.
+    (onnxruntime would otherwise fuse the first form into a MatMulIntegerToFloat that reads the
+    row scales as one number.) Returns False, changing nothing, if some use of a row scale is not
+    of that form. `own`: the nodes the rewrite made (they use the scales as meant)."""
     producers = {o: n for n in nodes for o in n.output}
     consumers: dict[str, list] = {}
     for node in nodes:
-        if id(node) in own:
-            continue
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    plan = []  # (scale product Mul, final Mul, cast output, weight scale, row scale)
+    plan = []  # (scale product Mul, final Mul, Cast, MatMulInteger, weight scale, row scale)
     for scale in row_scales:
         for m1 in consumers.get(scale, []):
+            if id(m1) in own:
+                continue
             if m1.op_type != "Mul" or len(m1.input) != 2:
                 return False
             w_scale = m1.input[1] if m1.input[0] == scale else m1.input[0]
@@ -154,44 +156,50 @@ def _scale_last(onnx, nodes: list, row_scales: set[str], own: set[int], outputs:
                     return False
                 other = m2.input[1] if m2.input[0] == m1.output[0] else m2.input[0]
                 cast = producers.get(other)
-                if cast is None or cast.op_type != "Cast":
+                if cast is None or cast.op_type != "Cast" or len(consumers[other]) != 1:
                     return False
-                plan.append((m1, m2, other, w_scale, scale))
+                mmi = producers.get(cast.input[0])
+                if mmi is None or mmi.op_type != "MatMulInteger":
+                    return False
+                if len(consumers[cast.input[0]]) != 1 or other in outputs:
+                    return False
+                plan.append((m1, m2, cast, mmi, w_scale, scale))
     h = onnx.helper
-    dead = {id(m1) for m1, *_ in plan}
-    after = {}
-    for _, m2, cast_out, w_scale, scale in plan:
-        partial = f"{m2.name or m2.output[0]}/by_weight_scale"
-        result = m2.output[0]
-        del m2.input[:]
-        m2.input.extend([cast_out, w_scale])
-        del m2.output[:]
-        m2.output.append(partial)
-        after[id(m2)] = h.make_node("Mul", [partial, scale], [result], name=f"{partial}/by_row")
+    dead = {id(n) for m1, _, cast, mmi, *_ in plan for n in (m1, cast, mmi)}
+    replaced = {}
+    for _, m2, _, mmi, w_scale, scale in plan:
+        partial = f"{m2.output[0]}/by_weight_scale"
+        zps = list(mmi.input[2:4])
+        fused = h.make_node(
+            "MatMulIntegerToFloat",
+            [mmi.input[0], mmi.input[1], UNIT_SCALE, w_scale, *zps],
+            [partial],
+            name=f"{mmi.name or partial}/per_row",
+            domain="com.microsoft",
+        )
+        row = h.make_node("Mul", [partial, scale], [m2.output[0]], name=f"{partial}/by_row")
+        replaced[id(m2)] = [fused, row]
     out = []
     for node in nodes:
         if id(node) in dead:
             continue
-        out.append(node)
-        if id(node) in after:
-            out.append(after[id(node)])
+        out.extend(replaced.get(id(node), [node]))
     nodes[:] = out
     return True
 
 
 def _integer_matmul(h, prefix: str, q, zp, b, b_zp, b_scale, row_scale, bias, result) -> list:
-    """MatMulInteger(q, b) as float, times b_scale, then times the row scale (that order: see
-    _scale_last), plus the bias: the result onnxruntime's fused integer MatMuls compute."""
+    """MatMulIntegerToFloat(q, b) with b_scale (activation scale 1), times the row scale, plus
+    the bias: what onnxruntime's fused integer MatMuls compute, with a scale per row."""
     scaled = f"{prefix}/scaled_out" if bias else result
     nodes = [
         h.make_node(
-            "MatMulInteger",
-            [q, b, zp, b_zp] if b_zp else [q, b, zp],
-            [f"{prefix}/int32"],
-            name=f"{prefix}/MatMulInteger",
+            "MatMulIntegerToFloat",
+            [q, b, UNIT_SCALE, b_scale, zp, *([b_zp] if b_zp else [])],
+            [f"{prefix}/w"],
+            name=f"{prefix}/MatMulIntegerToFloat",
+            domain="com.microsoft",
         ),
-        h.make_node("Cast", [f"{prefix}/int32"], [f"{prefix}/float"], to=1, name=f"{prefix}/Cast"),
-        h.make_node("Mul", [f"{prefix}/float", b_scale], [f"{prefix}/w"], name=f"{prefix}/MulW"),
         h.make_node("Mul", [f"{prefix}/w", row_scale], [scaled], name=f"{prefix}/MulRow"),
     ]
     if bias:
@@ -265,6 +273,11 @@ def to_per_row_activations(model) -> int:
     outputs = {o.name for o in model.graph.output}
     if not _scale_last(onnx, out, row_scales, own, outputs):
         return 0
+    model.graph.initializer.append(
+        onnx.helper.make_tensor(UNIT_SCALE, onnx.TensorProto.FLOAT, [], [1.0])
+    )
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     del model.graph.node[:]
     model.graph.node.extend(out)
     # The old scales were scalars: drop shape annotations of every value the rewrite produced.
