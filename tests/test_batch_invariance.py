@@ -297,7 +297,8 @@ def test_csam_guard_every_variant(ov_models, variant: str) -> None:
 # The dialogue graph takes no position_ids: transformers numbers left-padded positions from the
 # first pad, so padding shifts every rotary angle. Attention only sees position differences, so
 # the shift cancels in exact arithmetic, but FP16 and bf16 round the shifted angles differently
-# (tiny model, |Δscore| up to 6e-4 FP16, 5.6e-3 bf16, 3.3e-2 ov-int8 with its bf16 float ops). The fix is exporting position_ids (feed_for already feeds them).
+# (tiny model, |Δscore| up to 6e-4 FP16, 5.6e-3 bf16, 3.3e-2 ov-int8 with its bf16 float ops).
+# The fix is exporting position_ids (feed_for already feeds them).
 POSITION_SHIFT = pytest.mark.xfail(
     strict=True, reason="dialogue graph has no position_ids: left padding shifts RoPE"
 )
