@@ -227,12 +227,12 @@ def test_int8_dynamic_recipe(quantized: Path) -> None:
     kept = [n.name for n in weight_matmuls(graph)]
     assert sorted(kept) == [f"/model/layers.{i}/mlp/down_proj/MatMul" for i in range(LAYERS)]
     # q/k/v/o, gate/up per layer and the score head are integer.
-    integer = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    integer = [n for n in graph.node if n.op_type == "MatMulIntegerToFloat"]
     assert len(integer) >= 6 * LAYERS + 1
     assert all("down_proj" not in n.name for n in integer)
     weights = {t.name: t for t in graph.initializer}
     for n in integer:
-        weight, zero_point = weights[n.input[1]], weights[n.input[3]]
+        weight, zero_point = weights[n.input[1]], weights[n.input[5]]  # per-row INT8
         assert weight.data_type == onnx.TensorProto.INT8  # QInt8 weights
         assert list(zero_point.dims) == [weight.dims[1]]  # per output channel
 

@@ -92,4 +92,4 @@ def test_int8_keeps_down_proj_in_float(tiny_model: Path) -> None:
     assert float_matmuls and all("down_proj" in n for n in float_matmuls)
     layers = build_csam_guard_module("tiny").model.config.num_hidden_layers
     assert len(float_matmuls) == layers
-    assert any(n.op_type == "MatMulInteger" for n in graph.node)
+    assert any(n.op_type == "MatMulIntegerToFloat" for n in graph.node)

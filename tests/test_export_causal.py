@@ -210,7 +210,7 @@ def test_quantized_graphs_keep_fp32_io_and_integer_matmuls(quantized: Path):
     fp16 = onnx.load(str(quantized / "onnx" / "model_fp16.onnx")).graph
     assert onnx.TensorProto.FLOAT16 in {t.data_type for t in fp16.initializer}
     int8 = onnx.load(str(quantized / "onnx" / "model_quantized.onnx")).graph
-    integer = [n.name for n in int8.node if n.op_type == "MatMulInteger"]
+    integer = [n.name for n in int8.node if n.op_type == "MatMulIntegerToFloat"]
     layers = json.loads((quantized / "config.json").read_text())["num_hidden_layers"]
     # q/k/v/o, gate/up in every layer; down_proj and lm_head kept FP32 by --keep-float.
     assert len(integer) == 6 * layers

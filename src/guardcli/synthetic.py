@@ -180,7 +180,7 @@ def synth_csam_guard(
         log("converting FP16 (norms and I/O kept FP32)")
         to_fp16(onnx_dir / "model.onnx", onnx_dir / "model_fp16.onnx")
     if "int8" in variants:
-        log("quantizing dynamic INT8 (down_proj kept FP32)")
+        log("quantizing INT8, activations per row (down_proj kept FP32)")
         to_int8_dynamic(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx")
     write_marker(out, "csam-guard", size=size, seed=seed)
     log(f"done in {time.perf_counter() - start:.1f}s")

@@ -116,7 +116,7 @@ def export_dialogue_onnx(
         to_fp16(onnx_dir / "model.onnx", onnx_dir / "model_fp16.onnx")
         written.append(onnx_dir / "model_fp16.onnx")
     if "int8" in variants:
-        log("quantizing dynamic INT8 (down_proj kept FP32)")
+        log("quantizing INT8, activations per row (down_proj kept FP32)")
         to_int8_dynamic(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx")
         written.append(onnx_dir / "model_quantized.onnx")
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -9,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import missing_extra
+from ..errors import GuardError, missing_extra
 
 # ONNX protobufs cannot exceed 2 GB; larger models keep weights in one external-data file.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -151,17 +152,36 @@ def int8_excluded_nodes(path: Path, keep_float: Iterable[str]) -> list[str]:
 def to_int8_dynamic(
     src: Path, dst: Path, *, keep_float: Iterable[str] = INT8_KEEP_FLOAT_DEFAULT
 ) -> list[str]:
-    """Dynamic per-channel QInt8, keeping matched MatMuls in FP32. Returns the kept nodes."""
+    """INT8 weights per channel (QInt8) and activations quantized at run time per row (per
+    token), keeping matched MatMuls in FP32. Returns the kept nodes.
+
+    onnxruntime's quantize_dynamic gives each activation tensor one scale for the whole batch,
+    so a text's score would depend on the rest of its batch; its graph is rewritten to one
+    symmetric scale per row (runtime.int8_rows), which makes every row's result its own."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..runtime.int8_rows import rewrite_file
 
     excluded = int8_excluded_nodes(src, keep_float)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-        use_external_data_format=model_size(src) > PROTOBUF_LIMIT,
-    )
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".int8-") as tmp:
+        per_tensor = Path(tmp) / "per_tensor.onnx"
+        quantize_dynamic(
+            str(src),
+            str(per_tensor),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            use_external_data_format=model_size(src) > PROTOBUF_LIMIT,
+        )
+        rows = Path(tmp) / dst.name
+        if not rewrite_file(per_tensor, rows):
+            raise GuardError(f"Could not rewrite the INT8 graph of {src} to per-row scales.")
+        for stale in (dst.with_name(dst.name + ".data"), dst.with_name(dst.name + "_data")):
+            if stale.exists():
+                stale.unlink()
+        data = rows.with_name(rows.name + ".data")
+        if data.exists():
+            os.replace(data, dst.with_name(dst.name + ".data"))
+        os.replace(rows, dst)
     return excluded

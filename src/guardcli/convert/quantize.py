@@ -1,9 +1,11 @@
 """`guard quantize`: the FP16 and INT8 variants of a model folder's FP32 ONNX graph.
 
-FP16 and dynamic INT8 follow the model card (see onnx_recipes). Static INT8 is a calibrated QDQ
-graph: MatMul activations get fixed scales measured (MinMax) on calibration texts tokenized with
-the model's own tokenizer, weights are per-channel QInt8, and the same `--keep-float` MatMuls
-stay FP32. Within onnxruntime on x86 it ran slower than dynamic INT8 (DESIGN.md), so it is opt-in.
+FP16 and dynamic INT8 follow the model card (see onnx_recipes); dynamic INT8 quantizes
+activations per row, so a text's score does not depend on its batch (runtime.int8_rows).
+Static INT8 is a calibrated QDQ graph: MatMul activations get fixed scales measured (MinMax)
+on calibration texts tokenized with the model's own tokenizer, weights are per-channel QInt8,
+and the same `--keep-float` MatMuls stay FP32. Within onnxruntime on x86 it ran slower than
+dynamic INT8 (DESIGN.md), so it is opt-in.
 """
 
 from __future__ import annotations
@@ -213,7 +215,7 @@ def quantize_model(
                 recipe = "int8-static"
             else:
                 kept_note = ", ".join(patterns) or "none"
-                log(f"quantizing dynamic INT8 (kept FP32: {kept_note})")
+                log(f"quantizing INT8, activations per row (kept FP32: {kept_note})")
                 kept = to_int8_dynamic(graph, dst, keep_float=patterns)
                 recipe = "int8-dynamic"
             if target == "int8" and not kept and patterns:

@@ -129,6 +129,12 @@ class OnnxCausalLM:
     ):
         import onnxruntime as ort
 
+        from .int8_rows import PerRowGraph
+        from .onnx_session import cache_enabled
+
+        # A per-tensor dynamic-INT8 graph is rewritten per row, or run a prompt at a time.
+        self.graph = PerRowGraph(Path(graph), cache=cache_enabled())
+        self.rows_alone = self.graph.rows_alone
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or usable_cpus()
         opts.inter_op_num_threads = 1
@@ -136,7 +142,7 @@ class OnnxCausalLM:
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(graph), sess_options=opts, providers=["CPUExecutionProvider"]
+                str(self.graph.path), sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             raise GuardError(f"onnxruntime could not load {graph}: {exc}") from exc
@@ -199,9 +205,13 @@ class OnnxCausalLM:
         return logits, present, mask
 
     def next_logits(self, prompts: list[list[int]]) -> np.ndarray:
+        if self.rows_alone and len(prompts) > 1:
+            return np.concatenate([self.next_logits([p]) for p in prompts])
         return self._prefill(prompts)[0].astype(np.float32)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        if self.rows_alone and len(prompts) > 1:
+            return [self.generate([p], max_new_tokens)[0] for p in prompts]
         logits, past, mask = self._prefill(prompts)
         pos = positions(mask)[:, -1:]
         out: list[list[int]] = [[] for _ in prompts]

@@ -14,6 +14,7 @@ import numpy as np
 from ..cpu import usable_cpus
 from ..errors import GuardError
 from ..timings import record
+from .int8_rows import PerRowGraph
 
 CACHE_FOLDER = ".cache/guardcli"  # inside the graph's folder; hub.py skips `.cache` paths
 
@@ -54,6 +55,8 @@ def optimized_path(path: Path, ort_version: str) -> Path:
     stat = path.stat()
     key = f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}.ort{ort_version}.{_cpu_key()}.onnx"
     beside = path.parent / CACHE_FOLDER
+    if path.parent.match(CACHE_FOLDER):  # a graph guardcli rewrote into that folder already
+        beside = path.parent
     if _writable(beside):
         return beside / key
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
@@ -90,14 +93,29 @@ class OnnxSession:
     """One ONNX model on the CPU execution provider.
 
     With `cache` (the default) the first session saves its optimized graph (weights in an external
-    file) and later sessions load that with graph optimization off, which cuts session load."""
+    file) and later sessions load that with graph optimization off, which cuts session load.
+
+    A dynamic-INT8 graph that quantizes activations per tensor is run rewritten to per-row scales,
+    or one row at a time (see int8_rows), so that every row's result is the one it gets alone;
+    `per_row=False` runs it as it is (benchmarks of the old behaviour only)."""
 
     def __init__(
-        self, path: Path, *, threads: int | None = None, cache: bool = True, prepack: bool = True
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        cache: bool = True,
+        prepack: bool = True,
+        per_row: bool = True,
     ):
         ort = _import_ort()
         start = time.perf_counter()
         self.path = Path(path)
+        self.rows_alone = False
+        self.graph: PerRowGraph | None = None
+        if per_row:
+            self.graph = PerRowGraph(self.path, cache=cache and cache_enabled())
+            self.rows_alone = self.graph.rows_alone
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or usable_cpus()
         opts.inter_op_num_threads = 1
@@ -107,12 +125,12 @@ class OnnxSession:
             # Prepacking lays weights out for the GEMM kernels once per session: about a second
             # for a 0.6B model, repaid only over many batches, so a short run skips it.
             opts.add_session_config_entry("session.disable_prepacking", "1")
-        source = self.path
+        source = self.graph.path if self.graph is not None else self.path
         self.optimized: Path | None = None
         self.cache_hit = False
         if cache and cache_enabled():
             try:
-                self.optimized = optimized_path(self.path, ort.__version__)
+                self.optimized = optimized_path(source, ort.__version__)
             except OSError:
                 self.optimized = None
         if self.optimized is not None and self.optimized.exists():
@@ -136,7 +154,9 @@ class OnnxSession:
         except Exception as exc:
             if self.cache_hit:  # a damaged cache entry: drop it and optimize again
                 _remove(self.optimized)
-                self.__init__(path, threads=threads, cache=False, prepack=prepack)  # type: ignore[misc]
+                self.__init__(  # type: ignore[misc]
+                    path, threads=threads, cache=False, prepack=prepack, per_row=per_row
+                )
                 return
             raise GuardError(
                 f"onnxruntime could not load {path}: {exc}",
@@ -150,11 +170,22 @@ class OnnxSession:
         self.output_name = "logits" if "logits" in outputs else outputs[0]
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self.rows_alone and len(input_ids) > 1:
+            return np.concatenate(
+                [self.run(*alone(input_ids, attention_mask, r)) for r in range(len(input_ids))]
+            )
         feed = feed_for(self.input_names, input_ids, attention_mask, self.path)
         try:
             return self.session.run([self.output_name], feed)[0]
         except Exception as exc:
             raise GuardError(f"onnxruntime failed on {self.path.name}: {exc}") from exc
+
+
+def alone(input_ids: np.ndarray, attention_mask: np.ndarray, row: int):
+    """Row `row` of a padded batch as a batch of one without its padding."""
+    keep = attention_mask[row] != 0
+    ids = input_ids[row][keep][None, :]
+    return ids, np.ones_like(ids)
 
 
 def _publish(tmp: Path, final: Path) -> None:
