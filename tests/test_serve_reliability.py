@@ -30,7 +30,7 @@ from guardcli.serve import BackgroundServer, ServeOptions, create_app, protocols
 from guardcli.serve.json_body import MAX_DEPTH, BadBody, dumps, parse_body  # noqa: E402
 from guardcli.verdict import Record, Verdict  # noqa: E402
 
-from .conftest import ROOT, invoke  # noqa: E402
+from .conftest import LITELLM, invoke  # noqa: E402
 
 GUARDRAIL = "/beta/litellm_basic_guardrail_api"
 POSTS = (GUARDRAIL, "/v1/moderations", "/check", "/v1/classify")
@@ -625,8 +625,6 @@ def test_a_reply_without_its_dialogue_is_not_judged_as_a_prompt(dialogue_served)
 
 # ---------------------------------------------------------------- the real LiteLLM proxy
 
-LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
-
 
 def _free_port() -> int:
     import socket
@@ -637,8 +635,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LITELLM.exists(), reason="needs the LiteLLM proxy in .venv-litellm")
-def test_litellm_proxy_hands_dialogues_to_the_family(intent_model: Path, tmp_path: Path) -> None:
+def test_litellm_proxy_hands_dialogues_to_the_family(
+    litellm_bin: Path, intent_model: Path, tmp_path: Path
+) -> None:
     """LiteLLM in pre_call mode sends the conversation, which the dialogue family judges as it
     renders it; in post_call mode LiteLLM (1.106) sends the reply without its conversation, which
     the server blocks as unjudged (never judging the bare reply as a prompt), unless
