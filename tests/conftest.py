@@ -57,8 +57,20 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     os.environ["COLUMNS"] = "120"
     # `--variant auto` follows a stored `probe-cpu --verify` measurement: never the user's.
     os.environ["GUARD_PROBE_RESULT"] = str(home / "probe-cpu.json")
-    # `cached_tiny_qwen3guard()` builds into this empty cache: from the checkout's store.
+    # The converted Qwen3 tokenizers (seconds to build) start in the cache, from the store.
+    import guardcli.convert.qwen_tokenizer as qwen_tokenizer
     import guardcli.synthetic_qwen3guard as qwen3guard
+
+    def tokenizers(folder: Path) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GUARD_CACHE", str(folder))
+            qwen_tokenizer.qwen3_tokenizer_path()
+            qwen_tokenizer.qwen3_tokenizer_path(append_eos=True)
+
+    recipe = "qwen3_tokenizer_path(), qwen3_tokenizer_path(append_eos=True)"
+    cache = Path(os.environ["GUARD_CACHE"])
+    model_store.cached_build("qwen3-tokenizers", qwen_tokenizer.__name__, recipe, tokenizers, cache)
+    # `cached_tiny_qwen3guard()` trains into this cache: from the store too.
 
     train = qwen3guard.synth_qwen3guard_gen
 

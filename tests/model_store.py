@@ -13,6 +13,7 @@ into place, never updated; sessions copy it, so no test can alter the store thro
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import platform
@@ -103,6 +104,7 @@ def _cpu() -> str:
     return platform.processor()
 
 
+@functools.lru_cache
 def store_key(builder: str, recipe: str) -> str:
     digest = hashlib.sha256(recipe.encode() + b"\0")
     for name, path in sorted(import_closure(builder).items()):
