@@ -107,6 +107,7 @@ def test_changelog_follows_keep_a_changelog() -> None:
     assert "## [Unreleased]" in changelog or "## [0.1.0]" in changelog
 
 
+@pytest.mark.slow
 def test_classify_path_needs_no_torch_or_transformers(tiny_model) -> None:
     code = without(*NOT_RUNTIME)
     result = subprocess.run(

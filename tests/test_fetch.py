@@ -42,6 +42,7 @@ def _size(folder: Path, files: list[str]) -> int:
     return sum((folder / f).stat().st_size for f in files)
 
 
+@pytest.mark.slow
 def test_fetch_int8_moves_only_its_files(hub, runner, tiny_model, tmp_path, monkeypatch):
     assert "onnx/model_quantized.onnx_data" not in hub.files  # tiny graphs are self-contained
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8"])
@@ -167,6 +168,7 @@ def test_unreachable_endpoint(runner, monkeypatch, tmp_path):
     assert "guard fetch csam-guard --from DIR" in result.stderr
 
 
+@pytest.mark.slow
 def test_from_dir_imports_for_air_gapped_hosts(runner, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--from", str(tiny_model)])
@@ -226,6 +228,7 @@ def test_cache_location_follows_hf_env(monkeypatch, tmp_path):
     assert hub_cache_dir(str(tmp_path / "x")) == tmp_path / "x"
 
 
+@pytest.mark.slow
 def test_dropped_connection_resumes_with_a_range_request(hub, runner, monkeypatch):
     from huggingface_hub import constants
 

@@ -189,7 +189,7 @@ def test_resolve_detects_the_family(tiny_guard_model, tiny_model, tmp_path):
     assert (resolved.family, resolved.variant) == ("qwen3guard-gen", "torch")
 
 
-@pytest.mark.parametrize("backend", ["onnx", "torch"])
+@pytest.mark.parametrize("backend", ["onnx", pytest.param("torch", marks=pytest.mark.slow)])
 def test_tiny_model_end_to_end(runner, tiny_guard_model, backend):
     lines = [
         "a lighthouse at dawn",
@@ -231,6 +231,7 @@ def test_tiny_model_end_to_end(runner, tiny_guard_model, backend):
         assert row["flagged"] is (row["severity"] != "Safe")
 
 
+@pytest.mark.slow
 def test_response_option_and_show_input(runner, tiny_guard_model):
     result = invoke(
         runner,
@@ -246,6 +247,7 @@ def test_response_option_and_show_input(runner, tiny_guard_model):
     assert "--response needs exactly one prompt" in bad.stderr
 
 
+@pytest.mark.slow
 def test_onnx_generation_equals_transformers_generate(tiny_guard_model):
     from guardcli.runtime.causal_lm import OnnxCausalLM, TorchCausalLM
 
@@ -258,6 +260,7 @@ def test_onnx_generation_equals_transformers_generate(tiny_guard_model):
     )
 
 
+@pytest.mark.slow
 def test_template_head_kv_is_reused_with_the_same_results(tiny_guard_model):
     """Prompts that share the template's head start from its cached KV and run only their
     tails; logits and greedy tokens equal running each whole prompt, which transformers checks
@@ -291,6 +294,7 @@ def test_template_head_kv_is_reused_with_the_same_results(tiny_guard_model):
     assert set(reused.prefix_kv) == {tuple(h) for h in heads}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_score_mode_equals_a_transformers_forward_pass(hf_tokenizer, tiny_guard_model, backend):
     import torch

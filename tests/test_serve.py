@@ -31,6 +31,9 @@ PROMPTS = [json.loads(line)["text"] for line in (SAMPLES / "prompts.jsonl").open
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
+pytestmark = pytest.mark.slow
+
+
 def wait_ready(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -478,6 +478,7 @@ BODIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accepts_messages", [False, True])
 @given(data=st.data())
 @settings(max_examples=150, deadline=None)

@@ -33,6 +33,7 @@ def model_sweep(tiny_model, tmp_path_factory):
     return json.loads(result.stdout), scores
 
 
+@pytest.mark.slow
 def test_model_sweep_matches_sklearn_on_its_own_scores(model_sweep):
     report, scores = model_sweep
     rows = [json.loads(line) for line in scores.read_text().splitlines()]
@@ -177,6 +178,7 @@ def test_multilabel_sweeps_and_write_thresholds(tmp_path, runner):
     assert report["roc_auc"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png(model_sweep, runner, tmp_path):
     pytest.importorskip("matplotlib")
     _, scores = model_sweep
