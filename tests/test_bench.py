@@ -123,6 +123,7 @@ def test_memory_size_and_cost(report) -> None:
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
+@pytest.mark.slow
 def test_synthetic_prompts_have_the_requested_length(tiny_model) -> None:
     tokenizer = TextTokenizer(tiny_model, 384)
     prompts = synthetic_prompts(tokenizer, 40, 5)

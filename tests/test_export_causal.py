@@ -171,6 +171,7 @@ def test_export_failing_checks_exit_3(runner, exported, guard_src, tmp_path, mon
     )
 
 
+@pytest.mark.slow
 def test_export_refuses_unsupported_checkpoints(runner, guard_src: Path, tmp_path: Path):
     src = tmp_path / "llama"
     src.mkdir()

@@ -86,6 +86,7 @@ def test_fetch_int8_moves_only_its_files(hub, runner, tiny_model, tmp_path, monk
     )
 
 
+@pytest.mark.slow
 def test_fetch_all_and_refetch_is_idempotent(hub, runner):
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "all", "--quiet"])
     assert result.exit_code == 0, result.stderr

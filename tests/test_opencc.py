@@ -85,6 +85,7 @@ def reference_probs(
     return torch.softmax(logits, -1).double().numpy()
 
 
+@pytest.mark.slow
 def test_content_moderation_matches_reference_rebuild(opencc_cm: Path) -> None:
     guard = load_guard(opencc_cm, dtype="bfloat16")  # the authors' dtype
     verdicts = guard.classify(TEXTS)

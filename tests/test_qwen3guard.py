@@ -456,6 +456,7 @@ def test_remote_response_loose_and_served_model(runner):
     assert server.headers[0]["Authorization"] == "Bearer k"
 
 
+@pytest.mark.slow
 def test_remote_retries_on_429_and_5xx_then_gives_up():
     from guardcli.runtime.openai_chat import ChatEndpoint
 

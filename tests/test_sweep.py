@@ -54,6 +54,7 @@ def test_model_sweep_matches_sklearn_on_its_own_scores(model_sweep):
     assert report["bootstrap"]["seed"] == 3 and report["pick"]["rule"] == "target_recall"
 
 
+@pytest.mark.slow
 def test_scores_file_gives_the_same_report_without_a_model(model_sweep, runner):
     report, scores = model_sweep
     args = ["sweep", str(scores), "--group-by", "lang", "--format", "json", "--threshold", "0.5"]

@@ -86,6 +86,7 @@ def test_decode_round_trip(converted: Tokenizer) -> None:
         assert converted.decode(converted.encode(nfc).ids) == nfc
 
 
+@pytest.mark.slow
 def test_one_merge_per_token_like_qwen3(converted: Tokenizer) -> None:
     # Qwen3's own tokenizer.json lists 151,387 merges: one per multi-byte token.
     merges = json.loads(converted.to_str())["model"]["merges"]
