@@ -83,6 +83,7 @@ def test_plan_batches_covers_each_index_once_within_budget() -> None:
         assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 1024
 
 
+@pytest.mark.slow
 def test_order_and_ids_survive_length_bucketing(runner, model_args) -> None:
     lines = (SAMPLES / "prompts.jsonl").read_text()
     result = invoke(runner, ["classify", *model_args, "-f", "jsonl", "-"], input=lines)
@@ -206,6 +207,7 @@ def test_guard_debug_shows_traceback(runner) -> None:
         del os.environ["GUARD_DEBUG"]
 
 
+@pytest.mark.slow
 def test_keep_id_field_and_text_field(runner, model_args) -> None:
     data = json.dumps({"uid": 7, "body": "a red bicycle", "lang": "en", "extra": [1]}) + "\n"
     args = ["--id-field", "uid", "--text-field", "body", "--keep", "lang", "--keep", "extra"]
@@ -266,12 +268,14 @@ def test_variants_all_run(runner, tiny_model: Path) -> None:
         assert jsonl(result.stdout)[0]["variant"] in ("fp32", "fp16", "int8")
 
 
+@pytest.mark.slow
 def test_synthetic_model_is_announced(runner, tiny_model: Path) -> None:
     result = invoke(runner, ["classify", "-m", str(tiny_model), "-f", "jsonl", "a teapot"])
     assert "synthetic model with random weights" in result.stderr
     assert "synthetic" not in result.stdout
 
 
+@pytest.mark.slow
 def test_library_api_accepts_strings_and_dicts(tiny_model: Path) -> None:
     guard = load_guard(tiny_model, variant="fp32")
     verdicts = guard.classify(["a teapot", {"id": "k", "text": "a kettle"}, {"id": "z"}])

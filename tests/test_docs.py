@@ -69,6 +69,7 @@ def without(*modules: str) -> str:
     return BLOCKER % (modules,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["classify", "--help"], ["--version"]])
 def test_help_works_with_only_runtime_dependencies(args: list[str]) -> None:
     result = subprocess.run(

@@ -99,6 +99,7 @@ def test_fetch_all_and_refetch_is_idempotent(hub, runner):
     assert len(hub.downloaded()) == gets  # already cached: nothing travels twice
 
 
+@pytest.mark.slow
 def test_fetch_revision_and_cache_dir(hub, runner, tmp_path):
     cache = tmp_path / "elsewhere"
     result = invoke(
@@ -121,6 +122,7 @@ def test_fetch_revision_and_cache_dir(hub, runner, tmp_path):
     assert "onnx/model_quantized.onnx" not in hub.downloaded()
 
 
+@pytest.mark.slow
 def test_gated_repo_says_how_to_get_access(hub, runner, monkeypatch):
     hub.gated_token = "hf_granted"
     page = f"{hub.url}/{REPO}"
@@ -147,6 +149,7 @@ def test_gated_repo_says_how_to_get_access(hub, runner, monkeypatch):
     assert hub.requests[-1][2] == "Bearer hf_granted"
 
 
+@pytest.mark.slow
 def test_offline_fetch_says_what_to_do(hub, runner, monkeypatch):
     _offline(monkeypatch)
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--quiet"])
@@ -244,6 +247,7 @@ def test_dropped_connection_resumes_with_a_range_request(hub, runner, monkeypatc
     assert (snapshot / "onnx/model_quantized.onnx").read_bytes() == data
 
 
+@pytest.mark.slow
 def test_fetch_a_safetensors_family(runner, tmp_path, monkeypatch):
     repo = tmp_path / "qwen3guard"
     for name in (

@@ -189,6 +189,7 @@ def test_local_folders_resolve_to_their_family(opencc_cm, tiny_model, tmp_path) 
         resolve(opencc_cm, "int8")
 
 
+@pytest.mark.slow
 def test_missing_base_says_how_to_get_it(tmp_path: Path, opencc_cm: Path) -> None:
     d = tmp_path / "copy"
     shutil.copytree(opencc_cm, d, ignore=shutil.ignore_patterns("base"))

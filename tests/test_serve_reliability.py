@@ -351,6 +351,7 @@ def test_content_the_model_cannot_read_is_blocked(served) -> None:
         assert [e["type"] for e in answer["errors"]] == ["unjudged_content"]
 
 
+@pytest.mark.slow
 def test_allow_unjudged_lets_it_pass_with_a_note(served_allowing) -> None:
     for path, body in image_requests():
         answer = strict_json(served_allowing.post(path, json=body))
@@ -599,6 +600,7 @@ def dialogue_served(intent_model: Path):
             yield client, guard, capture
 
 
+@pytest.mark.slow
 def test_structured_messages_reach_the_dialogue_family(dialogue_served) -> None:
     client, guard, capture = dialogue_served
     reply = {"role": "assistant", "content": "Closed on Sundays."}
@@ -615,6 +617,7 @@ def test_structured_messages_reach_the_dialogue_family(dialogue_served) -> None:
         assert capture.texts != [guard.render(Record(id="r", text=texts[0]))]
 
 
+@pytest.mark.slow
 def test_a_reply_without_its_dialogue_is_not_judged_as_a_prompt(dialogue_served) -> None:
     client, guard, capture = dialogue_served
     capture.texts.clear()
