@@ -55,7 +55,7 @@ def hf_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_guard_model() -> Path:
-    """The tiny Qwen3Guard-Gen, trained once per machine (cached under GUARD_CACHE)."""
+    """The tiny Qwen3Guard-Gen, trained once per builder version (tests/model_store.py)."""
     from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
 
     return cached_tiny_qwen3guard()
