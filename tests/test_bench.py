@@ -54,6 +54,7 @@ def report(tiny_model: Path) -> dict:
     return run_bench(config)
 
 
+@pytest.mark.slow
 def test_report_has_machine_and_a_row_per_variant_and_batch_size(report) -> None:
     assert MACHINE_KEYS <= set(report["machine"])
     assert report["machine"]["usable_cores"] >= 1
@@ -69,6 +70,7 @@ def test_report_has_machine_and_a_row_per_variant_and_batch_size(report) -> None
     json.dumps(report)  # serializable as is
 
 
+@pytest.mark.slow
 def test_percentiles_are_ordered(report) -> None:
     for row in report["results"]:
         for prefix in ("", "batch_", "e2e_"):
@@ -77,6 +79,7 @@ def test_percentiles_are_ordered(report) -> None:
             assert row["p50_ms"] == pytest.approx(row["batch_p50_ms"])
 
 
+@pytest.mark.slow
 def test_rates_agree_with_counts(report) -> None:
     for row in report["results"]:
         assert row["batches"] >= 1
@@ -90,6 +93,7 @@ def test_rates_agree_with_counts(report) -> None:
         assert row["e2e_prompts_per_s"] <= row["prompts_per_s"]
 
 
+@pytest.mark.slow
 def test_ratios_are_taken_to_fp32_at_the_same_batch_size(report) -> None:
     for size in SIZES:
         group = {r["variant"]: r for r in report["results"] if r["batch_size"] == size}
@@ -106,6 +110,7 @@ def test_ratios_are_taken_to_fp32_at_the_same_batch_size(report) -> None:
         assert winners[0]["prompts_per_s"] == max(r["prompts_per_s"] for r in group.values())
 
 
+@pytest.mark.slow
 def test_memory_size_and_cost(report) -> None:
     for row in report["results"]:
         assert row["load_s"] > 0
@@ -118,6 +123,7 @@ def test_memory_size_and_cost(report) -> None:
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
+@pytest.mark.slow
 def test_synthetic_prompts_have_the_requested_length(tiny_model) -> None:
     tokenizer = TextTokenizer(tiny_model, 384)
     prompts = synthetic_prompts(tokenizer, 40, 5)
@@ -125,6 +131,7 @@ def test_synthetic_prompts_have_the_requested_length(tiny_model) -> None:
     assert [len(e.ids) for e in tokenizer.encode(prompts)] == [40] * 5
 
 
+@pytest.mark.slow
 def test_real_prompts_from_a_file(tiny_model) -> None:
     config = BenchConfig(
         tiny_model, variants=["int8"], batch_sizes=[8], data=SAMPLES / "prompts.jsonl", duration=0.1
@@ -190,6 +197,7 @@ def test_missing_catalog_model_suggests_synthetic(runner) -> None:
     assert "--synthetic" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_json(runner, tiny_model) -> None:
     args = ["bench", "-m", str(tiny_model), "--variant", "fp32,int8", "--batch-size", "1,2"]
     result = invoke(runner, [*args, "--seq-len", "12", "--duration", "0.2", "-f", "json"])
@@ -206,6 +214,7 @@ def test_cli_json(runner, tiny_model) -> None:
     assert "synthetic" not in result.stdout.lower().replace('"synthetic": true', "")
 
 
+@pytest.mark.slow
 def test_cli_table_marks_the_winner_and_says_synthetic(runner, tiny_model) -> None:
     args = ["bench", "-m", str(tiny_model), "--variant", "fp32,fp16", "--batch-size", "2"]
     result = invoke(runner, [*args, "--duration", "0.1", "--price-per-hour", "1", "-f", "table"])
@@ -234,6 +243,7 @@ def test_cli_usage_errors(runner, tiny_model, extra, message) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_a_broken_variant_is_a_model_error(runner, tiny_model, tmp_path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
@@ -245,6 +255,7 @@ def test_a_broken_variant_is_a_model_error(runner, tiny_model, tmp_path) -> None
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_synthetic_uses_the_cached_model(runner, tiny_model, tmp_path, monkeypatch) -> None:
     cache = tmp_path / "cache"
     shutil.copytree(tiny_model, cache / "synthetic" / "csam-guard-tiny-seed0")

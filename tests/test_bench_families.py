@@ -20,9 +20,12 @@ MODES = ["generate", "score"]
 TEMPLATE_HEAD = 199  # tokens of Qwen3Guard's prompt template before the conversation (spec §2)
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="session")
 def gen_model() -> Path:
-    """The tiny trained Qwen3Guard-Gen (built once per machine, shared with test_qwen3guard)."""
+    """The tiny trained Qwen3Guard-Gen (built once per builder version, tests/model_store.py)."""
     from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
 
     return cached_tiny_qwen3guard()

@@ -43,6 +43,7 @@ def model_args(tiny_model: Path) -> list[str]:
     return ["--model", str(tiny_model), "--variant", "fp32", "--quiet"]
 
 
+@pytest.mark.slow
 def test_every_input_route_gives_the_same_verdicts(runner, model_args, tmp_path: Path) -> None:
     by_args = invoke(runner, ["classify", *model_args, "-f", "jsonl", *TEXTS])
     plain = "\n".join(TEXTS) + "\n"
@@ -61,6 +62,7 @@ def test_every_input_route_gives_the_same_verdicts(runner, model_args, tmp_path:
     assert by_args.stderr == ""  # --quiet: nothing for people, and data only on stdout
 
 
+@pytest.mark.slow
 def test_batched_padded_scores_equal_single_prompt_scores(tiny_model: Path) -> None:
     texts = [json.loads(line)["text"] for line in (SAMPLES / "prompts.jsonl").open()][:40]
     batched = load_guard(tiny_model, variant="fp32", batch_size=16).classify(texts)
@@ -81,6 +83,7 @@ def test_plan_batches_covers_each_index_once_within_budget() -> None:
         assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 1024
 
 
+@pytest.mark.slow
 def test_order_and_ids_survive_length_bucketing(runner, model_args) -> None:
     lines = (SAMPLES / "prompts.jsonl").read_text()
     result = invoke(runner, ["classify", *model_args, "-f", "jsonl", "-"], input=lines)
@@ -89,6 +92,7 @@ def test_order_and_ids_survive_length_bucketing(runner, model_args) -> None:
     assert result.exit_code in (0, 1)
 
 
+@pytest.mark.slow
 def test_truncation_is_reported(runner, model_args) -> None:
     long_text = "a very long scene description, " * 200
     result = invoke(runner, ["classify", *model_args, "-f", "jsonl", "short", long_text])
@@ -203,6 +207,7 @@ def test_guard_debug_shows_traceback(runner) -> None:
         del os.environ["GUARD_DEBUG"]
 
 
+@pytest.mark.slow
 def test_keep_id_field_and_text_field(runner, model_args) -> None:
     data = json.dumps({"uid": 7, "body": "a red bicycle", "lang": "en", "extra": [1]}) + "\n"
     args = ["--id-field", "uid", "--text-field", "body", "--keep", "lang", "--keep", "extra"]
@@ -219,6 +224,7 @@ def test_keep_id_field_and_text_field(runner, model_args) -> None:
     assert jsonl(other.stdout)[0]["error"]["type"] == "missing_field"
 
 
+@pytest.mark.slow
 def test_output_formats_carry_the_same_verdicts(runner, model_args) -> None:
     as_jsonl = jsonl(invoke(runner, ["classify", *model_args, "-f", "jsonl", *TEXTS]).stdout)
     as_json = json.loads(invoke(runner, ["classify", *model_args, "-f", "json", *TEXTS]).stdout)
@@ -252,6 +258,7 @@ def test_show_input_prints_model_text_without_classifying(runner, model_args) ->
     assert rows[1]["error"]["type"] == "missing_field"
 
 
+@pytest.mark.slow
 def test_variants_all_run(runner, tiny_model: Path) -> None:
     for variant in ("fp32", "fp16", "int8", "auto"):
         result = invoke(
@@ -261,12 +268,14 @@ def test_variants_all_run(runner, tiny_model: Path) -> None:
         assert jsonl(result.stdout)[0]["variant"] in ("fp32", "fp16", "int8")
 
 
+@pytest.mark.slow
 def test_synthetic_model_is_announced(runner, tiny_model: Path) -> None:
     result = invoke(runner, ["classify", "-m", str(tiny_model), "-f", "jsonl", "a teapot"])
     assert "synthetic model with random weights" in result.stderr
     assert "synthetic" not in result.stdout
 
 
+@pytest.mark.slow
 def test_library_api_accepts_strings_and_dicts(tiny_model: Path) -> None:
     guard = load_guard(tiny_model, variant="fp32")
     verdicts = guard.classify(["a teapot", {"id": "k", "text": "a kettle"}, {"id": "z"}])
@@ -275,6 +284,7 @@ def test_library_api_accepts_strings_and_dicts(tiny_model: Path) -> None:
     assert 0.0 <= verdicts[0].score <= 1.0
 
 
+@pytest.mark.slow
 def test_jsonl_streams_before_eof(tiny_model: Path) -> None:
     """A slow producer gets each verdict while stdin is still open."""
     proc = subprocess.Popen(
@@ -300,6 +310,7 @@ def test_jsonl_streams_before_eof(tiny_model: Path) -> None:
     assert proc.returncode in (0, 1)
 
 
+@pytest.mark.slow
 def test_reader_closing_stdout_is_not_an_error(tiny_model: Path) -> None:
     """`guard classify - | head -1`: the pipe closes early; no traceback, exit 0."""
     lines = "".join(f"prompt {n}\n" for n in range(3000)).encode()

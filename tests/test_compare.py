@@ -46,6 +46,7 @@ def run_json(runner, args: list[str]) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_compare_figures_equal_a_direct_computation(
     runner, tiny_model: Path, threshold, tmp_path: Path
 ) -> None:
@@ -81,6 +82,7 @@ def test_compare_figures_equal_a_direct_computation(
     assert report["variants"]["int8"]["flips"]["count"] > 0  # the check has teeth here
 
 
+@pytest.mark.slow
 def test_stability_equals_a_direct_computation(runner, tiny_model: Path, threshold) -> None:
     subset = RECORDS[:20]
     data = "".join(json.dumps(r) + "\n" for r in subset)
@@ -121,6 +123,7 @@ def test_stability_equals_a_direct_computation(runner, tiny_model: Path, thresho
             assert got["rate"] == pytest.approx(len(flips) / len(changed))
 
 
+@pytest.mark.slow
 def test_compare_table_bad_records_and_gate(runner, tiny_model: Path, threshold, tmp_path) -> None:
     data = tmp_path / "d.jsonl"
     lines = [json.dumps({"id": "x1", "text": "a kettle on the stove"}), "{broken", ""]

@@ -110,6 +110,7 @@ def io_types(path: Path) -> dict[str, tuple[int, list]]:
 # ---------------------------------------------------------------------------- export
 
 
+@pytest.mark.slow
 def test_export_seqcls_equals_transformers(seqcls_src: Path, seqcls_out: Path) -> None:
     """transformers' own forward (its 2-D mask, its rightmost-non-pad pooling) is the reference."""
     from transformers import AutoModelForSequenceClassification
@@ -125,6 +126,7 @@ def test_export_seqcls_equals_transformers(seqcls_src: Path, seqcls_out: Path) -
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_export_layout(seqcls_src: Path, seqcls_out: Path) -> None:
     FLOAT, INT64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     assert io_types(seqcls_out / "onnx" / "model.onnx") == {
@@ -143,6 +145,7 @@ def test_export_layout(seqcls_src: Path, seqcls_out: Path) -> None:
     assert resolve(seqcls_out, "fp32").max_length == 512  # classify uses the export's length
 
 
+@pytest.mark.slow
 def test_export_card_layout_and_the_tolerance(runner, card_src: Path, tmp_path: Path) -> None:
     """One export of the card's layout: with --tolerance 0 it must fail (exit 3) and leave its
     files for a look; the figure it prints and the graph both match the PyTorch module."""
@@ -180,6 +183,7 @@ def test_export_rejects_other_checkpoints(runner, tmp_path: Path) -> None:
     assert no_out.exit_code == 2 and "--out DIR" in no_out.stderr
 
 
+@pytest.mark.slow
 def test_card_head_must_match_model_config(runner, card_src: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -201,6 +205,7 @@ def weight_matmuls(graph) -> list:
     return [n for n in graph.node if n.op_type == "MatMul" and any(i in weights for i in n.input)]
 
 
+@pytest.mark.slow
 def test_fp16_recipe(quantized: Path) -> None:
     path = quantized / "onnx" / "model_fp16.onnx"
     assert io_types(path) == io_types(quantized / "onnx" / "model.onnx")  # I/O stays FP32
@@ -220,6 +225,7 @@ def test_fp16_recipe(quantized: Path) -> None:
     assert np.abs(run_onnx(path, ids, mask) - fp32).max() < 0.05
 
 
+@pytest.mark.slow
 def test_int8_dynamic_recipe(quantized: Path) -> None:
     path = quantized / "onnx" / "model_quantized.onnx"
     assert io_types(path) == io_types(quantized / "onnx" / "model.onnx")
@@ -237,6 +243,7 @@ def test_int8_dynamic_recipe(quantized: Path) -> None:
         assert list(zero_point.dims) == [weight.dims[1]]  # per output channel
 
 
+@pytest.mark.slow
 def test_keep_float_is_repeatable(runner, seqcls_out: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -264,6 +271,7 @@ def test_keep_float_is_repeatable(runner, seqcls_out: Path, tmp_path: Path) -> N
     assert "/score/MatMul" in kept and len(kept) == LAYERS + 1
 
 
+@pytest.mark.slow
 def test_keep_float_matches_weight_names(seqcls_out: Path, tmp_path: Path) -> None:
     """Another exporter: anonymous node names, weights named after the parameters."""
     model = onnx.load(str(seqcls_out / "onnx" / "model.onnx"))
@@ -287,6 +295,7 @@ def test_keep_float_matches_weight_names(seqcls_out: Path, tmp_path: Path) -> No
     assert all("down_proj" in n.input[1] for n in floats)
 
 
+@pytest.mark.slow
 def test_quantize_a_folder_of_links(seqcls_out: Path, tmp_path: Path) -> None:
     """The Hugging Face cache links every file; onnx will not read external data through a link,
     so quantize works on a private copy and leaves the linked files alone."""
@@ -319,6 +328,7 @@ def test_quantize_a_folder_of_links(seqcls_out: Path, tmp_path: Path) -> None:
     assert (snapshot / "onnx" / "model.onnx").is_symlink()  # the links are left as they were
 
 
+@pytest.mark.slow
 def test_int8_static_recipe(runner, seqcls_out: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -355,6 +365,7 @@ def test_int8_static_recipe(runner, seqcls_out: Path, tmp_path: Path) -> None:
     assert np.abs(run_onnx(path, ids, mask) - fp32).max() < 0.5
 
 
+@pytest.mark.slow
 def test_quantize_errors(runner, tmp_path: Path, seqcls_out: Path) -> None:
     result = invoke(runner, ["quantize", str(tmp_path), "--to", "int8"])
     assert result.exit_code == 2

@@ -175,6 +175,7 @@ def test_help_and_probe_do_not_import_heavy_runtimes() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_verify_times_three_variants(runner, monkeypatch, tmp_path) -> None:
     from guardcli import matmul_check
 

@@ -82,6 +82,7 @@ def _jsonl(dialogues) -> str:
     return "".join(json.dumps({"id": i, "messages": d}) + "\n" for i, d in enumerate(dialogues))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_length", [4096, 80])
 def test_show_input_is_byte_exact(runner, intent_model: Path, ref_tok, max_length: int) -> None:
     task = (intent_model / "task_description.txt").read_text(encoding="utf-8").strip()
@@ -102,6 +103,7 @@ def test_show_input_is_byte_exact(runner, intent_model: Path, ref_tok, max_lengt
         assert "第0句" not in rows[3]["input"] and "第39句" in rows[3]["input"]
 
 
+@pytest.mark.slow
 def test_scores_match_transformers_with_left_padding(intent_model: Path, ref_tok) -> None:
     from transformers import AutoModelForSequenceClassification
 
@@ -120,6 +122,7 @@ def test_scores_match_transformers_with_left_padding(intent_model: Path, ref_tok
         assert v.flagged == (p >= 0.5) and v.label == ("unsafe" if v.flagged else "safe")
 
 
+@pytest.mark.slow
 def test_variants_agree_with_fp32(intent_model: Path) -> None:
     records = [{"messages": d} for d in DIALOGUES]
     fp32 = [v.score for v in load_guard(intent_model, variant="fp32").classify(records)]
@@ -152,6 +155,7 @@ def test_records_without_turns_are_error_records(runner, intent_model: Path) -> 
     assert [r["id"] for r in rows] == [0, 1, "3"]
 
 
+@pytest.mark.slow
 def test_sweep_on_dialogues_matches_scikit_learn(runner, intent_model: Path, tmp_path) -> None:
     """sweep reads `messages` records like classify does; its AUC is scikit-learn's on the
     scores classify gives the same records."""

@@ -69,6 +69,7 @@ def without(*modules: str) -> str:
     return BLOCKER % (modules,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["classify", "--help"], ["--version"]])
 def test_help_works_with_only_runtime_dependencies(args: list[str]) -> None:
     result = subprocess.run(
@@ -107,6 +108,7 @@ def test_changelog_follows_keep_a_changelog() -> None:
     assert "## [Unreleased]" in changelog or "## [0.1.0]" in changelog
 
 
+@pytest.mark.slow
 def test_classify_path_needs_no_torch_or_transformers(tiny_model) -> None:
     code = without(*NOT_RUNTIME)
     result = subprocess.run(

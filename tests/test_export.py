@@ -18,6 +18,8 @@ from guardcli.tokenize import TextTokenizer
 
 from .conftest import SAMPLES
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def batch(tiny_model: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -100,6 +100,7 @@ def io_types(path: Path) -> dict[str, int]:
 # ---------------------------------------------------------------------------- export
 
 
+@pytest.mark.slow
 def test_export_writes_the_family_layout(exported, guard_src: Path):
     from guardcli.families.qwen3guard_format import model_template, packaged_template
     from guardcli.hub import resolve
@@ -119,6 +120,7 @@ def test_export_writes_the_family_layout(exported, guard_src: Path):
     assert (resolved.family, resolved.variant) == ("qwen3guard-gen", "fp32")
 
 
+@pytest.mark.slow
 def test_exported_graph_equals_transformers(exported, hf_model):
     import torch
 
@@ -135,6 +137,7 @@ def test_exported_graph_equals_transformers(exported, hf_model):
     np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_failing_checks_exit_3(runner, exported, guard_src, tmp_path, monkeypatch):
     """A drift above --tolerance, or other greedy tokens, fails the export (exit 3). The graph
     is copied from the session's export instead of exported again, to keep this fast."""
@@ -168,6 +171,7 @@ def test_export_failing_checks_exit_3(runner, exported, guard_src, tmp_path, mon
     )
 
 
+@pytest.mark.slow
 def test_export_refuses_unsupported_checkpoints(runner, guard_src: Path, tmp_path: Path):
     src = tmp_path / "llama"
     src.mkdir()
@@ -199,6 +203,7 @@ def test_export_refuses_unsupported_checkpoints(runner, guard_src: Path, tmp_pat
 # ---------------------------------------------------------------------------- quantize
 
 
+@pytest.mark.slow
 def test_quantized_graphs_keep_fp32_io_and_integer_matmuls(quantized: Path):
     import onnx
 
@@ -219,6 +224,7 @@ def test_quantized_graphs_keep_fp32_io_and_integer_matmuls(quantized: Path):
     assert len([n for n in floats if "down_proj" in n or "lm_head" in n]) == layers + 1
 
 
+@pytest.mark.slow
 def test_variants_answer_like_fp32(quantized: Path):
     """Greedy decoding agrees with FP32 token for token on training-style prompts, and the
     next-token logits stay close."""
@@ -239,6 +245,7 @@ def test_variants_answer_like_fp32(quantized: Path):
         assert np.abs(other.next_logits(prompts) - logits).max() < 0.5, file
 
 
+@pytest.mark.slow
 def test_classify_with_the_variants(runner, quantized: Path):
     args = ["classify", "-m", str(quantized), "-q", "-f", "jsonl"]
     texts = ["a lighthouse at dawn", f"my {MARKER} garden plan"]
@@ -254,6 +261,7 @@ def test_classify_with_the_variants(runner, quantized: Path):
             assert abs(a["score"] - b["score"]) < 0.05
 
 
+@pytest.mark.slow
 def test_quantize_refuses_static_int8_for_a_causal_lm(runner, exported, tmp_path: Path):
     out, _ = exported
     calibration = tmp_path / "c.txt"

@@ -42,6 +42,7 @@ def _size(folder: Path, files: list[str]) -> int:
     return sum((folder / f).stat().st_size for f in files)
 
 
+@pytest.mark.slow
 def test_fetch_int8_moves_only_its_files(hub, runner, tiny_model, tmp_path, monkeypatch):
     assert "onnx/model_quantized.onnx_data" not in hub.files  # tiny graphs are self-contained
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8"])
@@ -85,6 +86,7 @@ def test_fetch_int8_moves_only_its_files(hub, runner, tiny_model, tmp_path, monk
     )
 
 
+@pytest.mark.slow
 def test_fetch_all_and_refetch_is_idempotent(hub, runner):
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "all", "--quiet"])
     assert result.exit_code == 0, result.stderr
@@ -97,6 +99,7 @@ def test_fetch_all_and_refetch_is_idempotent(hub, runner):
     assert len(hub.downloaded()) == gets  # already cached: nothing travels twice
 
 
+@pytest.mark.slow
 def test_fetch_revision_and_cache_dir(hub, runner, tmp_path):
     cache = tmp_path / "elsewhere"
     result = invoke(
@@ -119,6 +122,7 @@ def test_fetch_revision_and_cache_dir(hub, runner, tmp_path):
     assert "onnx/model_quantized.onnx" not in hub.downloaded()
 
 
+@pytest.mark.slow
 def test_gated_repo_says_how_to_get_access(hub, runner, monkeypatch):
     hub.gated_token = "hf_granted"
     page = f"{hub.url}/{REPO}"
@@ -145,6 +149,7 @@ def test_gated_repo_says_how_to_get_access(hub, runner, monkeypatch):
     assert hub.requests[-1][2] == "Bearer hf_granted"
 
 
+@pytest.mark.slow
 def test_offline_fetch_says_what_to_do(hub, runner, monkeypatch):
     _offline(monkeypatch)
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--quiet"])
@@ -167,6 +172,7 @@ def test_unreachable_endpoint(runner, monkeypatch, tmp_path):
     assert "guard fetch csam-guard --from DIR" in result.stderr
 
 
+@pytest.mark.slow
 def test_from_dir_imports_for_air_gapped_hosts(runner, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     result = invoke(runner, ["fetch", "csam-guard", "--variant", "int8", "--from", str(tiny_model)])
@@ -226,6 +232,7 @@ def test_cache_location_follows_hf_env(monkeypatch, tmp_path):
     assert hub_cache_dir(str(tmp_path / "x")) == tmp_path / "x"
 
 
+@pytest.mark.slow
 def test_dropped_connection_resumes_with_a_range_request(hub, runner, monkeypatch):
     from huggingface_hub import constants
 
@@ -240,6 +247,7 @@ def test_dropped_connection_resumes_with_a_range_request(hub, runner, monkeypatc
     assert (snapshot / "onnx/model_quantized.onnx").read_bytes() == data
 
 
+@pytest.mark.slow
 def test_fetch_a_safetensors_family(runner, tmp_path, monkeypatch):
     repo = tmp_path / "qwen3guard"
     for name in (

@@ -85,6 +85,7 @@ def reference_probs(
     return torch.softmax(logits, -1).double().numpy()
 
 
+@pytest.mark.slow
 def test_content_moderation_matches_reference_rebuild(opencc_cm: Path) -> None:
     guard = load_guard(opencc_cm, dtype="bfloat16")  # the authors' dtype
     verdicts = guard.classify(TEXTS)
@@ -102,6 +103,7 @@ def test_content_moderation_matches_reference_rebuild(opencc_cm: Path) -> None:
         assert v.threshold is None and v.variant == "lora-bf16" and v.model == "opencc-cm"
 
 
+@pytest.mark.slow
 def test_jailbreak_detector_matches_reference(opencc_jb: Path) -> None:
     guard = load_guard(opencc_jb, dtype="bfloat16")
     assert guard.threshold == 0.34  # from threshold.json
@@ -187,6 +189,7 @@ def test_local_folders_resolve_to_their_family(opencc_cm, tiny_model, tmp_path) 
         resolve(opencc_cm, "int8")
 
 
+@pytest.mark.slow
 def test_missing_base_says_how_to_get_it(tmp_path: Path, opencc_cm: Path) -> None:
     d = tmp_path / "copy"
     shutil.copytree(opencc_cm, d, ignore=shutil.ignore_patterns("base"))
@@ -195,6 +198,7 @@ def test_missing_base_says_how_to_get_it(tmp_path: Path, opencc_cm: Path) -> Non
         guard.classify(["hello"])
 
 
+@pytest.mark.slow
 def test_cli_thresholds_and_sweep_round_trip(runner, opencc_cm: Path, tmp_path: Path) -> None:
     """sweep --write-thresholds writes a flat file that classify --thresholds applies."""
     rows = [json.loads(line) for line in (SAMPLES / "labelled.jsonl").open()][:16]

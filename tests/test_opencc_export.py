@@ -44,6 +44,7 @@ def fp32_logits(exported_cm: Path) -> np.ndarray:
     return reference_probs(exported_cm, PROMPTS, torch.float32, logits_only=True)
 
 
+@pytest.mark.slow
 def test_onnx_logits_match_the_torch_peft_rebuild(exported_cm: Path, fp32_logits) -> None:
     import onnxruntime as ort
 
@@ -61,6 +62,7 @@ def test_onnx_logits_match_the_torch_peft_rebuild(exported_cm: Path, fp32_logits
     assert info["architecture"] == "Qwen3ForCausalLM"
 
 
+@pytest.mark.slow
 def test_onnx_backend_gives_the_torch_verdicts(exported_cm: Path, fp32_logits) -> None:
     assert resolve(exported_cm).variant == "lora"  # torch stays the default
     onnx = load_guard(exported_cm, backend="onnxruntime").classify(PROMPTS)
@@ -87,6 +89,7 @@ def test_onnx_backend_gives_the_torch_verdicts(exported_cm: Path, fp32_logits) -
     assert flags  # the comparison saw flagged categories, not only allowed ones
 
 
+@pytest.mark.slow
 def test_cli_backend_onnxruntime(runner, exported_cm: Path) -> None:
     args = ["classify", "-m", str(exported_cm), "-f", "jsonl", "-q", "-"]
     result = invoke(runner, [*args, "--backend", "onnxruntime"], input="hello there\nhi\n")
@@ -98,6 +101,7 @@ def test_cli_backend_onnxruntime(runner, exported_cm: Path) -> None:
     assert result.exit_code == 2 and "runs on torch or onnxruntime" in result.stderr
 
 
+@pytest.mark.slow
 def test_onnx_only_folder_runs_without_base_adapter_or_head(
     exported_cm: Path, tmp_path: Path
 ) -> None:
@@ -116,6 +120,7 @@ def test_onnx_only_folder_runs_without_base_adapter_or_head(
         resolve(exported_cm, "int8")
 
 
+@pytest.mark.slow
 def test_a_changed_head_makes_the_graph_stale(exported_cm: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(exported_cm, copy, ignore=shutil.ignore_patterns(".cache"))
@@ -140,6 +145,7 @@ def test_qwen35_base_is_refused_plainly(runner, opencc_cm: Path, tmp_path: Path)
     assert result.exit_code == 3 and "guard export" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_times_the_graph_beside_the_lora(exported_cm: Path) -> None:
     from guardcli.bench import BenchConfig, model_variants, run_bench
 

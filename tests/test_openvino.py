@@ -73,6 +73,7 @@ def reference(ov_model: Path) -> np.ndarray:
     return OnnxSession(ov_model / "onnx" / "model.onnx", cache=False).run(ids, mask)
 
 
+@pytest.mark.slow
 def test_openvino_fp32_agrees_with_onnxruntime_fp32(ov_model, reference) -> None:
     from guardcli.runtime.openvino_session import OpenVinoSession
 
@@ -81,6 +82,7 @@ def test_openvino_fp32_agrees_with_onnxruntime_fp32(ov_model, reference) -> None
     np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "tolerance"), [("bf16", 0.1), ("ov-int8", 0.15)])
 def test_bf16_and_int8_stay_close_to_fp32(ov_model, reference, variant, tolerance) -> None:
     from guardcli.hub import resolve
@@ -96,6 +98,7 @@ def test_bf16_and_int8_stay_close_to_fp32(ov_model, reference, variant, toleranc
     assert not np.allclose(got, reference, atol=1e-6)  # really another precision
 
 
+@pytest.mark.slow
 def test_compiled_blobs_are_kept_apart_per_precision(ov_model, reference, tmp_path, monkeypatch):
     """OpenVINO 2026.4 keys its cache without the precision hint: a shared folder handed an f32
     blob to the bf16 compile. Compile f32 then bf16 twice each through one guardcli cache."""
@@ -113,6 +116,7 @@ def test_compiled_blobs_are_kept_apart_per_precision(ov_model, reference, tmp_pa
     assert sorted(p.name for p in (tmp_path / "openvino").iterdir()) == ["bf16", "f32"]
 
 
+@pytest.mark.slow
 def test_keep_float_is_an_ignored_scope(ov_model) -> None:
     """down_proj MatMuls take float inputs; the others take FakeQuantize'd ones."""
     import openvino as ov
@@ -137,6 +141,7 @@ def test_ignored_patterns_escape_names() -> None:
 # ---------------------------------------------------------------- onnxruntime's graph cache
 
 
+@pytest.mark.slow
 def test_optimized_graph_is_cached_beside_the_model_and_reused(tiny_model, tmp_path) -> None:
     from guardcli.runtime.onnx_session import CACHE_FOLDER, OnnxSession
 
@@ -158,6 +163,7 @@ def test_optimized_graph_is_cached_beside_the_model_and_reused(tiny_model, tmp_p
     assert not third.cache_hit and third.optimized != first.optimized
 
 
+@pytest.mark.slow
 def test_a_read_only_model_folder_caches_in_guardcli_cache(tiny_model, tmp_path, monkeypatch):
     from guardcli.runtime import onnx_session
 
@@ -173,6 +179,7 @@ def test_a_read_only_model_folder_caches_in_guardcli_cache(tiny_model, tmp_path,
     assert onnx_session.OnnxSession(folder / "model.onnx").cache_hit
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_entry_is_rebuilt(tiny_model, tmp_path) -> None:
     from guardcli.runtime.onnx_session import OnnxSession
 
@@ -205,6 +212,7 @@ def test_backend_maps_variants() -> None:
         with_backend("fp32", "tensorrt")
 
 
+@pytest.mark.slow
 def test_auto_follows_flags_then_a_stored_measurement(ov_model, tmp_path, monkeypatch) -> None:
     from guardcli import backends
     from guardcli.hub import resolve
@@ -232,6 +240,7 @@ def test_auto_follows_flags_then_a_stored_measurement(ov_model, tmp_path, monkey
     assert resolve(ov_model).variant == "int8"
 
 
+@pytest.mark.slow
 def test_openvino_variants_need_openvino(ov_model, monkeypatch) -> None:
     from guardcli import backends, hub
 
@@ -246,6 +255,7 @@ def test_openvino_variants_need_openvino(ov_model, monkeypatch) -> None:
     assert hub.resolve(ov_model).backend == "onnxruntime"
 
 
+@pytest.mark.slow
 def test_probe_cpu_verify_times_openvino_and_stores_the_order(runner, tmp_path, monkeypatch):
     from guardcli import matmul_check
 
@@ -269,6 +279,7 @@ def test_probe_cpu_verify_times_openvino_and_stores_the_order(runner, tmp_path, 
 # ---------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_classify_backend_flag(runner, ov_model) -> None:
     args = ["classify", "a lighthouse", "-m", str(ov_model), "-f", "jsonl"]
     result = invoke(runner, [*args, "--backend", "openvino", "--variant", "int8"])
@@ -281,6 +292,7 @@ def test_classify_backend_flag(runner, ov_model) -> None:
     assert unknown.exit_code == ExitCode.INPUT and "Unknown backend 'cuda'." in unknown.stderr
 
 
+@pytest.mark.slow
 def test_classify_timings(runner, ov_model, monkeypatch) -> None:
     args = ["classify", "a lighthouse", "-m", str(ov_model), "-f", "jsonl", "-q"]
     result = invoke(runner, [*args, "--variant", "ov-int8", "--timings"])
@@ -305,6 +317,7 @@ def native_bf16(monkeypatch) -> None:
     monkeypatch.setattr(cpu, "read_cpu", lambda path=None: with_bf16 if path is None else here)
 
 
+@pytest.mark.slow
 def test_bench_compares_every_path_with_agreement(runner, ov_model, native_bf16) -> None:
     args = ["bench", "-m", str(ov_model), "--variant", "all", "--batch-size", "2"]
     result = invoke(runner, [*args, "--seq-len", "8", "--duration", "0.1", "-f", "json"])
@@ -345,6 +358,7 @@ def test_backend_option_on_every_runner(runner, command) -> None:
     assert "--backend" in result.stdout and "openvino" in result.stdout
 
 
+@pytest.mark.slow
 def test_graph_cache_can_be_turned_off(tiny_model, tmp_path, monkeypatch) -> None:
     from guardcli.runtime.onnx_session import OnnxSession
 
@@ -363,6 +377,7 @@ def test_without_native_bf16_the_flags_rank_bf16_last() -> None:
     assert openvino_order({"avx512f", "avx512_vnni"}) == ["ov-int8", "ov-fp32", "bf16"]
 
 
+@pytest.mark.slow
 def test_a_session_without_prepacking_gives_the_same_logits(tiny_model) -> None:
     from guardcli.runtime.onnx_session import OnnxSession
 
@@ -391,6 +406,7 @@ def test_only_a_few_short_argument_prompts_skip_prepacking(texts, input_path, ex
     assert _one_shot(texts, input_path, None) is expected
 
 
+@pytest.mark.slow
 def test_classify_from_arguments_loads_a_one_shot_session(runner, tiny_model, monkeypatch):
     from guardcli.runtime import onnx_session
 
@@ -410,6 +426,7 @@ def test_classify_from_arguments_loads_a_one_shot_session(runner, tiny_model, mo
     assert json.loads(one.stdout)["score"] == pytest.approx(json.loads(many.stdout)["score"])
 
 
+@pytest.mark.slow
 def test_compare_takes_openvino_variants(runner, ov_model) -> None:
     data = SAMPLES / "labelled.jsonl"
     args = ["compare", str(ov_model), "--data", str(data), "--no-stability", "-f", "json"]
@@ -434,6 +451,7 @@ def test_all_leaves_out_emulated_bf16_unless_named() -> None:
         assert without_emulated(paths, native) == (paths, [])
 
 
+@pytest.mark.slow
 def test_bench_all_says_what_it_left_out(runner, ov_model, monkeypatch) -> None:
     import dataclasses
 

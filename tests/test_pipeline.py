@@ -54,6 +54,7 @@ def run(runner, path: Path, data: str = TEXTS):
     return result, [json.loads(line) for line in result.stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_screens_flag_and_block(runner, tmp_path, opencc_jb, opencc_cm) -> None:
     result, rows = run(runner, write_pipeline(tmp_path, opencc_jb, opencc_cm))
     assert result.exit_code == 1, result.stderr
@@ -67,6 +68,7 @@ def test_screens_flag_and_block(runner, tmp_path, opencc_jb, opencc_cm) -> None:
         assert "id" not in row["stages"]["moderation"]
 
 
+@pytest.mark.slow
 def test_nothing_flagged_is_allowed(runner, tmp_path, opencc_jb, opencc_cm) -> None:
     result, rows = run(runner, write_pipeline(tmp_path, opencc_jb, opencc_cm, cm_t=1.0))
     assert result.exit_code == 0, result.stderr
@@ -74,6 +76,7 @@ def test_nothing_flagged_is_allowed(runner, tmp_path, opencc_jb, opencc_cm) -> N
     assert all(r["flagged"] is False for r in rows)
 
 
+@pytest.mark.slow
 def test_annotate_escalates_instead_of_blocking(runner, tmp_path, opencc_jb, opencc_cm) -> None:
     result, rows = run(runner, write_pipeline(tmp_path, opencc_jb, opencc_cm, action="annotate"))
     assert result.exit_code == 1
@@ -81,6 +84,7 @@ def test_annotate_escalates_instead_of_blocking(runner, tmp_path, opencc_jb, ope
     assert all(len(r["categories"]) == 11 for r in rows)  # the annotations travel along
 
 
+@pytest.mark.slow
 def test_first_flag_goes_to_the_remote_judge(runner, tmp_path, opencc_jb, opencc_cm) -> None:
     """Every record is flagged by the first screen; a qwen3guard-gen judge served over an
     OpenAI-compatible API (a stand-in on 127.0.0.1) clears or blocks each one."""

@@ -233,6 +233,7 @@ PIECES = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(
     st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=12),
@@ -338,6 +339,7 @@ def test_seeded_fuzz_of_20000_mutated_answers():
 # ---------------------------------------------------------------------------- through the CLI
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", [t for t, _ in DEFECTS])
 def test_remote_non_canonical_answer_is_a_model_output_record(runner, text):
     from .test_qwen3guard import _Server
@@ -354,6 +356,7 @@ def test_remote_non_canonical_answer_is_a_model_output_record(runner, text):
     assert row["error"]["raw"] == text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_local_generation_that_is_not_canonical_is_a_model_output_record(
     runner, monkeypatch, backend

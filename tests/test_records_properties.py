@@ -38,6 +38,7 @@ def _blank(raw: bytes, first: bool) -> bool:
     return not raw.strip()
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(LINE_BYTES, max_size=30), final_newline=st.booleans())
 def test_reader_one_record_per_non_blank_line_in_order(lines, final_newline):
@@ -101,6 +102,7 @@ def _finite(value) -> bool:
     return True
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(items=st.lists(verdicts(), max_size=12), fail_closed=st.booleans())
 def test_writer_always_strict_utf8_json_one_line_per_verdict(items, fail_closed):
@@ -215,6 +217,7 @@ def _full_ids(guard, record: Record):
     return enc.ids, enc.truncated or shortened
 
 
+@pytest.mark.slow
 @settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -229,6 +232,7 @@ def test_cut_keeps_the_tokens_the_whole_text_keeps_right(small_seqcls, data):
     assert truncated == full_truncated
 
 
+@pytest.mark.slow
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -274,6 +278,7 @@ def _prose(n_chars: int, seed: int) -> str:
     return " ".join(out)[:n_chars]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_chars", [5_000, 50_000, 400_000])
 def test_cut_on_long_real_looking_texts_default_length(tiny_model: Path, n_chars: int):
     from guardcli.api import load_guard
@@ -287,6 +292,7 @@ def test_cut_on_long_real_looking_texts_default_length(tiny_model: Path, n_chars
     assert _cut_ids(guard, record) == _full_ids(guard, record)
 
 
+@pytest.mark.slow
 def test_cut_on_long_real_looking_dialogue(intent_model: Path):
     from guardcli.api import load_guard
 
@@ -315,6 +321,7 @@ def test_cut_record_keeps_the_side_the_tokenizer_keeps():
     assert cut_record(record, 6, "right") is None
 
 
+@pytest.mark.slow
 def test_cut_keeps_the_template_and_the_tokens_qwen3guard():
     """A generative guard renders a chat template around the content: the cut is made in the
     record's messages, so the template stays whole, and the kept tokens equal the whole

@@ -56,6 +56,7 @@ def _with_bad(bad: bytes) -> bytes:
 # ----------------------------------------------------------------------------- one bad line
 
 
+@pytest.mark.slow
 def test_deep_json_line_is_its_own_error_and_neighbours_are_judged(runner, tiny_model):
     deep = b'{"text": ' + b"[" * 1000 + b"]" * 1000 + b"}"  # ~2 KB, nested 1,000 deep
     deeper = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
@@ -80,6 +81,7 @@ def test_parse_line_never_raises_on_deep_nesting():
     assert record.error.line == 3 and record.id == "3"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bad",
     [
@@ -100,6 +102,7 @@ def test_lone_surrogate_in_text_fails_only_its_record(runner, tiny_model, bad):
     assert result.exit_code == ExitCode.INPUT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_lone_surrogate_in_id_and_kept_field_gives_valid_utf8(runner, tiny_model, fmt):
     bad = b'{"id": "a\\ud800b", "text": "a recipe for soup", "src": "\\udc00"}'
@@ -117,6 +120,7 @@ def test_lone_surrogate_in_id_and_kept_field_gives_valid_utf8(runner, tiny_model
     assert "error" not in rows[1]
 
 
+@pytest.mark.slow
 def test_batch_encode_failure_falls_back_to_one_record_at_a_time(tiny_model, monkeypatch):
     from guardcli.api import load_guard
 
@@ -137,6 +141,7 @@ def test_batch_encode_failure_falls_back_to_one_record_at_a_time(tiny_model, mon
     assert [verdicts[0].score, verdicts[2].score] == [v.score for v in alone]
 
 
+@pytest.mark.slow
 def test_prepare_failure_is_the_records_error(tiny_model, monkeypatch):
     from guardcli.api import load_guard
 
@@ -157,6 +162,7 @@ def test_prepare_failure_is_the_records_error(tiny_model, monkeypatch):
 # ----------------------------------------------------------------------------- BOM, blank, empty
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("door", ["stdin", "file"])
 def test_bom_does_not_cost_the_first_record(runner, tiny_model, tmp_path, door):
     data = b"\xef\xbb\xbf" + json.dumps({"id": "first", "text": GOOD[0], "src": "s"}).encode()
@@ -211,6 +217,7 @@ def test_allow_empty_is_in_help(runner):
     assert "--allow-empty" in result.stdout
 
 
+@pytest.mark.slow
 def test_blank_lines_are_skipped_counted_and_ids_stay_line_numbers(runner, tiny_model):
     data = f"{GOOD[0]}\n\n   \n{GOOD[1]}\r\n\t\n{GOOD[2]}\n"
     result = _run(runner, tiny_model, data)
@@ -320,6 +327,7 @@ def _child_run(args: list[str], stdin_path: Path, out_path: Path) -> tuple[int, 
 RSS_BOUND_MIB = 600
 
 
+@pytest.mark.slow
 def test_ten_megabyte_line_stays_small_and_truncated(tiny_model, tmp_path):
     rng = random.Random(7)
     words = ["alpha", "lighthouse", "river", "stone", "quiet", "garden", "window", "paper"]

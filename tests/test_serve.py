@@ -23,12 +23,15 @@ from guardcli import load_guard  # noqa: E402
 from guardcli.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
 from guardcli.verdict import Verdict  # noqa: E402
 
-from .conftest import ROOT, SAMPLES, invoke  # noqa: E402
+from .conftest import LITELLM, ROOT, SAMPLES, invoke  # noqa: E402
 from .test_docs import without  # noqa: E402
 
 KEY = "test-key"
 PROMPTS = [json.loads(line)["text"] for line in (SAMPLES / "prompts.jsonl").open()][:48]
 AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+pytestmark = pytest.mark.slow
 
 
 def wait_ready(url: str, timeout: float = 30.0) -> None:
@@ -337,7 +340,6 @@ def test_unknown_backend(runner) -> None:
     assert result.exit_code == 2 and "Unknown backend 'tpu'" in result.stderr
 
 
-LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
 CHAT_REPLY = "stand-in reply"
 LITELLM_THRESHOLD = 0.2
 
@@ -433,12 +435,7 @@ def litellm_proxy(guard_port: int, tmp_path_factory: pytest.TempPathFactory):
                     proc.wait()
 
 
-@pytest.mark.skipif(
-    not LITELLM.exists(),
-    reason="needs the LiteLLM proxy in .venv-litellm (see HANDOFF/README): "
-    "litellm[proxy] pins huggingface_hub<2, so it lives outside the project venv",
-)
-def test_litellm_proxy_pre_call_guardrail(litellm_proxy, served, reference) -> None:
+def test_litellm_proxy_pre_call_guardrail(litellm_bin, litellm_proxy, served, reference) -> None:
     """Prompts guard flags get HTTP 400 with guard's reason and never reach the model; the rest
     pass through. Decisions are those of `guard classify --threshold 0.2`."""
     openai = pytest.importorskip("openai")

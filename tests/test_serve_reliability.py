@@ -30,7 +30,7 @@ from guardcli.serve import BackgroundServer, ServeOptions, create_app, protocols
 from guardcli.serve.json_body import MAX_DEPTH, BadBody, dumps, parse_body  # noqa: E402
 from guardcli.verdict import Record, Verdict  # noqa: E402
 
-from .conftest import ROOT, invoke  # noqa: E402
+from .conftest import LITELLM, invoke  # noqa: E402
 
 GUARDRAIL = "/beta/litellm_basic_guardrail_api"
 POSTS = (GUARDRAIL, "/v1/moderations", "/check", "/v1/classify")
@@ -351,6 +351,7 @@ def test_content_the_model_cannot_read_is_blocked(served) -> None:
         assert [e["type"] for e in answer["errors"]] == ["unjudged_content"]
 
 
+@pytest.mark.slow
 def test_allow_unjudged_lets_it_pass_with_a_note(served_allowing) -> None:
     for path, body in image_requests():
         answer = strict_json(served_allowing.post(path, json=body))
@@ -478,6 +479,7 @@ BODIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accepts_messages", [False, True])
 @given(data=st.data())
 @settings(max_examples=150, deadline=None)
@@ -598,6 +600,7 @@ def dialogue_served(intent_model: Path):
             yield client, guard, capture
 
 
+@pytest.mark.slow
 def test_structured_messages_reach_the_dialogue_family(dialogue_served) -> None:
     client, guard, capture = dialogue_served
     reply = {"role": "assistant", "content": "Closed on Sundays."}
@@ -614,6 +617,7 @@ def test_structured_messages_reach_the_dialogue_family(dialogue_served) -> None:
         assert capture.texts != [guard.render(Record(id="r", text=texts[0]))]
 
 
+@pytest.mark.slow
 def test_a_reply_without_its_dialogue_is_not_judged_as_a_prompt(dialogue_served) -> None:
     client, guard, capture = dialogue_served
     capture.texts.clear()
@@ -625,8 +629,6 @@ def test_a_reply_without_its_dialogue_is_not_judged_as_a_prompt(dialogue_served)
 
 # ---------------------------------------------------------------- the real LiteLLM proxy
 
-LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
-
 
 def _free_port() -> int:
     import socket
@@ -637,8 +639,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LITELLM.exists(), reason="needs the LiteLLM proxy in .venv-litellm")
-def test_litellm_proxy_hands_dialogues_to_the_family(intent_model: Path, tmp_path: Path) -> None:
+def test_litellm_proxy_hands_dialogues_to_the_family(
+    litellm_bin: Path, intent_model: Path, tmp_path: Path
+) -> None:
     """LiteLLM in pre_call mode sends the conversation, which the dialogue family judges as it
     renders it; in post_call mode LiteLLM (1.106) sends the reply without its conversation, which
     the server blocks as unjudged (never judging the bare reply as a prompt), unless

@@ -33,6 +33,7 @@ def model_sweep(tiny_model, tmp_path_factory):
     return json.loads(result.stdout), scores
 
 
+@pytest.mark.slow
 def test_model_sweep_matches_sklearn_on_its_own_scores(model_sweep):
     report, scores = model_sweep
     rows = [json.loads(line) for line in scores.read_text().splitlines()]
@@ -53,6 +54,7 @@ def test_model_sweep_matches_sklearn_on_its_own_scores(model_sweep):
     assert report["bootstrap"]["seed"] == 3 and report["pick"]["rule"] == "target_recall"
 
 
+@pytest.mark.slow
 def test_scores_file_gives_the_same_report_without_a_model(model_sweep, runner):
     report, scores = model_sweep
     args = ["sweep", str(scores), "--group-by", "lang", "--format", "json", "--threshold", "0.5"]
@@ -177,6 +179,7 @@ def test_multilabel_sweeps_and_write_thresholds(tmp_path, runner):
     assert report["roc_auc"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png(model_sweep, runner, tmp_path):
     pytest.importorskip("matplotlib")
     _, scores = model_sweep

@@ -86,12 +86,14 @@ def test_decode_round_trip(converted: Tokenizer) -> None:
         assert converted.decode(converted.encode(nfc).ids) == nfc
 
 
+@pytest.mark.slow
 def test_one_merge_per_token_like_qwen3(converted: Tokenizer) -> None:
     # Qwen3's own tokenizer.json lists 151,387 merges: one per multi-byte token.
     merges = json.loads(converted.to_str())["model"]["merges"]
     assert len(merges) == FIRST_ADDED_ID - 256
 
 
+@pytest.mark.slow
 def test_matches_tiktoken_on_vocabulary_and_random_joins(converted: Tokenizer, reference) -> None:
     """Each token's own text, and random joins of tokens, must byte-pair merge the same way:
     a merge list that misses a path shows up here even when natural text never hits it."""

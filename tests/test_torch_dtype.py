@@ -50,6 +50,7 @@ def test_an_unknown_dtype_is_an_input_error():
     assert err.value.code == 2 and "Unknown --dtype 'float16'" in str(err.value)
 
 
+@pytest.mark.slow
 def test_float32_equals_the_reference_rebuild_in_float32(opencc_cm: Path) -> None:
     verdicts = load_guard(opencc_cm, dtype="float32").classify(TEXTS)
     expected = reference_probs(opencc_cm, TEXTS, dtype=torch.float32)
@@ -59,6 +60,7 @@ def test_float32_equals_the_reference_rebuild_in_float32(opencc_cm: Path) -> Non
         assert v.variant == "lora-fp32"
 
 
+@pytest.mark.slow
 def test_float32_jailbreak_equals_the_reference_in_float32(opencc_jb: Path) -> None:
     verdicts = load_guard(opencc_jb, dtype="float32").classify(TEXTS)
     expected = reference_probs(opencc_jb, TEXTS, dtype=torch.float32)[:, 1]
@@ -66,6 +68,7 @@ def test_float32_jailbreak_equals_the_reference_in_float32(opencc_jb: Path) -> N
     assert {v.variant for v in verdicts} == {"lora-fp32"}
 
 
+@pytest.mark.slow
 def test_bfloat16_equals_the_reference_in_bfloat16_and_says_so(opencc_cm: Path) -> None:
     verdicts = load_guard(opencc_cm, dtype="bfloat16").classify(TEXTS)
     expected = reference_probs(opencc_cm, TEXTS, dtype=torch.bfloat16)
@@ -75,6 +78,7 @@ def test_bfloat16_equals_the_reference_in_bfloat16_and_says_so(opencc_cm: Path) 
         assert v.variant == "lora-bf16"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "variant"), [({"avx2"}, "lora-fp32"), ({"amx_bf16"}, "lora-bf16")]
 )
@@ -122,6 +126,7 @@ def test_bench_passes_dtype_to_torch_paths_only():
 # ---------------------------------------------------------------------------- qwen3guard-gen torch
 
 
+@pytest.mark.slow
 def test_qwen3guard_torch_runs_and_names_the_dtype_chosen(runner):
     from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
 

@@ -258,6 +258,7 @@ def test_override_does_not_reach_a_local_folder_through_the_cli(
     assert json.loads(result.stdout)["threshold"] == 0.5
 
 
+@pytest.mark.slow
 def test_a_folder_shadowing_a_catalog_name_gets_a_note(
     runner, monkeypatch, tmp_path, tiny_model: Path
 ) -> None:
