@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ._options import VerboseOpt
 from ._output import fail, handle_errors, stderr
 
 BACKENDS = ("onnxruntime", "openvino")
@@ -64,6 +65,7 @@ def quantize(
             dir_okay=False,
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Make FP16 and INT8 variants of a model folder's FP32 ONNX graph with the model card's
     recipes (onnx/model_fp16.onnx, onnx/model_quantized.onnx), or with --backend openvino an
