@@ -32,6 +32,13 @@ app = typer.Typer(
     name="guard",
     help="Run small open-weight safety classifiers in front of generative-AI services.\n\n"
     "Exit codes: 0 nothing flagged, 1 flagged, 2 usage or input error, 3 model or runtime error.",
+    epilog="Examples:\n\n"
+    "  guard probe-cpu\n\n"
+    "  guard fetch csam-guard --variant auto\n\n"
+    "  guard classify 'a watercolor lighthouse at dusk'\n\n"
+    "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
+    "  guard sweep labelled.jsonl --group-by lang --plot sweep.png\n\n"
+    "Shell completion: guard --install-completion. Third-party warnings and logs: --verbose.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     add_completion=True,

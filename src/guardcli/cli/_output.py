@@ -130,6 +130,11 @@ HINT_WORDS = {
         "with --from DIR.",
         "or pass --model DIR": "or import a copied model folder with --from DIR",
     },
+    "compare": {
+        "Pick a variant that is there with --variant,": "Compare variants that are there "
+        "(--variants),",
+        "or pick another --variant.": "or compare others with --variants.",
+    },
 }
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 _QUOTED = re.compile(r"`[^`]*`")  # `guard other-command --option` names another command's
