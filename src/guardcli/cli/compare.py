@@ -21,8 +21,10 @@ from ._options import (
     ThreadsOpt,
     ThresholdOpt,
     VerboseOpt,
+    comma_list,
 )
 from ._output import REPORT_FORMATS, choose_format, handle_errors, stderr
+from ._reports import compare_table
 from .sweep import _read
 
 EPILOG = (
@@ -90,14 +92,13 @@ def compare(
         CompareOptions,
         compare_variants,
         parse_variants,
-        render_table,
         worst_flip_rate,
     )
 
     fmt = choose_format(fmt, REPORT_FORMATS)
     console = stderr()
     opts = CompareOptions(
-        variants=parse_variants(variants),
+        variants=parse_variants(comma_list(variants)),
         threshold=threshold,
         label_field=label_field,
         stability=stability,
@@ -110,7 +111,7 @@ def compare(
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
-        render_table(report, sys.stdout)
+        compare_table(report, sys.stdout)
     sys.stdout.flush()
     if not quiet:
         for note in report["notes"]:

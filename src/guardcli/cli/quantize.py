@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._options import VerboseOpt
+from ._options import VerboseOpt, comma_list
 from ._output import fail, handle_errors, stderr
 
 BACKENDS = ("onnxruntime", "openvino")
@@ -98,7 +98,7 @@ def quantize(
         return
     results = quantize_model(
         model_dir,
-        parse_targets(to),
+        parse_targets(comma_list(to)),
         keep_float=keep_float,
         static=static,
         calibration=calibration,

@@ -27,6 +27,7 @@ from ._options import (
     comma_list,
 )
 from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from ._reports import sweep_table
 
 EPILOG = (
     "Records are JSON lines with a label and either a 'score' (a scores file, or `guard "
@@ -201,9 +202,7 @@ def sweep(
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
-        from ..sweep_render import render_table
-
-        render_table(report, sys.stdout, title=str(file))
+        sweep_table(report, sys.stdout, title=str(file))
     sys.stdout.flush()
     if not quiet:
         for note in report["notes"]:
