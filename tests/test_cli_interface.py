@@ -228,6 +228,9 @@ def test_own_options_keeps_sentences_and_backticked_commands() -> None:
     )
     assert own_options("Pass --nope.", "classify", names) is None
     assert own_options(None, "classify", names) is None
+    assert own_options("One --model.\nTwo:  --variant x.", "c", names) == (
+        "One --model.\nTwo:  --variant x."
+    )
 
 
 # ------------------------------------------------------------------ third-party noise
@@ -391,3 +394,31 @@ def test_short_text() -> None:
     assert short_text("a\n\tb  c") == "a b c"
     assert short_text("x" * 100, 10) == "x" * 9 + "…"
     assert short_text(None) == ""
+
+
+def test_quantize_calibration_dash_reads_stdin(runner, tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    args = ["quantize", str(folder), "--to", "int8", "--static", "--calibration", "-"]
+    result = invoke(runner, args, input='a teapot\n{"text": "tea time"}\na red kite\n')
+    assert result.exit_code == 0, result.stderr
+    assert "3 texts" in result.stderr
+    assert result.stdout.strip() == str(folder / "onnx" / "model_quantized.onnx")
+
+
+def test_stdin_as_file_passes_paths_through(monkeypatch, tmp_path: Path) -> None:
+    import io
+
+    from guardcli.cli._output import stdin_as_file
+
+    given = tmp_path / "x.jsonl"
+    with stdin_as_file(given) as path:
+        assert path == given
+    with stdin_as_file(None) as path:
+        assert path is None
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"one\ntwo\n")))
+    with stdin_as_file(Path("-")) as path:
+        assert path is not None and path.read_bytes() == b"one\ntwo\n"
+    assert not path.exists()

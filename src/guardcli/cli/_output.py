@@ -9,10 +9,13 @@ import inspect
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import typing
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -104,6 +107,20 @@ def third_party_output(verbose: bool) -> Iterator[None]:
                 os.environ[key] = old
 
 
+@contextlib.contextmanager
+def stdin_as_file(path: Path | None) -> Iterator[Path | None]:
+    """'-' means stdin for every file option: for a library call that wants a path, stdin is
+    spooled to a temporary file for the call's duration. Any other path passes through."""
+    if path is None or str(path) != "-":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="guard-stdin-") as folder:
+        spooled = Path(folder) / "stdin"
+        with open(spooled, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+        yield spooled
+
+
 def stderr() -> Console:
     """People's console: logs, hints, progress. stdout carries data only."""
     return Console(stderr=True, highlight=False, soft_wrap=True)
@@ -166,11 +183,14 @@ def own_options(hint: str | None, command: str, names: set[str]) -> str | None:
         return hint
     for old, new in HINT_WORDS.get(command or "", {}).items():
         hint = hint.replace(old, new)
+    sentences = _SENTENCE.split(hint)
     kept = [
         sentence
-        for sentence in _SENTENCE.split(hint)
+        for sentence in sentences
         if all(opt in names for opt in _OPTION.findall(_QUOTED.sub("", sentence)))
     ]
+    if len(kept) == len(sentences):
+        return hint  # as written, line breaks included
     return " ".join(kept) or None
 
 

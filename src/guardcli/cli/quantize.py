@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ._options import VerboseOpt, comma_list
-from ._output import fail, handle_errors, stderr
+from ._output import fail, handle_errors, stderr, stdin_as_file
 
 BACKENDS = ("onnxruntime", "openvino")
 
@@ -61,7 +61,7 @@ def quantize(
         typer.Option(
             "--calibration",
             help="--static or --backend openvino: representative prompts, JSONL ('text' or "
-            "'prompt') or plain lines.",
+            "'prompt') or plain lines ('-' for stdin).",
             dir_okay=False,
         ),
     ] = None,
@@ -73,6 +73,18 @@ def quantize(
 
     Needs the 'export' extra (onnx); --backend openvino needs the 'openvino' extra.
     """
+    with stdin_as_file(calibration) as calibration_file:
+        _quantize(model_dir, to, keep_float, backend, static, calibration_file)
+
+
+def _quantize(
+    model_dir: Path,
+    to: str,
+    keep_float: list[str] | None,
+    backend: str,
+    static: bool,
+    calibration: Path | None,
+) -> None:
     from ..convert.quantize import parse_targets, quantize_model
 
     console = stderr()
