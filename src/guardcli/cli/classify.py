@@ -31,7 +31,7 @@ from ._options import (
     VerboseOpt,
     backend_name,
 )
-from ._output import choose_format, fail, handle_errors, stderr
+from ._output import choose_format, fail, handle_errors, stderr, verbose_env
 from ._tables import InputTexts, verdict_table
 
 if TYPE_CHECKING:
@@ -334,6 +334,7 @@ def classify(
             address=ray_address,
             quiet=quiet,
             allow_empty=allow_empty,
+            verbose=verbose,
         )
         return
     ray_only = {
@@ -448,11 +449,14 @@ def _writer(fmt: str, keep: tuple[str, ...], fail_closed: bool, shown: InputText
 
 
 def _classify_ray(
-    input_path: str, output: str, *, quiet: bool, allow_empty: bool, **kwargs: Any
+    input_path: str, output: str, *, quiet: bool, allow_empty: bool, verbose: bool, **kwargs: Any
 ) -> None:
     from ..scale import classify_with_ray
 
-    result = classify_with_ray(input_path, output, progress=not quiet, **kwargs)
+    # Ray Data reports progress as INFO log lines when stderr is no terminal (~25 a run): bars
+    # for a person at a terminal, nothing in a pipe or a CI log unless --verbose.
+    progress = not quiet and (verbose or verbose_env() or stderr().is_terminal)
+    result = classify_with_ray(input_path, output, progress=progress, **kwargs)
     if not quiet:
         stderr().print(result.line(), markup=False)
     result.check()
