@@ -394,6 +394,8 @@ def test_short_text() -> None:
     assert short_text("a\n\tb  c") == "a b c"
     assert short_text("x" * 100, 10) == "x" * 9 + "…"
     assert short_text(None) == ""
+    wide = short_text("茶馆设计标志" * 10, 11)  # two cells a character
+    assert wide.endswith("…") and len(wide) == 6
 
 
 def test_quantize_calibration_dash_reads_stdin(runner, tiny_model: Path, tmp_path: Path) -> None:

@@ -20,12 +20,19 @@ _PLAIN_LABELS = frozenset({"safe", "unsafe"})
 
 
 def short_text(text: str | None, limit: int = TEXT_CHARS) -> str:
-    """One line of at most `limit` characters: whitespace runs become one space, and a cut
-    ends with an ellipsis."""
+    """One line at most `limit` terminal cells wide (a CJK character takes two): whitespace runs
+    become one space, and a cut ends with an ellipsis."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
     if not text:
         return ""
     flat = printable(_SPACE.sub(" ", text).strip())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    if cell_len(flat) <= limit:
+        return flat
+    cut = Text(flat)
+    cut.truncate(limit, overflow="ellipsis")
+    return cut.plain
 
 
 def record_text(record: Record) -> str | None:
