@@ -251,6 +251,7 @@ EMITTER = textwrap.dedent(
         )
         logging.getLogger().warning("Please consider to run pre-processing before quantization")
         logging.getLogger("ray.data").info("Starting execution of Dataset")
+        logging.getLogger("guardcli.serve").warning("guard's own warning")
         return load(*args, **kwargs)
 
     guardcli.api.load_guard = noisy
@@ -279,8 +280,9 @@ def test_normal_run_prints_only_guards_own_lines(tiny_model: Path) -> None:
     result = _classify(tiny_model)
     assert result.returncode in (0, 1), result.stderr
     assert result.stderr.splitlines() == [
+        "guard's own warning",
         f"note: {tiny_model} is a synthetic model with random weights; its verdicts are "
-        "meaningless."
+        "meaningless.",
     ]
     assert len(result.stdout.splitlines()) == 1
 

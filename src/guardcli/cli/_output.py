@@ -86,19 +86,22 @@ def third_party_output(verbose: bool) -> Iterator[None]:
         yield
         return
     loggers = [logging.getLogger(), *map(logging.getLogger, THIRD_PARTY_LOGGERS)]
-    levels = [log.level for log in loggers]
+    ours = logging.getLogger("guardcli")  # guard's own warnings (serve's) stay on
+    levels = [log.level for log in (*loggers, ours)]
     env = {key: os.environ.get(key) for key in _QUIET_ENV}
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     for log in loggers:
         log.setLevel(logging.ERROR)
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore")
             warnings.filterwarnings("default", module=r"guardcli(\.|$)")
             yield
     finally:
-        for log, level in zip(loggers, levels, strict=True):
+        for log, level in zip((*loggers, ours), levels, strict=True):
             log.setLevel(level)
         for key, old in env.items():
             if old is None:
