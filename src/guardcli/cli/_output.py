@@ -24,12 +24,13 @@ from rich.markup import escape
 from typer.models import OptionInfo
 
 from ..errors import ExitCode, GuardError
+from ..records import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Commands that print records take RECORD_FORMATS; commands that print one report take
 # REPORT_FORMATS. Piped, records default to jsonl (streamed) and a report to json.
-RECORD_FORMATS = ("table", "jsonl", "json", "csv")
+RECORD_FORMATS = FORMATS  # the records writer's: table|jsonl|json|csv
 REPORT_FORMATS = ("table", "json")
 
 
@@ -211,7 +212,10 @@ def handle_errors(fn: F) -> F:
         except GuardError as err:
             if debug():
                 raise
-            hint = own_options(err.hint, *command_options(fn))
+            try:
+                hint = own_options(err.hint, *command_options(fn))
+            except Exception:  # an unreadable signature must not hide the error itself
+                hint = err.hint
             raise fail(err.message, hint, err.code) from None
         except BrokenPipeError:
             # `guard classify - | head`: the reader went away; that is not an error.
