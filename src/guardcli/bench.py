@@ -15,6 +15,7 @@ a faster variant gets further through them in the same time, which evens out ove
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -240,11 +241,14 @@ def read_prompts(path: Path, limit: int = 10_000) -> list[str]:
     """Texts from JSONL (the `text` or `prompt` field) or plain lines; blank lines skipped."""
     from .records import ReadOptions, read_lines
 
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise input_error(f"Cannot read {path}: {exc.strerror}.") from None
-    with handle:
+    if str(path) == "-":  # stdin, as every command reads it; left open for the caller
+        source: Any = contextlib.nullcontext(sys.stdin.buffer)
+    else:
+        try:
+            source = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise input_error(f"Cannot read {path}: {exc.strerror}.") from None
+    with source as handle:
         texts = [r.text for r in read_lines(handle, ReadOptions()) if r.text]
     if not texts:
         raise input_error(

@@ -1,18 +1,12 @@
-"""`make demo`: classify the sample prompts offline, with the real model if cached, else with a
-small synthetic one (and say so)."""
+"""The cached synthetic model that `make demo` and `guard bench --synthetic` run. The demo
+itself (which draws on the terminal) is cli/demo.py; `python -m guardcli.demo` still runs it."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from .errors import GuardError
-from .hub import resolve
 from .paths import cache_dir
-
-SAMPLES = Path("data/samples/prompts.jsonl")
 
 
 def synthetic_model(size: str = "tiny", seed: int = 0) -> Path:
@@ -21,35 +15,13 @@ def synthetic_model(size: str = "tiny", seed: int = 0) -> Path:
 
     path = cache_dir() / "synthetic" / f"csam-guard-{size}-seed{seed}"
     if not (path / "guardcli_synthetic.json").exists():
-        console = Console(stderr=True)
-        synth_csam_guard(path, size=size, seed=seed, log=lambda m: console.print(f"synth: {m}"))
+        synth_csam_guard(
+            path, size=size, seed=seed, log=lambda m: print(f"synth: {m}", file=sys.stderr)
+        )
     return path
 
 
-def main() -> int:
-    console = Console(stderr=True)
-    try:
-        model = str(resolve("csam-guard").path)
-        console.print(f"Using the cached CSAM-Guard model at {model}.")
-    except GuardError:
-        console.print(
-            "[bold yellow]No CSAM-Guard model is cached[/] (run `guard fetch csam-guard` where the "
-            "Hugging Face hub is reachable).\nBuilding a small [bold]synthetic[/] model instead: "
-            "its weights are RANDOM, so its verdicts are meaningless; it shows the plumbing only."
-        )
-        model = str(synthetic_model())
-    from .cli import app
+if __name__ == "__main__":  # `make demo`; the command itself lives in cli/demo.py
+    from .cli.demo import main
 
-    args = ["classify", "--input", str(SAMPLES), "--model", model, "--format", "table"]
-    console.print(f"$ guard {' '.join(args)}")
-    try:
-        app(args=args, prog_name="guard")
-    except SystemExit as exit_:
-        code = exit_.code or 0
-        # 1 only means something was flagged: expected on a sample set.
-        return 0 if code in (0, 1) else int(code)
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,7 @@ import json
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -249,16 +249,25 @@ def strict_row(
 
 
 class VerdictWriter:
-    """Writes verdicts as jsonl (streamed, flushed per chunk), json, csv or a table.
+    """Writes verdicts as jsonl (streamed, flushed per chunk), json or csv. For a table (a
+    rendering for people, drawn by the CLI) it keeps the rows and hands them to `table` at
+    close.
 
     Every row is strict JSON first: a verdict carrying NaN or infinity (a score no family check
     caught) is written as a `non_finite_score` error record in its place, never as `NaN`."""
 
     def __init__(
-        self, out: IO[str], fmt: str, keep: tuple[str, ...] = (), *, fail_closed: bool = False
+        self,
+        out: IO[str],
+        fmt: str,
+        keep: tuple[str, ...] = (),
+        *,
+        fail_closed: bool = False,
+        table: Callable[[list[dict[str, Any]]], None] | None = None,
     ):
         self.out, self.fmt, self.keep = out, fmt, keep
         self.fail_closed = fail_closed
+        self.table = table
         self.rows: list[dict[str, Any]] = []
         self._csv: Any = None
 
@@ -288,26 +297,6 @@ class VerdictWriter:
     def close(self) -> None:
         if self.fmt == "json":
             self.out.write(dumps(self.rows, indent=2) + "\n")
-        elif self.fmt == "table":
-            self._table()
+        elif self.fmt == "table" and self.table is not None:
+            self.table(self.rows)
         self.out.flush()
-
-    def _table(self) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(show_lines=False)
-        for col in ("id", "verdict", "score", "tokens", "note"):
-            table.add_column(col, justify="right" if col in ("score", "tokens") else "left")
-        for row in self.rows:
-            if "error" in row:
-                verdict = "[red]error[/]" if row["flagged"] is None else "[red]FLAGGED[/] (error)"
-                note = printable(f"{row['error']['type']}: {row['error']['message']}")
-                table.add_row(printable(str(row["id"])), verdict, "", "", note)
-                continue
-            verdict = "[bold red]FLAGGED[/]" if row["flagged"] else "[green]ok[/]"
-            note = "truncated" if row.get("truncated") else ""
-            score = "" if row.get("score") is None else f"{row['score']:.4f}"
-            tokens = str(row.get("tokens") or "")
-            table.add_row(printable(str(row["id"])), verdict, score, tokens, note)
-        Console(file=self.out, soft_wrap=False).print(table)

@@ -1,9 +1,10 @@
-"""A sweep report for people: rich tables, a small terminal PR curve, and a PNG (matplotlib)."""
+"""A sweep report for people: number formatting, a small terminal PR curve and a PNG
+(matplotlib). The rich tables are drawn in cli/_reports.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .errors import missing_extra
 
@@ -78,99 +79,6 @@ def ascii_pr_curve(
     lines.append("     └" + "─" * width)
     lines.append("      0" + " " * (width - 12) + "recall 1")
     return lines
-
-
-def render_table(report: dict[str, Any], out: IO[str], *, title: str = "") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=out, soft_wrap=False, highlight=False)
-    auc = f"ROC AUC {fmt_value(report['roc_auc'])}  PR AUC (AP) {fmt_value(report['pr_auc'])}"
-    console.print(
-        f"[bold]{title}[/]  n {report['n']} ({report['positives']} positive, "
-        f"{report['negatives']} negative, {report['excluded']} left out)  {auc}"
-    )
-    at = report["at_threshold"]
-    ci = report.get("bootstrap")
-    table = Table(title=f"At threshold {fmt_value(at['threshold'])} ({report['threshold_source']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    if ci:
-        table.add_column(f"95% CI ({ci['n']} resamples, seed {ci['seed']})", justify="right")
-    for name in ("precision", "recall", "f1", "fpr", "accuracy"):
-        cells = [name, fmt_value(at[name])]
-        if ci:
-            band = ci.get(name)
-            cells.append(
-                f"{band['low']:.4f} - {band['high']:.4f}"
-                if band and band["low"] is not None
-                else ""
-            )
-        table.add_row(*cells)
-    counts = ", ".join(f"{c} {at[c]}" for c in ("tp", "fp", "tn", "fn"))
-    table.caption = counts
-    console.print(table)
-    console.print(_points_table(report))
-    if report.get("groups"):
-        groups = Table(title=f"By {', '.join(report.get('group_by', []))} (worst first)")
-        for col in ("group", "n", "positives", "recall", "precision", "fpr"):
-            groups.add_column(col, justify="left" if col == "group" else "right")
-        for g in report["groups"]:
-            groups.add_row(
-                str(g["group"]),
-                str(g["n"]),
-                str(g["positives"]),
-                fmt_value(g["recall"]),
-                fmt_value(g["precision"]),
-                fmt_value(g["fpr"]),
-            )
-        console.print(groups)
-    if report.get("categories"):
-        cats = Table(title=f"Per category (threshold picked by {report['pick']['rule']})")
-        for col in ("category", "n", "positives", "roc_auc", "pr_auc", "picked", "recall", "prec"):
-            cats.add_column(col, justify="left" if col == "category" else "right")
-        for name, cat in report["categories"].items():
-            pick = cat["operating_points"].get(cat["pick"]["rule"]) or {}
-            cats.add_row(
-                name,
-                str(cat["n"]),
-                str(cat["positives"]),
-                fmt_value(cat["roc_auc"]),
-                fmt_value(cat["pr_auc"]),
-                fmt_value(cat["pick"]["threshold"]),
-                fmt_value(pick.get("recall")),
-                fmt_value(pick.get("precision")),
-            )
-        console.print(cats)
-    if len(report["curve"]) > 1:
-        console.print(f"F1 by threshold 0 → 1: {sparkline(f1_by_threshold(report['curve']))}")
-        marks = {
-            "best_f1": report["operating_points"].get("best_f1"),
-            "pick": report["operating_points"].get(report["pick"]["rule"]),
-            "at_threshold": at,
-        }
-        console.print("Precision-recall curve (T: --threshold, F: best F1, P: picked):")
-        for line in ascii_pr_curve(report["curve"], marks):
-            console.print(line, markup=False)
-
-
-def _points_table(report: dict[str, Any]):
-    from rich.table import Table
-
-    table = Table(title="Operating points", caption="* the picked rule (--pick)")
-    cells = ("precision", "recall", "f1", "fpr")
-    for col in ("rule", "threshold", *cells):
-        table.add_column(col, justify="left" if col == "rule" else "right")
-    for name, point in report["operating_points"].items():
-        rule = name.replace("_", "-")
-        if point is not None and point["target"] is not None:
-            rule += f" {point['target']:g}"
-        rule += " *" if name == report["pick"]["rule"] else ""
-        if point is None:
-            table.add_row(rule, "none", *[""] * len(cells))
-            continue
-        table.add_row(rule, f"{point['threshold']:.6g}", *(fmt_value(point[c]) for c in cells))
-    return table
 
 
 def plot(

@@ -15,7 +15,9 @@ from .export import EPILOG as EXPORT_EPILOG
 from .export import export
 from .fetch import EPILOG as FETCH_EPILOG
 from .fetch import fetch
+from .models import EPILOG as MODELS_EPILOG
 from .models import models
+from .probe_cpu import EPILOG as PROBE_CPU_EPILOG
 from .probe_cpu import probe_cpu
 from .quantize import EPILOG as QUANTIZE_EPILOG
 from .quantize import quantize
@@ -23,24 +25,32 @@ from .serve import EPILOG as SERVE_EPILOG
 from .serve import serve
 from .sweep import EPILOG as SWEEP_EPILOG
 from .sweep import sweep
+from .synth import EPILOG as SYNTH_EPILOG
 from .synth import synth
 
 app = typer.Typer(
     name="guard",
     help="Run small open-weight safety classifiers in front of generative-AI services.\n\n"
     "Exit codes: 0 nothing flagged, 1 flagged, 2 usage or input error, 3 model or runtime error.",
+    epilog="Examples:\n\n"
+    "  guard probe-cpu\n\n"
+    "  guard fetch csam-guard --variant auto\n\n"
+    "  guard classify 'a watercolor lighthouse at dusk'\n\n"
+    "  jq -c '{id, text: .prompt}' in.jsonl | guard classify - > verdicts.jsonl\n\n"
+    "  guard sweep labelled.jsonl --group-by lang --plot sweep.png\n\n"
+    "Shell completion: guard --install-completion. Third-party warnings and logs: --verbose.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command(epilog=CLASSIFY_EPILOG)(classify)
-app.command()(synth)
+app.command(epilog=SYNTH_EPILOG)(synth)
 app.command(epilog=SWEEP_EPILOG)(sweep)
-app.command()(models)
+app.command(epilog=MODELS_EPILOG)(models)
 app.command(epilog=FETCH_EPILOG)(fetch)
-app.command("probe-cpu")(probe_cpu)
+app.command("probe-cpu", epilog=PROBE_CPU_EPILOG)(probe_cpu)
 app.command(epilog=BENCH_EPILOG)(bench)
 app.command(epilog=SERVE_EPILOG)(serve)
 app.command(epilog=EXPORT_EPILOG)(export)
@@ -57,7 +67,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """Run small open-weight safety classifiers in front of generative-AI services."""

@@ -9,8 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import GuardError
+from ..errors import ExitCode, GuardError
 from ..thresholds import THRESHOLD_HINT, parse_threshold
+from ._output import RECORD_FORMATS, REPORT_FORMATS, formats_help
+
+
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """The one comma-list parser: 'a, b,,c' -> ('a', 'b', 'c'); None or '' -> ()."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def threshold_value(text: str) -> float:
@@ -74,6 +80,23 @@ VariantOpt = Annotated[
         "for this CPU: measured by `guard probe-cpu --verify` when stored, else from its flags.",
     ),
 ]
+# --backend names, as every command takes them (a family says which of them it runs on).
+BACKEND_NAMES = ("onnxruntime", "openvino", "torch")
+BACKEND_ALIASES = {"onnx": "onnxruntime"}  # serve's name before 0.x, still understood
+
+
+def backend_name(backend: str | None) -> str | None:
+    """--backend checked at the door, before seconds are spent loading a model."""
+    if backend is None:
+        return None
+    backend = BACKEND_ALIASES.get(backend, backend)
+    if backend not in BACKEND_NAMES:
+        raise GuardError(f"Unknown backend {backend!r}.", hint=BACKEND_HINT, code=ExitCode.INPUT)
+    return backend
+
+
+BACKEND_HINT = f"Choose one of: {', '.join(BACKEND_NAMES)}."
+
 BackendOpt = Annotated[
     str | None,
     typer.Option(
@@ -123,11 +146,7 @@ ThreadsOpt = Annotated[
 ]
 FormatOpt = Annotated[
     str | None,
-    typer.Option(
-        "--format",
-        "-f",
-        help="table|jsonl|json|csv. Default: table on a terminal, jsonl when piped.",
-    ),
+    typer.Option("--format", "-f", help=formats_help(RECORD_FORMATS)),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 InputOpt = Annotated[
@@ -153,7 +172,13 @@ IdFieldOpt = Annotated[
 ]
 ReportFormatOpt = Annotated[
     str | None,
+    typer.Option("--format", "-f", help=formats_help(REPORT_FORMATS)),
+]
+VerboseOpt = Annotated[
+    bool,
     typer.Option(
-        "--format", "-f", help="table|json. Default: table on a terminal, json when piped."
+        "--verbose",
+        help="Let third-party warnings and log lines (transformers, onnxruntime, Ray, ...) "
+        "through to stderr; by default only guard's own lines are there. Also GUARD_VERBOSE=1.",
     ),
 ]

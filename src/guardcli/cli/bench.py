@@ -17,10 +17,11 @@ from ._options import (
     QuietOpt,
     ReportFormatOpt,
     ThreadsOpt,
+    VerboseOpt,
+    backend_name,
 )
-from ._output import fail, handle_errors, stderr
+from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
 
-FORMATS = ("table", "json")
 SIZES = ("tiny", "full")
 
 EPILOG = (
@@ -29,6 +30,7 @@ EPILOG = (
     "  guard bench --variant fp32,int8 --batch-size 1,8\n\n"
     "  guard bench --synthetic --size full --duration 30 --format json > bench.json\n\n"
     "  guard bench --data prompts.jsonl --price-per-hour 0.10\n\n"
+    "  head -n 200 prompts.jsonl | guard bench --data - --variant fp32,int8\n\n"
     "  guard bench -m ./qwen3guard-gen-tiny --mode generate,score --batch-size 1,4\n\n"
     "  guard bench -m ./opencc-cm --batch-size 1,8    # torch + peft: the lora path"
 )
@@ -83,7 +85,7 @@ def bench(
         Path | None,
         typer.Option(
             "--data",
-            help="Real prompts: JSONL (text or prompt field) or plain lines.",
+            help="Real prompts: JSONL (text or prompt field) or plain lines ('-' for stdin).",
             dir_okay=False,
         ),
     ] = None,
@@ -102,6 +104,7 @@ def bench(
     ] = None,
     fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Time the model's variants side by side on this machine, and say which to ship.
 
@@ -113,6 +116,7 @@ def bench(
     every variant's agreement with the first one (FP32 when it runs): max |Δscore| in score
     mode, the share of identical severities in generate mode.
     """
+    backend = backend_name(backend)
     from ..bench import (
         BenchConfig,
         family_modes,
@@ -127,9 +131,7 @@ def bench(
     from ..errors import ExitCode, GuardError
     from ..hub import resolve
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    if fmt not in FORMATS:
-        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    fmt = choose_format(fmt, REPORT_FORMATS)
     if synthetic and model is not None:
         raise fail("Give --model or --synthetic, not both.")
     if seq_len is not None and data is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import ExitCode
-from ..records import FORMATS, ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
+from ..records import ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
 from ..strict_json import dumps
 from ..verdict import Record
 from ._options import (
@@ -28,8 +28,11 @@ from ._options import (
     ThreadsOpt,
     ThresholdOpt,
     VariantOpt,
+    VerboseOpt,
+    backend_name,
 )
-from ._output import fail, handle_errors, stderr
+from ._output import choose_format, fail, handle_errors, stderr, verbose_env
+from ._tables import InputTexts, verdict_table
 
 if TYPE_CHECKING:
     from ..classify import Summary
@@ -278,6 +281,7 @@ def classify(
         int | None,
         CountOption("--concurrency", help="Requests in flight to --endpoint. Default: 8."),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Classify prompts: one verdict per input record, in input order.
 
@@ -286,6 +290,7 @@ def classify(
     in place; nothing is dropped. Blank lines are skipped (and counted on stderr); ids default
     to the line number.
     """
+    backend = backend_name(backend)
     from .. import timings as timing
     from ..api import load_guard
     from ..classify import classify_into, rendered_inputs
@@ -329,6 +334,7 @@ def classify(
             address=ray_address,
             quiet=quiet,
             allow_empty=allow_empty,
+            verbose=verbose,
         )
         return
     ray_only = {
@@ -342,9 +348,7 @@ def classify(
         raise fail(f"{', '.join(given)} only apply to --engine ray.")
     clock = timing.Clock() if timings or timing.wanted() else None
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
-    if fmt not in FORMATS:
-        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    fmt = choose_format(fmt)
     keep_fields = tuple(keep or ())
     opts = ReadOptions(text_field=text_field, id_field=id_field, keep=keep_fields)
     stats = ReadStats()
@@ -354,6 +358,9 @@ def classify(
         records: Iterator[Record] = iter([_response_record(texts[0], response)])  # type: ignore[index]
     else:
         records = _open_records(list(texts or []), input_path, opts, stats)
+    inputs = InputTexts()
+    if fmt == "table":
+        records = inputs.tap(records)
     if pipeline is not None:
         if show_input or thresholds is not None or threshold is not None:
             raise fail(
@@ -367,7 +374,12 @@ def classify(
                 "else float32).",
             )
         summary = _classify_pipeline(
-            pipeline, records, fmt, keep_fields, batch_size, threads, fail_closed
+            pipeline,
+            records,
+            _writer(fmt, ("decision", "stages", *keep_fields), fail_closed, inputs),
+            batch_size,
+            threads,
+            fail_closed,
         )
         _check_read(summary.records, stats, allow_empty, quiet)
         if summary.exit_code != ExitCode.OK:
@@ -402,7 +414,7 @@ def classify(
             shown += 1
         _check_read(shown, stats, allow_empty, quiet)
         return
-    writer = VerdictWriter(sys.stdout, fmt, keep_fields, fail_closed=fail_closed)
+    writer = _writer(fmt, keep_fields, fail_closed, inputs)
     progress = console.is_terminal and not quiet
     status = console.status("classifying…") if progress else None
     if status:
@@ -429,12 +441,22 @@ def classify(
         raise typer.Exit(int(code))
 
 
+def _writer(fmt: str, keep: tuple[str, ...], fail_closed: bool, shown: InputTexts) -> VerdictWriter:
+    def table(rows: list[dict[str, Any]]) -> None:
+        verdict_table(rows, sys.stdout, shown.texts)
+
+    return VerdictWriter(sys.stdout, fmt, keep, fail_closed=fail_closed, table=table)
+
+
 def _classify_ray(
-    input_path: str, output: str, *, quiet: bool, allow_empty: bool, **kwargs: Any
+    input_path: str, output: str, *, quiet: bool, allow_empty: bool, verbose: bool, **kwargs: Any
 ) -> None:
     from ..scale import classify_with_ray
 
-    result = classify_with_ray(input_path, output, progress=not quiet, **kwargs)
+    # Ray Data reports progress as INFO log lines when stderr is no terminal (~25 a run): bars
+    # for a person at a terminal, nothing in a pipe or a CI log unless --verbose.
+    progress = not quiet and (verbose or verbose_env() or stderr().is_terminal)
+    result = classify_with_ray(input_path, output, progress=progress, **kwargs)
     if not quiet:
         stderr().print(result.line(), markup=False)
     result.check()
@@ -447,8 +469,7 @@ def _classify_ray(
 def _classify_pipeline(
     path: Path,
     records: Iterator[Record],
-    fmt: str,
-    keep: tuple[str, ...],
+    writer: VerdictWriter,
     batch_size: int | None,
     threads: int | None,
     fail_closed: bool,
@@ -457,7 +478,6 @@ def _classify_pipeline(
     from ..pipeline import load_pipeline
 
     pipe = load_pipeline(path, batch_size=batch_size, threads=threads, fail_closed=fail_closed)
-    writer = VerdictWriter(sys.stdout, fmt, ("decision", "stages", *keep), fail_closed=fail_closed)
     summary = classify_into(pipe, records, writer.write)
     writer.close()
     if sys.stderr.isatty():

@@ -20,11 +20,12 @@ from ._options import (
     TextFieldOpt,
     ThreadsOpt,
     ThresholdOpt,
+    VerboseOpt,
+    comma_list,
 )
-from ._output import fail, handle_errors, stderr
+from ._output import REPORT_FORMATS, choose_format, handle_errors, stderr
+from ._reports import compare_table
 from .sweep import _read
-
-COMPARE_FORMATS = ("table", "json")
 
 EPILOG = (
     "Records are JSON lines with text (--text-field, default text, else prompt), an id and, "
@@ -81,6 +82,7 @@ def compare(
     threads: ThreadsOpt = None,
     fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Compare a model folder's FP16/INT8 variants with its FP32 graph: decision flips (count,
     rate, ids), max and p99 |Δscore|, the change in recall and precision when records carry
@@ -90,16 +92,13 @@ def compare(
         CompareOptions,
         compare_variants,
         parse_variants,
-        render_table,
         worst_flip_rate,
     )
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    if fmt not in COMPARE_FORMATS:
-        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(COMPARE_FORMATS)}.")
+    fmt = choose_format(fmt, REPORT_FORMATS)
     console = stderr()
     opts = CompareOptions(
-        variants=parse_variants(variants),
+        variants=parse_variants(comma_list(variants)),
         threshold=threshold,
         label_field=label_field,
         stability=stability,
@@ -112,7 +111,7 @@ def compare(
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
-        render_table(report, sys.stdout)
+        compare_table(report, sys.stdout)
     sys.stdout.flush()
     if not quiet:
         for note in report["notes"]:

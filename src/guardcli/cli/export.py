@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ._options import VerboseOpt
 from ._output import fail, handle_errors, stderr
 
 EPILOG = (
@@ -80,6 +81,7 @@ def export(
             "Default: model_config.json's, else the tokenizer's, else 384.",
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Export a local transformers checkpoint to ONNX FP32 in the layout its family runs
     (tokenizer files, config.json, onnx/model.onnx) and check it against PyTorch.

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._options import CacheDirOpt, QuietOpt
+from ._options import CacheDirOpt, QuietOpt, VerboseOpt
 from ._output import handle_errors, stderr
 
 EPILOG = (
@@ -55,6 +55,7 @@ def fetch(
         ),
     ] = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Download a model variant into the Hugging Face cache: only its ONNX file (and external
     data), the tokenizer and the config files travel. Prints the snapshot folder on stdout.

@@ -8,10 +8,8 @@ from typing import Any
 import typer
 
 from ..strict_json import dumps
-from ._options import CacheDirOpt, ReportFormatOpt
-from ._output import fail, handle_errors
-
-FORMATS = ("table", "json")
+from ._options import CacheDirOpt, ReportFormatOpt, VerboseOpt
+from ._output import REPORT_FORMATS, choose_format, handle_errors
 
 
 def catalog_rows(cache_dir: str | None = None) -> list[dict[str, Any]]:
@@ -41,20 +39,28 @@ def catalog_rows(cache_dir: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+EPILOG = (
+    "Exit codes: 0 listed, 2 usage or input error (a bad models.toml).\n\n"
+    "Examples:\n\n"
+    "  guard models\n\n"
+    "  guard models --format json | jq -r '.[] | select(.snapshot) | .name'\n\n"
+    "  GUARD_MODELS=./my-models.toml guard models --cache-dir /data/hf"
+)
+
+
 @handle_errors
 def models(
     *,
     fmt: ReportFormatOpt = None,
     cache_dir: CacheDirOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """List known models: hub repo, family, each variant's files, default threshold and max
     length, and whether each variant is in the local cache.
 
     Add or override entries in `$GUARD_MODELS` or ~/.config/guardcli/models.toml.
     """
-    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    if fmt not in FORMATS:
-        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    fmt = choose_format(fmt, REPORT_FORMATS)
     rows = catalog_rows(cache_dir)
     if fmt == "json":
         sys.stdout.write(dumps(rows, indent=2) + "\n")

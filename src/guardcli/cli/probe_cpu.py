@@ -9,10 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from ..strict_json import dumps
-from ._options import ReportFormatOpt
-from ._output import fail, handle_errors, stderr
+from ._options import ReportFormatOpt, VerboseOpt
+from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
 
-FORMATS = ("table", "json")
+EPILOG = (
+    "Exit codes: 0 reported, 2 usage or input error, 3 runtime error.\n\n"
+    "Examples:\n\n"
+    "  guard probe-cpu\n\n"
+    "  guard probe-cpu --verify      # time the MatMuls; --variant auto then follows them\n\n"
+    "  guard probe-cpu --cpuinfo other-host-cpuinfo.txt --format json"
+)
 
 
 def _render(report: dict[str, Any]) -> None:
@@ -87,6 +93,7 @@ def probe_cpu(
             "ratios and store them: `--variant auto` then follows the measurement.",
         ),
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Report CPU features, usable cores and onnxruntime, and recommend the variant
     (fp32|fp16|int8) onnxruntime runs fastest here, with reasons. `--variant auto` follows it,
@@ -95,9 +102,7 @@ def probe_cpu(
     from ..backends import load_measurement, measurement_path, save_measurement
     from ..cpu import probe
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    if fmt not in FORMATS:
-        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(FORMATS)}.")
+    fmt = choose_format(fmt, REPORT_FORMATS)
     if cpuinfo is not None and not cpuinfo.is_file():
         raise fail(f"Cannot read {cpuinfo}: no such file.")
     if verify and cpuinfo is not None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._output import fail, handle_errors, stderr
+from ._options import VerboseOpt, comma_list
+from ._output import fail, handle_errors, stderr, stdin_as_file
 
 BACKENDS = ("onnxruntime", "openvino")
 
@@ -60,10 +61,11 @@ def quantize(
         typer.Option(
             "--calibration",
             help="--static or --backend openvino: representative prompts, JSONL ('text' or "
-            "'prompt') or plain lines.",
+            "'prompt') or plain lines ('-' for stdin).",
             dir_okay=False,
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Make FP16 and INT8 variants of a model folder's FP32 ONNX graph with the model card's
     recipes (onnx/model_fp16.onnx, onnx/model_quantized.onnx), or with --backend openvino an
@@ -71,6 +73,18 @@ def quantize(
 
     Needs the 'export' extra (onnx); --backend openvino needs the 'openvino' extra.
     """
+    with stdin_as_file(calibration) as calibration_file:
+        _quantize(model_dir, to, keep_float, backend, static, calibration_file)
+
+
+def _quantize(
+    model_dir: Path,
+    to: str,
+    keep_float: list[str] | None,
+    backend: str,
+    static: bool,
+    calibration: Path | None,
+) -> None:
     from ..convert.quantize import parse_targets, quantize_model
 
     console = stderr()
@@ -96,7 +110,7 @@ def quantize(
         return
     results = quantize_model(
         model_dir,
-        parse_targets(to),
+        parse_targets(comma_list(to)),
         keep_float=keep_float,
         static=static,
         calibration=calibration,

@@ -6,8 +6,18 @@ from typing import Annotated
 
 import typer
 
-from ._options import DtypeOpt, MaxLengthOpt, ModelOpt, ThreadsOpt, ThresholdOpt, VariantOpt
-from ._output import fail, handle_errors, stderr
+from ._options import (
+    BackendOpt,
+    DtypeOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    ThreadsOpt,
+    ThresholdOpt,
+    VariantOpt,
+    VerboseOpt,
+    backend_name,
+)
+from ._output import handle_errors, stderr
 
 EPILOG = (
     "Endpoints: POST /beta/litellm_basic_guardrail_api (LiteLLM generic_guardrail_api), "
@@ -19,7 +29,6 @@ EPILOG = (
     '  curl -s localhost:8080/v1/moderations -d \'{"input": "a lighthouse at dusk"}\''
 )
 
-BACKENDS = ("onnx",)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -28,9 +37,7 @@ def serve(
     *,
     model: ModelOpt = "csam-guard",
     variant: VariantOpt = "auto",
-    backend: Annotated[
-        str, typer.Option("--backend", help="Runtime: onnx (the only one in this build).")
-    ] = "onnx",
+    backend: BackendOpt = None,
     dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
@@ -94,6 +101,7 @@ def serve(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: debug|info|warning|error.")
     ] = "info",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve a guard over HTTP: load the model once, batch concurrent requests.
 
@@ -101,8 +109,7 @@ def serve(
     record schema. Concurrent requests are coalesced into model batches of up to --max-batch
     texts, or whatever arrived within --max-wait-ms. Binds to 127.0.0.1 unless told otherwise.
     """
-    if backend not in BACKENDS:
-        raise fail(f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}.")
+    backend = backend_name(backend)
     from ..serve.server import _uvicorn
 
     _uvicorn()  # say "install guardcli[serve]" before spending seconds on the model
@@ -112,6 +119,7 @@ def serve(
     guard = load_guard(
         model,
         variant=variant,
+        backend=backend,
         threshold=threshold,
         max_length=max_length,
         threads=threads,

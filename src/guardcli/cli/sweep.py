@@ -14,18 +14,20 @@ from ._options import (
     BackendOpt,
     BatchSizeOpt,
     DtypeOpt,
-    FormatOpt,
     FractionOption,
     IdFieldOpt,
     QuietOpt,
+    ReportFormatOpt,
     TextFieldOpt,
     ThreadsOpt,
     ThresholdOpt,
     VariantOpt,
+    VerboseOpt,
+    backend_name,
+    comma_list,
 )
-from ._output import fail, handle_errors, stderr
-
-SWEEP_FORMATS = ("table", "json")
+from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from ._reports import sweep_table
 
 EPILOG = (
     "Records are JSON lines with a label and either a 'score' (a scores file, or `guard "
@@ -135,20 +137,20 @@ def sweep(
     ] = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
-    fmt: FormatOpt = None,
+    fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Measure a model on labelled records and choose a threshold.
 
     Reports ROC AUC, PR AUC (average precision), counts at --threshold, operating points,
     optional bootstrap CIs and group breakdowns. "Flagged" means score >= threshold.
     """
+    backend = backend_name(backend)
     from ..sweep import SweepOptions, run_sweep, write_scores
     from ..sweep import write_thresholds as save_thresholds
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    if fmt not in SWEEP_FORMATS:
-        raise fail(f"Unknown format {fmt!r}.", f"Choose one of: {', '.join(SWEEP_FORMATS)}.")
+    fmt = choose_format(fmt, REPORT_FORMATS)
     opts = SweepOptions(
         label_field=label_field,
         positive=positive,
@@ -160,7 +162,7 @@ def sweep(
         pick=pick,
         bootstrap=bootstrap,
         seed=seed,
-        group_by=tuple(f.strip() for f in (group_by or "").split(",") if f.strip()),
+        group_by=comma_list(group_by),
     )
     console = stderr()
     show_progress = console.is_terminal and not quiet and fmt == "table"
@@ -200,9 +202,7 @@ def sweep(
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
-        from ..sweep_render import render_table
-
-        render_table(report, sys.stdout, title=str(file))
+        sweep_table(report, sys.stdout, title=str(file))
     sys.stdout.flush()
     if not quiet:
         for note in report["notes"]:

@@ -7,9 +7,20 @@ from typing import Annotated
 
 import typer
 
+from ._options import VerboseOpt
 from ._output import fail, handle_errors, stderr
 
 FAMILIES = ("csam-guard", "qwen3guard-gen", "opencc-cm", "opencc-jb", "intent-ctx")
+
+EPILOG = (
+    "Exit codes: 0 written, 2 usage or input error (a non-empty --out without --force), "
+    "3 model or runtime error.\n\n"
+    "Examples:\n\n"
+    "  guard synth csam-guard --out ./csam-guard-tiny && "
+    "guard classify -m ./csam-guard-tiny 'a teapot'\n\n"
+    "  guard synth qwen3guard-gen --out ./qwen3guard-gen-tiny\n\n"
+    "  guard synth csam-guard --size full --pytorch --out ./csam-guard-full   # for guard export"
+)
 
 
 @handle_errors
@@ -48,6 +59,7 @@ def synth(
             "--force", help="Write into --out even when it is not empty (files there are replaced)."
         ),
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write a random-weight model in the real repository layout: csam-guard and intent-ctx
     (a dialogue-intent classifier) as tokenizer.json, config.json and onnx/model.onnx,

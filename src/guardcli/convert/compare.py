@@ -23,7 +23,6 @@ from .. import metrics
 from ..backends import ALL_VARIANTS
 from ..catalog import VARIANTS
 from ..errors import input_error
-from ..sweep_render import fmt_value
 from ..verdict import Record
 
 BASELINE = "fp32"
@@ -266,64 +265,3 @@ def worst_flip_rate(report: dict[str, Any]) -> float:
     """The highest decision-flip rate of any variant against FP32 (0 when none)."""
     rates = [e["flips"]["rate"] or 0.0 for e in report["variants"].values() if "flips" in e]
     return max(rates, default=0.0)
-
-
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.4f}"
-
-
-def _ids(ids: list[Any], limit: int = 8) -> str:
-    shown = ", ".join(str(i) for i in ids[:limit])
-    return shown + (f", ... (+{len(ids) - limit})" if len(ids) > limit else "")
-
-
-def render_table(report: dict[str, Any], out: Any) -> None:
-    """The report for a person: one row per variant, then the stability check."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=out, soft_wrap=False, highlight=False)
-    console.print(
-        f"[bold]{report['model']}[/]  n {report['n']} ({report['labelled']} labelled, "
-        f"{report['excluded']} left out), threshold {report['threshold']:g}"
-    )
-    table = Table(title="Against FP32: decision flips, |Δscore|, quality")
-    cols: tuple[str, ...] = ("variant", "flips", "rate", "max |Δ|", "p99 |Δ|")
-    labelled = report["labelled"] > 0
-    if labelled:
-        cols += ("recall", "Δrecall", "prec", "Δprec")
-    for col in cols:
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for name, e in report["variants"].items():
-        flips, delta = e.get("flips"), e.get("delta")
-        row = [
-            name,
-            "-" if flips is None else str(flips["count"]),
-            "-" if flips is None else fmt_value(flips["rate"]),
-            "-" if delta is None else fmt_value(delta["max"]),
-            "-" if delta is None else fmt_value(delta["p99"]),
-        ]
-        if labelled:
-            row += [
-                fmt_value(e.get("recall")),
-                _signed(e.get("recall_change")),
-                fmt_value(e.get("precision")),
-                _signed(e.get("precision_change")),
-            ]
-        table.add_row(*row)
-    console.print(table)
-    for name, e in report["variants"].items():
-        if e.get("flips", {}).get("ids"):
-            console.print(f"{name} flipped: {_ids(e['flips']['ids'])}", markup=False)
-    if report["perturbations"]:
-        stab = Table(title="Stability: decision flips under harmless perturbations")
-        stab.add_column("variant")
-        for p in report["perturbations"]:
-            stab.add_column(p.replace("_", " "), justify="right")
-        for name, e in report["variants"].items():
-            cells = [name]
-            for p in report["perturbations"]:
-                s = e["stability"][p]
-                cells.append(f"{s['flips']}/{s['n']} ({fmt_value(s['rate'], 3)})")
-            stab.add_row(*cells)
-        console.print(stab)
