@@ -289,32 +289,16 @@ def ov_models(tiny_model: Path, intent_model: Path, tmp_path_factory: pytest.Tem
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8", "ov-fp32", "bf16", "ov-int8"])
 def test_csam_guard_every_variant(ov_models, variant: str) -> None:
     assert_batch_invariant(load_guard(ov_models["csam-guard"], variant=variant))
 
 
-# The dialogue graph takes no position_ids: transformers numbers left-padded positions from the
-# first pad, so padding shifts every rotary angle. Attention only sees position differences, so
-# the shift cancels in exact arithmetic, but FP16 and bf16 round the shifted angles differently
-# (tiny model, |Δscore| up to 6e-4 FP16, 5.6e-3 bf16, 3.3e-2 ov-int8 with its bf16 float ops).
-# The fix is exporting position_ids (feed_for already feeds them).
-POSITION_SHIFT = pytest.mark.xfail(
-    strict=True, reason="dialogue graph has no position_ids: left padding shifts RoPE"
-)
-
-
-@pytest.mark.parametrize(
-    "variant",
-    [
-        "fp32",
-        pytest.param("fp16", marks=POSITION_SHIFT),
-        "int8",
-        "ov-fp32",
-        pytest.param("bf16", marks=POSITION_SHIFT),
-        pytest.param("ov-int8", marks=POSITION_SHIFT),
-    ],
-)
+# The dialogue graph counts positions from the mask: left padding would otherwise shift every
+# rotary angle, which cancels in exact arithmetic but not in FP16/bf16 rounding.
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["fp32", "fp16", "int8", "ov-fp32", "bf16", "ov-int8"])
 def test_dialogue_intent_every_variant(ov_models, variant: str) -> None:
     guard = load_guard(ov_models["dialogue"], variant=variant)
     items = [
@@ -334,6 +318,7 @@ def test_dialogue_intent_every_variant(ov_models, variant: str) -> None:
     assert_batch_invariant(guard, records, adversarial=Record(id="adv", text=ADVERSARIAL))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["opencc_cm", "opencc_jb"])
 def test_opencc_torch(request: pytest.FixtureRequest, fixture: str) -> None:
     assert_batch_invariant(load_guard(request.getfixturevalue(fixture), backend="torch"))
@@ -352,6 +337,7 @@ def opencc_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
 def test_opencc_onnx(opencc_onnx: Path, variant: str) -> None:
     assert_batch_invariant(load_guard(opencc_onnx, variant=variant))
@@ -371,11 +357,13 @@ def qwen3guard_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("variant", "backend"), [("fp32", "onnxruntime"), ("int8", "onnxruntime"), ("auto", "torch")]
 )
+@pytest.mark.slow
 def test_qwen3guard_score_mode(qwen3guard_int8: Path, variant: str, backend: str) -> None:
     guard = load_guard(qwen3guard_int8, variant=variant, backend=backend, generate=False)
     assert_batch_invariant(guard, TEXTS[:4])
 
 
+@pytest.mark.slow
 def test_qwen3guard_published_per_tensor_int8_is_rewritten(qwen3guard_int8: Path, tmp_path):
     folder = _per_tensor_int8(_copy_model(qwen3guard_int8, tmp_path / "q3g"))
     guard = load_guard(folder, variant="int8", backend="onnxruntime", generate=False)

@@ -376,6 +376,7 @@ def test_table_for_opencc_shows_flagged_categories() -> None:
     assert "empty_text: empty text" in table
 
 
+@pytest.mark.slow
 def test_classify_table_for_opencc_has_categories(runner, opencc_cm: Path) -> None:
     args = ["classify", "-m", str(opencc_cm), "-q", "-f", "table", "a teapot", "tea time"]
     result = invoke(runner, args)

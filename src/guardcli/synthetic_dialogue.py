@@ -54,7 +54,7 @@ class _SeqClsExport:
 
         class SeqClsForExport(torch.nn.Module):  # type: ignore[name-defined]
             """transformers' sequence classification with a 4-D additive mask (TorchScript
-            export friendly): positions 0..L-1, pooling at the rightmost non-pad token."""
+            export friendly): positions from the mask, pooling at the rightmost non-pad token."""
 
             def __init__(self) -> None:
                 super().__init__()
@@ -69,8 +69,14 @@ class _SeqClsExport:
                 additive = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
                     ~allowed, torch.finfo(torch.float32).min
                 )
+                # Positions count real tokens only: a left-padded row gets the rotary angles it
+                # has alone, so its score does not depend on the longest row in its batch.
+                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
                 hidden = self.inner.model(
-                    input_ids=input_ids, attention_mask=additive, use_cache=False
+                    input_ids=input_ids,
+                    attention_mask=additive,
+                    position_ids=position_ids,
+                    use_cache=False,
                 ).last_hidden_state
                 logits = self.inner.score(hidden)
                 non_pad = (input_ids != self.pad_id).to(torch.int64)

@@ -159,7 +159,7 @@ HINT_WORDS = {
 }
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 _QUOTED = re.compile(r"`[^`]*`")  # `guard other-command --option` names another command's
-_SENTENCE = re.compile(r"(?<=[.;:])\s+")
+_SENTENCE = re.compile(r"(?<=[.;])\s+")  # a colon leads into its sentence
 
 
 def command_options(fn: Callable[..., Any]) -> tuple[str, set[str]]:

@@ -39,7 +39,7 @@ FRAME_FILES = (
 )
 TORCH_BACKEND_HINT = (
     "Run it with the torch backend instead: `guard classify -m DIR` does so by default "
-    "(or pass --backend torch)."
+    "(`guard classify -m DIR --backend torch`)."
 )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..backends import OPENVINO_INT8_FILE
 from ..catalog import ONNX_VARIANT_FILES
 from ..errors import GuardError, input_error, missing_extra
+from ..runtime.openvino_session import port_name
 from .onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
 
 SAMPLES = Path(__file__).resolve().parents[3] / "data" / "samples" / "prompts.jsonl"
@@ -98,7 +99,7 @@ def quantize_openvino(
         items.append({"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)})
     core = ov.Core()
     model = core.read_model(str(source))
-    names = {i.get_any_name() for i in model.inputs}
+    names = {port_name(i) for i in model.inputs}
     items = [{k: v for k, v in item.items() if k in names} for item in items]
     patterns = ignored_patterns(keep_float)
     matmuls = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MatMul"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,18 @@ def compile_cache_dir(precision: str | None) -> Path | None:
     return folder
 
 
+# A port may carry several tensor names (OpenVINO merges a no-op Cast into its input); the
+# name guard feeds by is the graph's own one.
+PORT_NAMES = ("input_ids", "attention_mask", "position_ids", "token_type_ids", "logits")
+
+
+def port_name(port: Any) -> str:
+    """The name guard knows a model input or output by, whichever of its names OpenVINO lists
+    first."""
+    names = port.get_names()
+    return next((n for n in PORT_NAMES if n in names), port.get_any_name())
+
+
 class OpenVinoSession:
     """One model compiled by OpenVINO for the CPU, fed like `OnnxSession`."""
 
@@ -84,8 +97,8 @@ class OpenVinoSession:
         record("session load", time.perf_counter() - start)
         self.path = Path(path)
         self.precision = precision
-        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
-        outputs = [o.get_any_name() for o in self.compiled.outputs]
+        self.input_names = [port_name(i) for i in self.compiled.inputs]
+        outputs = [port_name(o) for o in self.compiled.outputs]
         self.output = self.compiled.outputs[outputs.index("logits") if "logits" in outputs else 0]
         self.request = self.compiled.create_infer_request()
 
