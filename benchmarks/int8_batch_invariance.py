@@ -1,6 +1,6 @@
 """INT8 options for batch invariance, measured side by side in one process (ratios comparable).
 
-    PYTHONPATH=src python benchmarks/int8_batch_invariance.py /work/models-full/csam-guard \
+    PYTHONPATH=src python benchmarks/int8_batch_invariance.py models/csam-guard-full \
         --duration 10 --batch-sizes 1,8 --seq-len 48 --data data/samples/labelled.jsonl
 
 Options (every one keeps the card's down_proj MatMuls in FP32):

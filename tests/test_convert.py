@@ -127,6 +127,31 @@ def test_export_seqcls_equals_transformers(seqcls_src: Path, seqcls_out: Path) -
 
 
 @pytest.mark.slow
+def test_export_seqcls_left_padded_rows_score_as_alone(seqcls_src: Path, seqcls_out: Path) -> None:
+    """A decoder classifier padded on the left (the dialogue family's side) gets the positions
+    it has alone: the exported graph counts them from the mask, transformers (run unpadded) is
+    the reference."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(seqcls_src)).eval()
+    tok = TextTokenizer(seqcls_src, 384)
+    rows = [e.ids for e in tok.encode(PROMPTS)]
+    width = max(map(len, rows))
+    assert min(map(len, rows)) < width  # some row is padded
+    ids = np.full((len(rows), width), tok.pad_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = row
+        mask[i, width - len(row) :] = 1
+    got = run_onnx(seqcls_out / "onnx" / "model.onnx", ids, mask)
+    with torch.no_grad():
+        alone = np.concatenate(
+            [model(input_ids=torch.tensor([row])).logits.numpy() for row in rows]
+        )
+    np.testing.assert_allclose(got, alone, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
 def test_export_layout(seqcls_src: Path, seqcls_out: Path) -> None:
     FLOAT, INT64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     assert io_types(seqcls_out / "onnx" / "model.onnx") == {

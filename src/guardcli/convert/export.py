@@ -195,9 +195,12 @@ def load_seqcls(src: Path) -> Source:
             self.model = model
 
         def forward(self, input_ids, attention_mask):
+            # Positions count real tokens only, so a left-padded row scores as it does alone.
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
             hidden = base(
                 input_ids=input_ids,
                 attention_mask=additive_causal_mask(torch, attention_mask),
+                position_ids=position_ids,
                 use_cache=False,
             ).last_hidden_state
             logits = self.model.score(hidden)
