@@ -155,6 +155,18 @@ def test_records_without_turns_are_error_records(runner, intent_model: Path) -> 
     assert [r["id"] for r in rows] == [0, 1, "3"]
 
 
+def test_content_that_is_not_a_string_is_an_error_record(runner, intent_model: Path) -> None:
+    """A list of content parts was judged as its Python repr; now it is named, not judged."""
+    parts = [{"type": "text", "text": "hello"}]
+    data = _jsonl([[{"role": "user", "content": parts}], [{"role": "user", "content": "hello"}]])
+    result = invoke(runner, ["classify", "-m", str(intent_model), "-f", "jsonl", "-"], input=data)
+    assert result.exit_code == 2, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["error"]["type"] == "bad_field" and rows[0]["flagged"] is None
+    assert "messages[1].content must be a string" in rows[0]["error"]["message"]
+    assert rows[1]["score"] is not None
+
+
 @pytest.mark.slow
 def test_sweep_on_dialogues_matches_scikit_learn(runner, intent_model: Path, tmp_path) -> None:
     """sweep reads `messages` records like classify does; its AUC is scikit-learn's on the

@@ -128,6 +128,11 @@ def test_a_failing_judge_escalates_instead_of_failing_the_run() -> None:
         ("stages: [{model: a, colour: red}]\n", "unknown key(s): colour"),
         ("stages: [{model: a, role: judge, endpoint: http://x}]\n", "at least one screen"),
         ("stages: [\n", "not valid YAML"),
+        (
+            "stages: [{model: a, threshold: 1.5}]\n",
+            "p.yaml: stage 1's threshold is 1.5, outside [0, 1]",
+        ),
+        ("stages: [{model: a}, {model: b, threshold: .nan}]\n", "stage 2's threshold is nan"),
     ],
 )
 def test_bad_pipeline_files(runner, tmp_path: Path, text: str, message: str) -> None:

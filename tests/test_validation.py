@@ -143,6 +143,11 @@ def test_counts_must_be_positive(runner, tiny_model: Path, option: str, value: s
         ["classify", "--engine", "ray", "--workers", "0", "x"],
         ["classify", "--engine", "ray", "--cpus-per-worker", "nan", "x"],
         ["compare", "MODEL", "--data", "DATA", "--max-flip-rate", "nan"],
+        ["bench", "--synthetic", "--price-per-hour", "nan"],
+        ["serve", "-m", "MISSING", "--timeout", "nan"],
+        ["serve", "-m", "MISSING", "--timeout", "0"],
+        ["export", "MODEL", "--out", "DATA", "--tolerance", "nan"],  # would pass every check
+        ["export", "MODEL", "--out", "DATA", "--tolerance", "-1"],
     ],
 )
 def test_other_numbers_are_range_checked(runner, tiny_model, tmp_path, args) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from .errors import ExitCode, GuardError, missing_extra
 from .families import Guard
 from .records import chunked
+from .thresholds import parse_threshold
 from .verdict import Record, RecordError, Verdict
 
 ACTIONS = ("block", "annotate")
@@ -226,6 +227,9 @@ def load_pipeline(
     specs = data.get("stages")
     if not isinstance(specs, list) or not specs:
         raise _bad(path, "`stages` must be a non-empty list.")
+    for n, spec in enumerate(specs, start=1):  # every stage's threshold before any model loads
+        if isinstance(spec, dict) and spec.get("threshold") is not None:
+            spec["threshold"] = parse_threshold(spec["threshold"], f"{path}: stage {n}'s threshold")
     stages: list[Stage] = []
     for n, spec in enumerate(specs, start=1):
         if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):

@@ -38,6 +38,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (a tolerance): click's FloatRange lets NaN through, and a NaN
+    tolerance would pass every check."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number.") from None
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{text} is not a finite number >= 0.")
+    return value
+
+
 def fraction_value(text: str) -> float:
     """A rate or a target in [0, 1] (recall, FPR, flip rate): finite, unlike click's FloatRange."""
     try:
@@ -47,6 +59,11 @@ def fraction_value(text: str) -> float:
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise typer.BadParameter(f"{text} is outside [0, 1].")
     return value
+
+
+def NonNegativeFloatOption(*flags: str, help: str, **extra: Any) -> Any:  # noqa: N802
+    """An option holding a finite amount >= 0 (a tolerance)."""
+    return typer.Option(*flags, help=help, parser=nonnegative_float, metavar="FLOAT", **extra)
 
 
 def FractionOption(*flags: str, help: str, **extra: Any) -> Any:  # noqa: N802

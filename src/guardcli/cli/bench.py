@@ -98,8 +98,8 @@ def bench(
     ] = 10.0,
     price_per_hour: Annotated[
         float | None,
-        typer.Option(
-            "--price-per-hour", min=0.0, help="Machine price in USD/hour: adds cost per 1M tokens."
+        PositiveFloatOption(
+            "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
         ),
     ] = None,
     fmt: ReportFormatOpt = None,

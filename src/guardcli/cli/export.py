@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._options import VerboseOpt
+from ._options import NonNegativeFloatOption, VerboseOpt
 from ._output import fail, handle_errors, stderr
 
 EPILOG = (
@@ -56,9 +56,8 @@ def export(
     ] = None,
     tolerance: Annotated[
         float | None,
-        typer.Option(
+        NonNegativeFloatOption(
             "--tolerance",
-            min=0.0,
             help="Largest |Δ logit| against PyTorch accepted. Default: 1e-4 for classifiers, "
             "1e-3 for causal LMs.",
         ),

@@ -11,6 +11,7 @@ from ._options import (
     DtypeOpt,
     MaxLengthOpt,
     ModelOpt,
+    PositiveFloatOption,
     ThreadsOpt,
     ThresholdOpt,
     VariantOpt,
@@ -63,7 +64,7 @@ def serve(
     ] = 1024,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", min=0.001, help="Seconds per request, queueing included."),
+        PositiveFloatOption("--timeout", help="Seconds per request, queueing included."),
     ] = 30.0,
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1, help="Larger request bodies get 413.")

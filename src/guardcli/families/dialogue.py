@@ -77,11 +77,15 @@ class DialogueGuard(SeqClsGuard):
 
     def context(self, record: Record) -> str:
         if record.messages is not None:
-            bad = next((m for m in record.messages if not isinstance(m, dict)), None)
-            if bad is not None:
-                raise RecordError(
-                    "bad_field", "every entry of 'messages' must be an object", record.line
-                )
+            for n, message in enumerate(record.messages, start=1):
+                if not isinstance(message, dict):
+                    raise RecordError("bad_field", f"messages[{n}] must be an object", record.line)
+                content = message.get("content")
+                if content is not None and not isinstance(content, str):
+                    # a list of parts would be judged as its Python repr: say so instead
+                    raise RecordError(
+                        "bad_field", f"messages[{n}].content must be a string", record.line
+                    )
             ctx = format_ctx(record.messages)
         elif record.text is not None:
             ctx = format_ctx([{"role": "user", "content": record.text}])
