@@ -146,6 +146,7 @@ def test_counts_must_be_positive(runner, tiny_model: Path, option: str, value: s
         ["bench", "--synthetic", "--price-per-hour", "nan"],
         ["serve", "-m", "MISSING", "--timeout", "nan"],
         ["serve", "-m", "MISSING", "--timeout", "0"],
+        ["serve", "-m", "MISSING", "--max-wait-ms", "nan"],
         ["export", "MODEL", "--out", "DATA", "--tolerance", "nan"],  # would pass every check
         ["export", "MODEL", "--out", "DATA", "--tolerance", "-1"],
     ],

@@ -11,6 +11,7 @@ from ._options import (
     DtypeOpt,
     MaxLengthOpt,
     ModelOpt,
+    NonNegativeFloatOption,
     PositiveFloatOption,
     ThreadsOpt,
     ThresholdOpt,
@@ -52,8 +53,8 @@ def serve(
     ] = 16,
     max_wait_ms: Annotated[
         float,
-        typer.Option(
-            "--max-wait-ms", min=0, help="Longest a request waits for others to share its batch."
+        NonNegativeFloatOption(
+            "--max-wait-ms", help="Longest a request waits for others to share its batch."
         ),
     ] = 5.0,
     max_queue: Annotated[
