@@ -88,7 +88,7 @@ def _section(title: str, command: Any, ctx: Any, level: str) -> list[str]:
 def render() -> str:
     """The CLI reference as Markdown: the root command, then each command in `--help`'s order."""
     root = typer.main.get_command(app)
-    ctx_cls = type(root.make_context("guard", ["--help"], resilient_parsing=True))
+    ctx_cls = root.context_class
     root_ctx = ctx_cls(root, info_name="guard")
     lines = [HEADER, *_section("guard", root, root_ctx, "##")]
     names = root.list_commands(root_ctx)  # type: ignore[attr-defined]
