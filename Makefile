@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and pip never pulls the multi-GB CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +40,18 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy src
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
+# The docs site: regenerate the CLI reference from the Typer app, then build docs/ into site/
+# (offline; --strict fails on a broken link). `$(BIN)/mkdocs serve` previews it.
+docs: venv
+	$(BIN)/python scripts/gen_cli_docs.py
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(LITELLM_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LITELLM_VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
