@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from guardcli import load_guard
-from guardcli.verdict import Record
+from guardcli.core.verdicts import Record
 
 from .conftest import SAMPLES
 
@@ -67,7 +67,7 @@ def _per_tensor_int8(folder: Path) -> Path:
     writes, as published INT8 files are."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from guardcli.convert.onnx_recipes import int8_excluded_nodes
+    from guardcli.runtime.onnx_recipes import int8_excluded_nodes
 
     src = folder / "onnx" / "model.onnx"
     dst = folder / "onnx" / "model_quantized.onnx"
@@ -110,7 +110,7 @@ def test_per_row_matmul_equals_a_numpy_reference(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from guardcli.convert.onnx_recipes import to_int8_dynamic
+    from guardcli.runtime.onnx_recipes import to_int8_dynamic
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=(64, 24)).astype(np.float32)
@@ -197,7 +197,7 @@ def test_onnxruntime_optimized_dynamic_quantize_matmul_is_rewritten(
     rng = np.random.default_rng(2)
     rows = [rng.integers(5, 1000, size=n).tolist() for n in (3, 17, 9)]
     rows.append([7] * 60)  # adversarial: one token repeated
-    from guardcli.batching import pad
+    from guardcli.core.batching import pad
 
     ids, mask = pad(rows, 0)
     batched = session.run(ids, mask)
@@ -211,9 +211,9 @@ def test_onnxruntime_optimized_dynamic_quantize_matmul_is_rewritten(
 
 def test_per_tensor_int8_depends_on_its_batch_when_run_as_it_is(per_tensor_model: Path) -> None:
     """The defect, shown on the graph as onnxruntime's quantizer writes it."""
-    from guardcli.batching import pad
+    from guardcli.core.batching import pad
+    from guardcli.core.tokenize import TextTokenizer
     from guardcli.runtime.onnx_session import OnnxSession
-    from guardcli.tokenize import TextTokenizer
 
     session = OnnxSession(per_tensor_model / "onnx" / "model_quantized.onnx", per_row=False)
     tok = TextTokenizer(per_tensor_model, 512)
@@ -276,7 +276,7 @@ def ov_models(tiny_model: Path, intent_model: Path, tmp_path_factory: pytest.Tem
     """Copies of the tiny CSAM-Guard and dialogue models with an NNCF ov-int8 beside them."""
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
-    from guardcli.convert.openvino_quant import quantize_openvino
+    from guardcli.jobs.convert.openvino_quant import quantize_openvino
 
     calibration = tmp_path_factory.mktemp("cal") / "calibration.jsonl"
     lines = (SAMPLES / "prompts.jsonl").read_text(encoding="utf-8").splitlines()[:8]
@@ -327,9 +327,9 @@ def test_opencc_torch(request: pytest.FixtureRequest, fixture: str) -> None:
 @pytest.fixture(scope="module")
 def opencc_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny OpenCC model on a Qwen3 base (one ONNX can export), exported, with INT8 beside."""
-    from guardcli.convert.opencc_export import export_opencc
-    from guardcli.convert.quantize import quantize_model
-    from guardcli.synthetic_opencc import synth_opencc
+    from guardcli.families.opencc.export import export_opencc
+    from guardcli.families.opencc.synthetic import synth_opencc
+    from guardcli.jobs.convert.quantize import quantize_model
 
     path = synth_opencc(tmp_path_factory.mktemp("models") / "opencc-cm-q3", base="qwen3")
     export_opencc(path, path)
@@ -346,8 +346,8 @@ def test_opencc_onnx(opencc_onnx: Path, variant: str) -> None:
 @pytest.fixture(scope="module")
 def qwen3guard_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny trained Qwen3Guard-Gen with an INT8 graph from `guard quantize`."""
-    from guardcli.convert.quantize import quantize_model
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
+    from guardcli.jobs.convert.quantize import quantize_model
 
     folder = _copy_model(cached_tiny_qwen3guard(), tmp_path_factory.mktemp("q3g") / "q3g")
     quantize_model(folder, ["int8"])
@@ -376,7 +376,7 @@ def test_qwen3guard_published_per_tensor_int8_is_rewritten(qwen3guard_int8: Path
 def test_serve_micro_batches_leave_every_clients_score_alone(tiny_model: Path) -> None:
     """Concurrent requests from several clients coalesce into one model call; each client's
     scores are the ones its texts get alone, even next to another client's adversarial text."""
-    from guardcli.serve.batcher import MicroBatcher
+    from guardcli.jobs.serve.batcher import MicroBatcher
 
     guard = load_guard(tiny_model, variant="int8")
     guard.batch_size, guard.token_budget = 64, 10**7

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from guardcli.bench import (
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.tokenize import TextTokenizer
+from guardcli.jobs.bench.runner import (
     BenchConfig,
     parse_batch_sizes,
     parse_variants,
     run_bench,
     synthetic_prompts,
 )
-from guardcli.errors import ExitCode, GuardError
-from guardcli.tokenize import TextTokenizer
 
 from .conftest import SAMPLES, invoke
 from .test_docs import NOT_RUNTIME, without
@@ -270,8 +270,8 @@ def test_synthetic_uses_the_cached_model(runner, tiny_model, tmp_path, monkeypat
 
 
 def test_a_model_without_graphs_is_refused_clearly() -> None:
-    from guardcli.bench import parse_variants
-    from guardcli.errors import GuardError
+    from guardcli.core.errors import GuardError
+    from guardcli.jobs.bench.runner import parse_variants
 
     with pytest.raises(GuardError, match="no variant to benchmark"):
         parse_variants("all", [])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from guardcli.bench import BenchConfig, model_variants, parse_variants, run_bench
-from guardcli.errors import ExitCode, GuardError
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.jobs.bench.runner import BenchConfig, model_variants, parse_variants, run_bench
 
 from .conftest import invoke
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def gen_model() -> Path:
     """The tiny trained Qwen3Guard-Gen (built once per builder version, tests/model_store.py)."""
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
     return cached_tiny_qwen3guard()
 
@@ -100,8 +100,8 @@ def test_generate_mode_counts_new_tokens_and_compares_severities(gen_report) -> 
 
 def test_score_mode_agreement_matches_classify_on_both_backends(gen_report, gen_model) -> None:
     """max |Δscore| equals what the two backends' score mode gives through load_guard."""
-    from guardcli.api import load_guard
-    from guardcli.bench import synthetic_prompts
+    from guardcli.families.loader import load_guard
+    from guardcli.jobs.bench.runner import synthetic_prompts
 
     onnx = load_guard(gen_model, variant="fp32", generate=False, batch_size=8)
     torch = load_guard(gen_model, backend="torch", generate=False, batch_size=8, dtype="float32")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from guardcli import load_guard
-from guardcli.batching import plan_batches
+from guardcli.core.batching import plan_batches
 
 from .conftest import SAMPLES, invoke
 
@@ -199,7 +199,7 @@ def test_guard_debug_shows_traceback(runner) -> None:
     os.environ["GUARD_DEBUG"] = "1"
     try:
         from guardcli.cli import app
-        from guardcli.errors import GuardError
+        from guardcli.core.errors import GuardError
 
         result = runner.invoke(app, ["classify", "--model", "csam-guard", "x"])
         assert isinstance(result.exception, GuardError)

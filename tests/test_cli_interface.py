@@ -22,7 +22,7 @@ from guardcli.cli import app
 from guardcli.cli._options import BACKEND_NAMES
 from guardcli.cli._output import command_options, own_options
 from guardcli.cli._tables import short_text, verdict_table
-from guardcli.errors import ExitCode
+from guardcli.core.errors import ExitCode
 
 from .conftest import ROOT, invoke
 
@@ -239,9 +239,9 @@ def test_own_options_keeps_sentences_and_backticked_commands() -> None:
 EMITTER = textwrap.dedent(
     """
     import logging, sys, warnings
-    import guardcli.api
+    import guardcli.families.loader
 
-    load = guardcli.api.load_guard
+    load = guardcli.families.loader.load_guard
 
     def noisy(*args, **kwargs):
         # what transformers, onnxruntime's quantizer and Ray say on a normal run
@@ -251,10 +251,10 @@ EMITTER = textwrap.dedent(
         )
         logging.getLogger().warning("Please consider to run pre-processing before quantization")
         logging.getLogger("ray.data").info("Starting execution of Dataset")
-        logging.getLogger("guardcli.serve").warning("guard's own warning")
+        logging.getLogger("guardcli.jobs.serve").warning("guard's own warning")
         return load(*args, **kwargs)
 
-    guardcli.api.load_guard = noisy
+    guardcli.families.loader.load_guard = noisy
     sys.argv = ["guard", *sys.argv[1:]]
     from guardcli.cli import main
     main()

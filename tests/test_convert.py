@@ -13,12 +13,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from guardcli.batching import pad
-from guardcli.convert.export import save_card_layout
-from guardcli.convert.onnx_recipes import to_fp16, to_int8_dynamic
-from guardcli.convert.qwen_tokenizer import write_tokenizer_files
-from guardcli.synthetic import CSAM_GUARD_DIMS, build_csam_guard_module, qwen3_config
-from guardcli.tokenize import TextTokenizer
+from guardcli.core.batching import pad
+from guardcli.core.tokenize import TextTokenizer
+from guardcli.families.seqcls.export import save_card_layout
+from guardcli.families.seqcls.synthetic import build_csam_guard_module
+from guardcli.runtime.onnx_recipes import to_fp16, to_int8_dynamic
+from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
+from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, qwen3_config
 
 from .conftest import SAMPLES, invoke
 
@@ -140,7 +141,7 @@ def test_export_layout(seqcls_src: Path, seqcls_out: Path) -> None:
     assert config["id2label"] == {"0": "benign", "1": "harmful"}
     # the tokenizer's model_max_length
     assert config["guardcli"] == {"max_length": 512, "exported_from": "seqcls"}
-    from guardcli.hub import resolve
+    from guardcli.core.resolve import resolve
 
     assert resolve(seqcls_out, "fp32").max_length == 512  # classify uses the export's length
 
@@ -299,8 +300,8 @@ def test_keep_float_matches_weight_names(seqcls_out: Path, tmp_path: Path) -> No
 def test_quantize_a_folder_of_links(seqcls_out: Path, tmp_path: Path) -> None:
     """The Hugging Face cache links every file; onnx will not read external data through a link,
     so quantize works on a private copy and leaves the linked files alone."""
-    from guardcli.convert.onnx_recipes import save_onnx
-    from guardcli.convert.quantize import quantize_model
+    from guardcli.jobs.convert.quantize import quantize_model
+    from guardcli.runtime.onnx_recipes import save_onnx
 
     blobs = tmp_path / "blobs"
     save_onnx(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guardcli import cpu
+from guardcli.core import cpu
 
 from .conftest import ROOT, invoke
 
@@ -177,7 +177,7 @@ def test_help_and_probe_do_not_import_heavy_runtimes() -> None:
 
 @pytest.mark.slow
 def test_verify_times_three_variants(runner, monkeypatch, tmp_path) -> None:
-    from guardcli import matmul_check
+    from guardcli.runtime import gemm_check as matmul_check
 
     monkeypatch.setenv("GUARD_PROBE_RESULT", str(tmp_path / "probe.json"))
     monkeypatch.setattr(matmul_check, "DEFAULT_SHAPE", (16, 64, 128))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from guardcli.api import load_guard
-from guardcli.hub import local_family, resolve
+from guardcli.core.resolve import local_family, resolve
+from guardcli.families.loader import load_guard
 
 from .conftest import invoke
 

@@ -12,9 +12,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from guardcli.batching import pad
-from guardcli.synthetic import build_csam_guard_module
-from guardcli.tokenize import TextTokenizer
+from guardcli.core.batching import pad
+from guardcli.core.tokenize import TextTokenizer
+from guardcli.families.seqcls.synthetic import build_csam_guard_module
 
 from .conftest import SAMPLES
 

@@ -28,7 +28,7 @@ CONVERSATIONS = [
 @pytest.fixture(scope="session")
 def guard_src() -> Path:
     """The tiny trained Qwen3Guard-Gen checkpoint (safetensors at the folder's root)."""
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
     return cached_tiny_qwen3guard()
 
@@ -102,8 +102,8 @@ def io_types(path: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_export_writes_the_family_layout(exported, guard_src: Path):
-    from guardcli.families.qwen3guard_format import model_template, packaged_template
-    from guardcli.hub import resolve
+    from guardcli.core.resolve import resolve
+    from guardcli.families.qwen3guard_gen.format import model_template, packaged_template
 
     out, result = exported
     assert result.exit_code == 0, result.stderr
@@ -141,7 +141,7 @@ def test_exported_graph_equals_transformers(exported, hf_model):
 def test_export_failing_checks_exit_3(runner, exported, guard_src, tmp_path, monkeypatch):
     """A drift above --tolerance, or other greedy tokens, fails the export (exit 3). The graph
     is copied from the session's export instead of exported again, to keep this fast."""
-    from guardcli.convert import causal_onnx
+    from guardcli.runtime import causal_onnx
     from guardcli.runtime.causal_lm import OnnxCausalLM
 
     graph = exported[0] / "onnx" / "model.onnx"
@@ -230,9 +230,9 @@ def test_variants_answer_like_fp32(quantized: Path):
     next-token logits stay close."""
     from tokenizers import Tokenizer
 
-    from guardcli.families.qwen3guard_format import render
+    from guardcli.families.qwen3guard_gen.format import render
+    from guardcli.families.qwen3guard_gen.synthetic import training_conversations
     from guardcli.runtime.causal_lm import OnnxCausalLM
-    from guardcli.synthetic_qwen3guard import training_conversations
 
     tok = Tokenizer.from_file(str(quantized / "tokenizer.json"))
     convs = training_conversations(6, seed=0)

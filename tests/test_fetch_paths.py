@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guardcli.synthetic import SYNTHETIC_MARKER
+from guardcli.core.synthetic import SYNTHETIC_MARKER
 
 from .conftest import invoke
 from .hub_server import HubStub

@@ -22,10 +22,10 @@ def _inside(path: Path, root: Path) -> bool:
 def test_guard_caches_and_config_live_in_the_session_tmp(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from guardcli.backends import measurement_path
-    from guardcli.catalog import user_catalog_path
-    from guardcli.hub import hub_cache_dir
-    from guardcli.paths import cache_dir
+    from guardcli.core.catalog import user_catalog_path
+    from guardcli.core.paths import cache_dir
+    from guardcli.core.resolve import hub_cache_dir
+    from guardcli.core.variants import measurement_path
 
     root = tmp_path_factory.getbasetemp()
     for path in (cache_dir(), user_catalog_path(), hub_cache_dir(), measurement_path()):
@@ -42,15 +42,15 @@ def test_the_users_guard_settings_do_not_leak_in() -> None:
 
 
 def test_the_model_store_key_covers_lazy_imports_the_template_and_the_recipe() -> None:
-    closure = model_store.import_closure("guardcli.synthetic_qwen3guard")
+    closure = model_store.import_closure("guardcli.families.qwen3guard_gen.synthetic")
     # Imported inside functions only: a static scan must still find them.
-    assert {"guardcli.convert.causal_onnx", "guardcli.convert.qwen_tokenizer"} <= set(closure)
-    assert {"guardcli.families.qwen3guard_format", "guardcli.paths"} <= set(closure)
+    assert {"guardcli.runtime.causal_onnx", "guardcli.runtime.qwen_tokenizer"} <= set(closure)
+    assert {"guardcli.families.qwen3guard_gen.format", "guardcli.core.paths"} <= set(closure)
     assert "qwen3guard_gen.jinja" in [p.name for p in model_store.data_files()]
-    key = model_store.store_key("guardcli.synthetic", "a")
-    assert key == model_store.store_key("guardcli.synthetic", "a")
-    assert key != model_store.store_key("guardcli.synthetic", "b")
-    assert key != model_store.store_key("guardcli.synthetic_dialogue", "a")
+    key = model_store.store_key("guardcli.families.seqcls.synthetic", "a")
+    assert key == model_store.store_key("guardcli.families.seqcls.synthetic", "a")
+    assert key != model_store.store_key("guardcli.families.seqcls.synthetic", "b")
+    assert key != model_store.store_key("guardcli.families.dialogue.synthetic", "a")
     assert _inside(model_store.STORE, ROOT / ".cache")
 
 
@@ -64,12 +64,12 @@ def test_a_stored_model_is_built_once_and_copied(tmp_path: Path, monkeypatch) ->
         (out / "model.onnx").write_text("weights")
         (out / ".cache" / "optimized.onnx").write_text("beside")
 
-    first = model_store.cached_build("m", "guardcli.paths", "r", build, tmp_path / "a")
+    first = model_store.cached_build("m", "guardcli.core.paths", "r", build, tmp_path / "a")
     first.joinpath("model.onnx").write_text("a test changed its copy")
-    second = model_store.cached_build("m", "guardcli.paths", "r", build, tmp_path / "b")
+    second = model_store.cached_build("m", "guardcli.core.paths", "r", build, tmp_path / "b")
     assert len(builds) == 1 and second.joinpath("model.onnx").read_text() == "weights"
     assert sorted(p.name for p in second.iterdir()) == ["model.onnx"]
-    model_store.cached_build("m", "guardcli.paths", "other", build, tmp_path / "c")
+    model_store.cached_build("m", "guardcli.core.paths", "other", build, tmp_path / "c")
     assert len(builds) == 2
 
 

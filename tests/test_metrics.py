@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from guardcli import metrics
+from guardcli.jobs import metrics
 
 SEEDS = [0, 1, 2, 3, 7, 42]
 

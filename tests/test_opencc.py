@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from guardcli.api import load_guard
-from guardcli.errors import GuardError
-from guardcli.families.opencc_frame import HARM_CATEGORIES, read_frame
-from guardcli.hub import local_family, resolve
-from guardcli.thresholds import parse_thresholds
+from guardcli.core.errors import GuardError
+from guardcli.core.resolve import local_family, resolve
+from guardcli.core.thresholds import parse_thresholds
+from guardcli.families.loader import load_guard
+from guardcli.families.opencc.frame import HARM_CATEGORIES, read_frame
 
 from .conftest import SAMPLES, invoke
 
@@ -272,7 +272,7 @@ def test_synth_cli_writes_the_real_layout(runner, tmp_path: Path) -> None:
 
 
 def test_catalog_name_resolves_from_the_cache(opencc_cm: Path) -> None:
-    from guardcli.hub import import_folder
+    from guardcli.core.resolve import import_folder
 
     result = import_folder("opencc-cm", opencc_cm)
     assert "weight_frame.json" in result.files and "classification_head.pt" in result.files

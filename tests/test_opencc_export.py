@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from guardcli.api import load_guard
-from guardcli.errors import GuardError
-from guardcli.families.opencc_frame import HARM_CATEGORIES
-from guardcli.hub import resolve
+from guardcli.core.errors import GuardError
+from guardcli.core.resolve import resolve
+from guardcli.families.loader import load_guard
+from guardcli.families.opencc.frame import HARM_CATEGORIES
 
 from .conftest import SAMPLES, invoke
 from .test_opencc import TEXTS, reference_probs, reference_tokenizer
@@ -28,7 +28,7 @@ def exported_cm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny OpenCC content-moderation model on a Qwen3 base, exported in place by the CLI."""
     from typer.testing import CliRunner
 
-    from guardcli.synthetic_opencc import synth_opencc
+    from guardcli.families.opencc.synthetic import synth_opencc
 
     path = synth_opencc(tmp_path_factory.mktemp("models") / "opencc-cm-q3", base="qwen3")
     result = invoke(CliRunner(), ["export", str(path)])  # no --out: in place
@@ -106,7 +106,7 @@ def test_onnx_only_folder_runs_without_base_adapter_or_head(
     exported_cm: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "onnx-only"
-    from guardcli.convert.opencc_export import export_opencc
+    from guardcli.families.opencc.export import export_opencc
 
     result = export_opencc(exported_cm, out)
     assert result.ok and result.out == out
@@ -147,7 +147,7 @@ def test_qwen35_base_is_refused_plainly(runner, opencc_cm: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_bench_times_the_graph_beside_the_lora(exported_cm: Path) -> None:
-    from guardcli.bench import BenchConfig, model_variants, run_bench
+    from guardcli.jobs.bench.runner import BenchConfig, model_variants, run_bench
 
     assert model_variants(exported_cm) == ["fp32", "lora"]
     config = BenchConfig(

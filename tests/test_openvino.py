@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guardcli.errors import ExitCode, GuardError
+from guardcli.core.errors import ExitCode, GuardError
 
 from .conftest import SAMPLES, invoke
 
@@ -48,8 +48,8 @@ def ov_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _batch(model_dir: Path):
-    from guardcli.batching import pad
-    from guardcli.tokenize import TextTokenizer
+    from guardcli.core.batching import pad
+    from guardcli.core.tokenize import TextTokenizer
 
     texts = [
         json.loads(line)["text"]
@@ -85,7 +85,7 @@ def test_openvino_fp32_agrees_with_onnxruntime_fp32(ov_model, reference) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "tolerance"), [("bf16", 0.1), ("ov-int8", 0.15)])
 def test_bf16_and_int8_stay_close_to_fp32(ov_model, reference, variant, tolerance) -> None:
-    from guardcli.hub import resolve
+    from guardcli.core.resolve import resolve
     from guardcli.runtime import open_session
 
     ids, mask = _batch(ov_model)
@@ -133,7 +133,7 @@ def test_keep_float_is_an_ignored_scope(ov_model) -> None:
 
 
 def test_ignored_patterns_escape_names() -> None:
-    from guardcli.convert.openvino_quant import ignored_patterns
+    from guardcli.jobs.convert.openvino_quant import ignored_patterns
 
     assert ignored_patterns(["down_proj", "", "a.b"]) == [".*down_proj.*", ".*a\\.b.*"]
 
@@ -198,7 +198,7 @@ def test_a_damaged_cache_entry_is_rebuilt(tiny_model, tmp_path) -> None:
 
 
 def test_backend_maps_variants() -> None:
-    from guardcli.backends import with_backend
+    from guardcli.core.variants import with_backend
 
     assert with_backend("fp32", "openvino") == "ov-fp32"
     assert with_backend("int8", "openvino") == "ov-int8"
@@ -214,12 +214,12 @@ def test_backend_maps_variants() -> None:
 
 @pytest.mark.slow
 def test_auto_follows_flags_then_a_stored_measurement(ov_model, tmp_path, monkeypatch) -> None:
-    from guardcli import backends
-    from guardcli.hub import resolve
+    from guardcli.core import variants as backends
+    from guardcli.core.resolve import resolve
 
     monkeypatch.setenv("GUARD_PROBE_RESULT", str(tmp_path / "probe.json"))
     monkeypatch.setattr(backends, "cpu_fingerprint", lambda: "this-cpu")
-    monkeypatch.setattr("guardcli.cpu.preferred_variants", lambda: ["int8", "fp32", "fp16"])
+    monkeypatch.setattr("guardcli.core.cpu.preferred_variants", lambda: ["int8", "fp32", "fp16"])
     # No measurement: onnxruntime's flag order first, OpenVINO after it.
     assert resolve(ov_model).variant == "int8"
     assert resolve(ov_model, backend="openvino").variant == "ov-int8"
@@ -242,7 +242,8 @@ def test_auto_follows_flags_then_a_stored_measurement(ov_model, tmp_path, monkey
 
 @pytest.mark.slow
 def test_openvino_variants_need_openvino(ov_model, monkeypatch) -> None:
-    from guardcli import backends, hub
+    from guardcli.core import resolve as hub
+    from guardcli.core import variants as backends
 
     monkeypatch.setattr(backends, "openvino_available", lambda: False)
     monkeypatch.setattr(hub, "openvino_available", lambda: False)
@@ -257,7 +258,7 @@ def test_openvino_variants_need_openvino(ov_model, monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_probe_cpu_verify_times_openvino_and_stores_the_order(runner, tmp_path, monkeypatch):
-    from guardcli import matmul_check
+    from guardcli.runtime import gemm_check as matmul_check
 
     store = tmp_path / "probe.json"
     monkeypatch.setenv("GUARD_PROBE_RESULT", str(store))
@@ -310,7 +311,7 @@ def native_bf16(monkeypatch) -> None:
     """This CPU, said to have avx512_bf16: `--variant all` then times OpenVINO's bf16 hint."""
     import dataclasses
 
-    from guardcli import cpu
+    from guardcli.core import cpu
 
     here = cpu.read_cpu()
     with_bf16 = dataclasses.replace(here, flags=here.flags | {"avx512_bf16"})
@@ -334,7 +335,7 @@ def test_bench_compares_every_path_with_agreement(runner, ov_model, native_bf16)
 
 
 def test_bench_backend_picks_that_runtimes_paths() -> None:
-    from guardcli.bench import parse_variants
+    from guardcli.jobs.bench.runner import parse_variants
 
     present = ["fp32", "fp16", "int8", "ov-fp32", "bf16", "ov-int8"]
     assert parse_variants("int8,fp32", present, "openvino") == ["ov-fp32", "ov-int8"]
@@ -371,7 +372,7 @@ def test_graph_cache_can_be_turned_off(tiny_model, tmp_path, monkeypatch) -> Non
 
 
 def test_without_native_bf16_the_flags_rank_bf16_last() -> None:
-    from guardcli.backends import openvino_order
+    from guardcli.core.variants import openvino_order
 
     assert openvino_order({"avx512f", "amx_bf16", "amx_int8"}) == ["ov-int8", "bf16", "ov-fp32"]
     assert openvino_order({"avx512f", "avx512_vnni"}) == ["ov-int8", "ov-fp32", "bf16"]
@@ -440,7 +441,7 @@ def test_compare_takes_openvino_variants(runner, ov_model) -> None:
 
 
 def test_all_leaves_out_emulated_bf16_unless_named() -> None:
-    from guardcli.bench import without_emulated
+    from guardcli.jobs.bench.runner import without_emulated
 
     paths = ["fp32", "int8", "ov-fp32", "bf16", "ov-int8"]
     assert without_emulated(paths, {"avx2", "avx512_vnni"}) == (
@@ -455,7 +456,7 @@ def test_all_leaves_out_emulated_bf16_unless_named() -> None:
 def test_bench_all_says_what_it_left_out(runner, ov_model, monkeypatch) -> None:
     import dataclasses
 
-    from guardcli import cpu
+    from guardcli.core import cpu
 
     here = cpu.read_cpu()
     plain = dataclasses.replace(here, flags=here.flags - {"amx_bf16", "avx512_bf16", "bf16"})

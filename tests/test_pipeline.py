@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from guardcli.api import load_guard
-from guardcli.families.opencc_frame import HARM_CATEGORIES
+from guardcli.families.loader import load_guard
+from guardcli.families.opencc.frame import HARM_CATEGORIES
 
 from .conftest import invoke
 
@@ -103,9 +103,9 @@ def test_first_flag_goes_to_the_remote_judge(runner, tmp_path, opencc_jb, opencc
 
 
 def test_a_failing_judge_escalates_instead_of_failing_the_run() -> None:
-    from guardcli.errors import GuardError
-    from guardcli.pipeline import Stage
-    from guardcli.verdict import Record
+    from guardcli.core.errors import GuardError
+    from guardcli.core.verdicts import Record
+    from guardcli.jobs.pipeline import Stage
 
     class Down:
         def classify_records(self, records):

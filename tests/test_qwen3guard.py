@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guardcli.errors import GuardError
-from guardcli.families import qwen3guard_format as fmt
-from guardcli.verdict import Record, RecordError
+from guardcli.core.errors import GuardError
+from guardcli.core.verdicts import Record, RecordError
+from guardcli.families.qwen3guard_gen import format as fmt
 
 from .conftest import invoke
 
@@ -46,7 +46,7 @@ CONVERSATIONS = [
 def hf_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
-    from guardcli.convert.qwen_tokenizer import qwen3_tokenizer_path
+    from guardcli.runtime.qwen_tokenizer import qwen3_tokenizer_path
 
     tok = PreTrainedTokenizerFast(tokenizer_file=str(qwen3_tokenizer_path()))
     tok.chat_template = fmt.packaged_template()
@@ -56,7 +56,7 @@ def hf_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_guard_model() -> Path:
     """The tiny Qwen3Guard-Gen, trained once per builder version (tests/model_store.py)."""
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
     return cached_tiny_qwen3guard()
 
@@ -91,7 +91,7 @@ def test_head_lengths_match_the_spec(hf_tokenizer):
 
 
 def test_record_messages_validation():
-    from guardcli.verdict import Record
+    from guardcli.core.verdicts import Record
 
     assert fmt.record_messages(Record(id=1, text="hi")) == [{"role": "user", "content": "hi"}]
     for bad, kind in (
@@ -175,7 +175,7 @@ def test_score_tokens_fail_loudly_on_a_collision():
 
 
 def test_resolve_detects_the_family(tiny_guard_model, tiny_model, tmp_path):
-    from guardcli.hub import resolve
+    from guardcli.core.resolve import resolve
 
     assert resolve(tiny_guard_model).family == "qwen3guard-gen"
     assert resolve(tiny_guard_model).variant == "fp32"
@@ -265,7 +265,7 @@ def test_template_head_kv_is_reused_with_the_same_results(tiny_guard_model):
     """Prompts that share the template's head start from its cached KV and run only their
     tails; logits and greedy tokens equal running each whole prompt, which transformers checks
     above."""
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
     from guardcli.runtime.causal_lm import OnnxCausalLM
 
     guard = load_guard(tiny_guard_model, backend="onnxruntime")
@@ -300,7 +300,7 @@ def test_score_mode_equals_a_transformers_forward_pass(hf_tokenizer, tiny_guard_
     import torch
     from transformers import AutoModelForCausalLM
 
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_guard_model), dtype=torch.float32)
     firsts = [hf_tokenizer(f" {s}")["input_ids"][0] for s in ("Safe", "Unsafe", "Controversial")]

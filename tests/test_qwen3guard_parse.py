@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardcli.families import qwen3guard_format as fmt
-from guardcli.verdict import RecordError
+from guardcli.core.verdicts import RecordError
+from guardcli.families.qwen3guard_gen import format as fmt
 
 from .conftest import invoke
 
@@ -363,9 +363,9 @@ def test_local_generation_that_is_not_canonical_is_a_model_output_record(
 ):
     """The tiny Qwen3Guard-Gen, its generation replaced by the tokens of an ambiguous answer:
     decoded, parsed, and reported as an error record (flagged under --fail-closed)."""
+    from guardcli.core.tokenize import TextTokenizer
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
     from guardcli.runtime import causal_lm
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
-    from guardcli.tokenize import TextTokenizer
 
     model = cached_tiny_qwen3guard()
     text = "Safety: Safe\nCategories: Violent"

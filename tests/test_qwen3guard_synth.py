@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from guardcli.errors import GuardError
-from guardcli.synthetic_qwen3guard import cached_qwen3guard, model_config, synth_qwen3guard_gen
+from guardcli.core.errors import GuardError
+from guardcli.families.qwen3guard_gen.synthetic import (
+    cached_qwen3guard,
+    model_config,
+    synth_qwen3guard_gen,
+)
 
 from .conftest import invoke
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from guardcli.core.records import ReadOptions, VerdictWriter, read_lines
+from guardcli.core.verdicts import Record, RecordError, Verdict
 from guardcli.families.base import cut_record
-from guardcli.records import ReadOptions, VerdictWriter, read_lines
-from guardcli.verdict import Record, RecordError, Verdict
 
 # ----------------------------------------------------------------------------- the reader
 
@@ -189,15 +189,15 @@ def long_texts(draw, limit: int):
 
 @pytest.fixture(scope="module")
 def small_seqcls(tiny_model: Path):
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     return load_guard(tiny_model, variant="fp32", max_length=32)
 
 
 @pytest.fixture(scope="module")
 def small_dialogue(intent_model: Path):
-    from guardcli.api import load_guard
-    from guardcli.families.dialogue import model_prefix
+    from guardcli.families.dialogue.guard import model_prefix
+    from guardcli.families.loader import load_guard
 
     probe = load_guard(intent_model, variant="fp32")
     prefix = probe.tokenizer.tokenizer.encode(model_prefix(probe.task_description)).ids
@@ -281,7 +281,7 @@ def _prose(n_chars: int, seed: int) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("n_chars", [5_000, 50_000, 400_000])
 def test_cut_on_long_real_looking_texts_default_length(tiny_model: Path, n_chars: int):
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     guard = load_guard(tiny_model, variant="fp32")
     for seed in range(3):
@@ -294,7 +294,7 @@ def test_cut_on_long_real_looking_texts_default_length(tiny_model: Path, n_chars
 
 @pytest.mark.slow
 def test_cut_on_long_real_looking_dialogue(intent_model: Path):
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     guard = load_guard(intent_model, variant="fp32")
     for seed in range(2):
@@ -326,8 +326,8 @@ def test_cut_keeps_the_template_and_the_tokens_qwen3guard():
     """A generative guard renders a chat template around the content: the cut is made in the
     record's messages, so the template stays whole, and the kept tokens equal the whole
     rendering's."""
-    from guardcli.api import load_guard
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.loader import load_guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
     guard = load_guard(cached_tiny_qwen3guard(), max_length=260)
     for seed in range(2):

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from guardcli.classify import Summary
-from guardcli.errors import ExitCode
-from guardcli.records import ReadOptions, VerdictWriter, parse_line
-from guardcli.verdict import Record, RecordError, Verdict
+from guardcli.core.errors import ExitCode
+from guardcli.core.records import ReadOptions, VerdictWriter, parse_line
+from guardcli.core.verdicts import Record, RecordError, Verdict
+from guardcli.jobs.classify import Summary
 
 from .conftest import invoke
 
@@ -122,7 +122,7 @@ def test_lone_surrogate_in_id_and_kept_field_gives_valid_utf8(runner, tiny_model
 
 @pytest.mark.slow
 def test_batch_encode_failure_falls_back_to_one_record_at_a_time(tiny_model, monkeypatch):
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     guard = load_guard(tiny_model, variant="fp32")
     real = guard.tokenizer.encode
@@ -143,7 +143,7 @@ def test_batch_encode_failure_falls_back_to_one_record_at_a_time(tiny_model, mon
 
 @pytest.mark.slow
 def test_prepare_failure_is_the_records_error(tiny_model, monkeypatch):
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     guard = load_guard(tiny_model, variant="fp32")
     real = guard.prepare
@@ -344,7 +344,7 @@ def test_ten_megabyte_line_stays_small_and_truncated(tiny_model, tmp_path):
     assert rss / 1024 < RSS_BOUND_MIB
     # the verdict is that of the text tokenized without a character cut, the tokenizer
     # truncating (on its first 1 MB, 160 times the cut, to keep this process small)
-    from guardcli.api import load_guard
+    from guardcli.families.loader import load_guard
 
     guard = load_guard(tiny_model)
     enc = guard.tokenizer.encode([text[:1_000_000]])[0]
@@ -468,7 +468,7 @@ def test_fuzz_corpus_loses_nothing(tiny_model, tmp_path):
 
 
 def test_strict_dumps_refuses_nan_and_escapes_what_utf8_cannot_hold():
-    from guardcli.strict_json import dumps
+    from guardcli.core.strict_json import dumps
 
     for bad in (float("nan"), float("inf"), {"a": [1.0, float("-inf")]}):
         with pytest.raises(ValueError):

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from guardcli import load_guard
-from guardcli.classify import Summary
-from guardcli.errors import ExitCode, GuardError
-from guardcli.records import ReadOptions, is_blank
-from guardcli.scale import GuardSpec, ScaleResult, count_lines, split_lines, worker_plan
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.records import ReadOptions, is_blank
+from guardcli.jobs.classify import Summary
+from guardcli.jobs.ray import GuardSpec, ScaleResult, count_lines, split_lines, worker_plan
 
 from .conftest import SAMPLES, invoke
 
@@ -97,7 +97,7 @@ def test_missing_records_fail_the_run() -> None:
 
 def test_inputs_expand_from_files_folders_and_globs(tmp_path: Path) -> None:
     pytest.importorskip("fsspec")
-    from guardcli.scale import expand_inputs, input_format
+    from guardcli.jobs.ray import expand_inputs, input_format
 
     for name in ("b.jsonl", "a.jsonl", "c.parquet", "sub/d.jsonl", "_SUCCESS"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
@@ -173,7 +173,7 @@ def test_ray_reads_parquet_globs_and_writes_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from guardcli.scale import classify_with_ray
+    from guardcli.jobs.ray import classify_with_ray
 
     rows = [{"id": r["id"], "text": r["text"], "lang": r["lang"]} for r in samples()]
     rows[5]["text"] = ""  # a bad record in Parquet too

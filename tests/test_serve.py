@@ -20,8 +20,8 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from guardcli import load_guard  # noqa: E402
-from guardcli.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
-from guardcli.verdict import Verdict  # noqa: E402
+from guardcli.core.verdicts import Verdict  # noqa: E402
+from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
 
 from .conftest import LITELLM, ROOT, SAMPLES, invoke  # noqa: E402
 from .test_docs import without  # noqa: E402

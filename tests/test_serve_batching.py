@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from guardcli.serve.batcher import MicroBatcher, QueueFull
-from guardcli.serve.protocols import (
+from guardcli.core.verdicts import Record, Verdict
+from guardcli.jobs.serve.batcher import MicroBatcher, QueueFull
+from guardcli.jobs.serve.protocols import (
     Limits,
     Policy,
     guardrail_request,
@@ -16,7 +17,6 @@ from guardcli.serve.protocols import (
     moderation_result,
     rethreshold,
 )
-from guardcli.verdict import Record, Verdict
 
 POLICY = Policy(model="m", variant="int8", threshold=0.5)
 

@@ -22,9 +22,9 @@ from prometheus_client.openmetrics.parser import (  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from guardcli import load_guard  # noqa: E402
-from guardcli.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
-from guardcli.serve.prometheus import Metrics  # noqa: E402
-from guardcli.verdict import Verdict  # noqa: E402
+from guardcli.core.verdicts import Verdict  # noqa: E402
+from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
+from guardcli.jobs.serve.prometheus import Metrics  # noqa: E402
 
 from .test_docs import without  # noqa: E402
 

@@ -23,12 +23,17 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from guardcli import load_guard  # noqa: E402
-from guardcli.families.dialogue import DialogueGuard  # noqa: E402
-from guardcli.families.qwen3guard import Qwen3GuardGen  # noqa: E402
-from guardcli.families.qwen3guard_format import is_response, record_messages  # noqa: E402
-from guardcli.serve import BackgroundServer, ServeOptions, create_app, protocols  # noqa: E402
-from guardcli.serve.json_body import MAX_DEPTH, BadBody, dumps, parse_body  # noqa: E402
-from guardcli.verdict import Record, Verdict  # noqa: E402
+from guardcli.core.verdicts import Record, Verdict  # noqa: E402
+from guardcli.families.dialogue.guard import DialogueGuard  # noqa: E402
+from guardcli.families.qwen3guard_gen.format import is_response, record_messages  # noqa: E402
+from guardcli.families.qwen3guard_gen.guard import Qwen3GuardGen  # noqa: E402
+from guardcli.jobs.serve import (  # noqa: E402
+    BackgroundServer,
+    ServeOptions,
+    create_app,
+    protocols,  # noqa: E402
+)
+from guardcli.jobs.serve.json_body import MAX_DEPTH, BadBody, dumps, parse_body  # noqa: E402
 
 from .conftest import LITELLM, invoke  # noqa: E402
 
@@ -360,7 +365,7 @@ def test_allow_unjudged_lets_it_pass_with_a_note(served_allowing) -> None:
 
 
 def test_allow_unjudged_option(runner, tiny_model: Path, monkeypatch) -> None:
-    import guardcli.serve as serve_module
+    import guardcli.jobs.serve as serve_module
 
     started: list[Any] = []
     monkeypatch.setattr(serve_module, "run", lambda app, sock, **kw: started.append(app))
@@ -556,7 +561,7 @@ def test_qwen3guard_response_mode_gets_the_prompt() -> None:
 def test_qwen3guard_served_judges_the_reply_after_its_prompt() -> None:
     """The real family behind the server: the text its model receives for a response is its own
     rendering of prompt + reply (response moderation), not the reply as a user prompt."""
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
     guard = load_guard(cached_tiny_qwen3guard(), backend="onnxruntime", generate=False)
     capture = Capture(guard)

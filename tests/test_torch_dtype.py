@@ -11,21 +11,21 @@ import numpy as np
 import pytest
 import torch
 
-from guardcli.api import load_guard
-from guardcli.cpu import CpuInfo
-from guardcli.errors import GuardError
-from guardcli.families.opencc_frame import HARM_CATEGORIES
-from guardcli.torch_dtype import resolve_dtype
+from guardcli.core.cpu import CpuInfo
+from guardcli.core.errors import GuardError
+from guardcli.core.torch_dtype import resolve_dtype
+from guardcli.families.loader import load_guard
+from guardcli.families.opencc.frame import HARM_CATEGORIES
 
 from .conftest import invoke
 from .test_opencc import TEXTS, reference_probs
 
 
 def _cpu(monkeypatch, flags: set[str]) -> None:
-    import guardcli.cpu
+    import guardcli.core.cpu
 
     info = CpuInfo("x86_64", "test cpu", flags, "test")
-    monkeypatch.setattr(guardcli.cpu, "read_cpu", lambda path=None: info)
+    monkeypatch.setattr(guardcli.core.cpu, "read_cpu", lambda path=None: info)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_dtype_is_in_the_help_of_every_command_that_runs_opencc_on_torch(runner,
 
 
 def test_bench_passes_dtype_to_torch_paths_only():
-    from guardcli.bench import load_options
+    from guardcli.jobs.bench.runner import load_options
 
     assert load_options("lora", "float32") == {"variant": "lora", "dtype": "float32"}
     assert load_options("torch", "bfloat16") == {
@@ -128,7 +128,7 @@ def test_bench_passes_dtype_to_torch_paths_only():
 
 @pytest.mark.slow
 def test_qwen3guard_torch_runs_and_names_the_dtype_chosen(runner):
-    from guardcli.synthetic_qwen3guard import cached_tiny_qwen3guard
+    from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
     model = cached_tiny_qwen3guard()
     for dtype, short in (("bfloat16", "bf16"), ("float32", "fp32")):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardcli import thresholds
-from guardcli.errors import ExitCode, GuardError
+from guardcli.core import thresholds
+from guardcli.core.errors import ExitCode, GuardError
 
 from .conftest import invoke
 
@@ -213,7 +213,7 @@ def test_models_json_is_strict_json(runner, monkeypatch, tmp_path) -> None:
 
 
 def test_new_entry_takes_its_family_defaults(monkeypatch, tmp_path) -> None:
-    from guardcli.catalog import load_catalog
+    from guardcli.core.catalog import load_catalog
 
     path = tmp_path / "models.toml"
     path.write_text('[models.mine]\nrepo = "me/mine"\nfamily = "dialogue"\n')
@@ -227,10 +227,10 @@ def test_new_entry_takes_its_family_defaults(monkeypatch, tmp_path) -> None:
 def test_override_changes_only_the_entry_it_names(
     monkeypatch, tmp_path, tiny_model: Path, intent_model: Path
 ) -> None:
-    from guardcli.catalog import BUILTIN, load_catalog
-    from guardcli.hub import resolve
-    from guardcli.synthetic import CSAM_GUARD_MAX_LENGTH
-    from guardcli.synthetic_dialogue import DIALOGUE_MAX_LENGTH
+    from guardcli.core.catalog import BUILTIN, load_catalog
+    from guardcli.core.resolve import resolve
+    from guardcli.families.dialogue.synthetic import DIALOGUE_MAX_LENGTH
+    from guardcli.families.seqcls.synthetic import CSAM_GUARD_MAX_LENGTH
 
     path = tmp_path / "models.toml"
     path.write_text("[models.csam-guard]\nthreshold = 0.984\nmax_length = 100\n")
@@ -311,7 +311,7 @@ def test_write_thresholds_writes_a_file_classify_accepts(runner, tmp_path) -> No
 
 
 def test_synth_refuses_a_non_empty_out(runner, monkeypatch, tmp_path) -> None:
-    import guardcli.synthetic as synthetic
+    import guardcli.families.seqcls.synthetic as synthetic
 
     out = tmp_path / "model"
     (out / "onnx").mkdir(parents=True)
@@ -343,7 +343,7 @@ def test_synth_help_lists_force(runner) -> None:
 
 def test_known_families_are_the_registered_ones() -> None:
     import guardcli.families as families
-    from guardcli.catalog import KNOWN_FAMILIES
+    from guardcli.core.catalog import KNOWN_FAMILIES
 
     for name in KNOWN_FAMILIES:
         assert families.get_family(name).family == name

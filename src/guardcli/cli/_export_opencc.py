@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
-from ._output import stderr
+from guardcli.cli._output import stderr
 
 
 def export_opencc_folder(src: Path, out: Path | None, *, tolerance: float | None) -> None:
     """Merge the LoRA, export to ONNX, check against torch + peft; print the folder on stdout."""
-    from ..convert.opencc_export import DEFAULT_TOLERANCE, export_opencc
+    from guardcli.families.opencc.export import DEFAULT_TOLERANCE, export_opencc
 
     console = stderr()
     result = export_opencc(

@@ -9,11 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import ExitCode
-from ..records import ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
-from ..strict_json import dumps
-from ..verdict import Record
-from ._options import (
+from guardcli.cli._options import (
     BackendOpt,
     BatchSizeOpt,
     CountOption,
@@ -31,11 +27,15 @@ from ._options import (
     VerboseOpt,
     backend_name,
 )
-from ._output import choose_format, fail, handle_errors, stderr, verbose_env
-from ._tables import InputTexts, verdict_table
+from guardcli.cli._output import choose_format, fail, handle_errors, stderr, verbose_env
+from guardcli.cli._tables import InputTexts, verdict_table
+from guardcli.core.errors import ExitCode
+from guardcli.core.records import ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
+from guardcli.core.strict_json import dumps
+from guardcli.core.verdicts import Record
 
 if TYPE_CHECKING:
-    from ..classify import Summary
+    from guardcli.jobs.classify import Summary
 
 EPILOG = (
     "Exit codes: 0 nothing flagged, 1 at least one record flagged, "
@@ -291,16 +291,16 @@ def classify(
     to the line number.
     """
     backend = backend_name(backend)
-    from .. import timings as timing
-    from ..api import load_guard
-    from ..classify import classify_into, rendered_inputs
-    from ..synthetic import is_synthetic
-    from ..thresholds import read_thresholds
+    from guardcli.core import timings as timing
+    from guardcli.core.synthetic import is_synthetic
+    from guardcli.core.thresholds import read_thresholds
+    from guardcli.families.loader import load_guard
+    from guardcli.jobs.classify import classify_into, rendered_inputs
 
     if engine not in ENGINES:
         raise fail(f"Unknown engine {engine!r}.", f"Choose one of: {', '.join(ENGINES)}.")
     if engine == "ray":
-        from ..scale import GuardSpec
+        from guardcli.jobs.ray import GuardSpec
 
         if texts or show_input or fmt:
             raise fail(
@@ -451,7 +451,7 @@ def _writer(fmt: str, keep: tuple[str, ...], fail_closed: bool, shown: InputText
 def _classify_ray(
     input_path: str, output: str, *, quiet: bool, allow_empty: bool, verbose: bool, **kwargs: Any
 ) -> None:
-    from ..scale import classify_with_ray
+    from guardcli.jobs.ray import classify_with_ray
 
     # Ray Data reports progress as INFO log lines when stderr is no terminal (~25 a run): bars
     # for a person at a terminal, nothing in a pipe or a CI log unless --verbose.
@@ -474,8 +474,8 @@ def _classify_pipeline(
     threads: int | None,
     fail_closed: bool,
 ) -> Summary:
-    from ..classify import classify_into
-    from ..pipeline import load_pipeline
+    from guardcli.jobs.classify import classify_into
+    from guardcli.jobs.pipeline import load_pipeline
 
     pipe = load_pipeline(path, batch_size=batch_size, threads=threads, fail_closed=fail_closed)
     summary = classify_into(pipe, records, writer.write)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..demo import synthetic_model
-from ..errors import GuardError
-from ..hub import resolve
+from guardcli.core.errors import GuardError
+from guardcli.core.resolve import resolve
+from guardcli.families.seqcls.synthetic import synthetic_model
 
 SAMPLES = Path("data/samples/prompts.jsonl")
 
@@ -27,7 +27,7 @@ def main() -> int:
             "its weights are RANDOM, so its verdicts are meaningless; it shows the plumbing only."
         )
         model = str(synthetic_model())
-    from . import app
+    from guardcli.cli import app
 
     args = ["classify", "--input", str(SAMPLES), "--model", model, "--format", "table"]
     console.print(f"$ guard {' '.join(args)}")

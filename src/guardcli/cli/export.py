@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._options import VerboseOpt
-from ._output import fail, handle_errors, stderr
+from guardcli.cli._options import VerboseOpt
+from guardcli.cli._output import fail, handle_errors, stderr
 
 EPILOG = (
     "SRC is a *ForSequenceClassification checkpoint (e.g. Qwen3ForSequenceClassification), or "
@@ -92,14 +92,14 @@ def export(
     when max |Δ logit| exceeds --tolerance. Needs the 'export' extra.
     """
     if (src / "weight_frame.json").is_file():  # OpenCC: LoRA + head on a base LM
-        from ._export_opencc import export_opencc_folder
+        from guardcli.cli._export_opencc import export_opencc_folder
 
         if family is not None or max_length is not None:
             raise fail("--family and --max-length do not apply to an OpenCC folder.")
         return export_opencc_folder(src, out, tolerance=tolerance)
     if out is None:
         raise fail("Missing option --out.", "Say where to write the model: --out DIR.")
-    from ..convert.export import export_checkpoint
+    from guardcli.jobs.convert.export import export_checkpoint
 
     console = stderr()
     result = export_checkpoint(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._options import VerboseOpt
-from ._output import fail, handle_errors, stderr
+from guardcli.cli._options import VerboseOpt
+from guardcli.cli._output import fail, handle_errors, stderr
 
 FAMILIES = ("csam-guard", "qwen3guard-gen", "opencc-cm", "opencc-jb", "intent-ctx")
 
@@ -74,7 +74,8 @@ def synth(
     Qwen3Guard-Gen-0.6B's dimensions and untrained weights (minutes, ~4 GB; benchmarks only).
     Needs the 'export' extra (torch, transformers, onnx).
     """
-    from ..synthetic import SIZES, check_out, synth_csam_guard
+    from guardcli.core.synthetic import SIZES, check_out
+    from guardcli.families.seqcls.synthetic import synth_csam_guard
 
     if family not in FAMILIES:
         raise fail(f"Unknown family {family!r}.", f"Choose one of: {', '.join(FAMILIES)}.")
@@ -87,7 +88,7 @@ def synth(
         console.print(f"synth: {message}")
 
     if family == "qwen3guard-gen":
-        from ..synthetic_qwen3guard import synth_qwen3guard_gen
+        from guardcli.families.qwen3guard_gen.synthetic import synth_qwen3guard_gen
 
         path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
         kind = "trained only on a marker word" if size == "tiny" else "random, untrained weights"
@@ -95,11 +96,11 @@ def synth(
         typer.echo(str(path))
         return
     if family == "intent-ctx":
-        from ..synthetic_dialogue import synth_intent_ctx
+        from guardcli.families.dialogue.synthetic import synth_intent_ctx
 
         path = synth_intent_ctx(out, size=size, seed=seed, log=log)
     elif family.startswith("opencc"):
-        from ..synthetic_opencc import synth_opencc
+        from guardcli.families.opencc.synthetic import synth_opencc
 
         path = synth_opencc(out, family, size=size, seed=seed, base=base, log=log)
     else:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import GuardError
-from .base import Guard
+from guardcli.core.errors import GuardError
+from guardcli.families.base import Guard
 
 _FAMILIES: dict[str, type[Guard]] = {}
 # Modules that register a family when imported (lazily: some need torch at run time).
-FAMILY_MODULES = ("seqcls", "opencc", "dialogue", "qwen3guard")
+FAMILY_MODULES = ("classifier", "opencc.guard", "dialogue.guard", "qwen3guard_gen.guard")
 
 
 def register_family(cls: type[Guard]) -> type[Guard]:

@@ -358,8 +358,8 @@ def save_graph(model, dst: Path) -> None:
 
 
 def _rows_path(path: Path) -> Path:
-    from ..paths import cache_dir
-    from .onnx_session import CACHE_FOLDER, _writable
+    from guardcli.core.paths import cache_dir
+    from guardcli.runtime.onnx_session import CACHE_FOLDER, _writable
 
     stat = path.stat()
     key = f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}.rows{REWRITE_VERSION}.onnx"
@@ -394,7 +394,7 @@ class PerRowGraph:
             self._use(target)
             return
         if target is None:
-            from ..paths import cache_dir
+            from guardcli.core.paths import cache_dir
 
             work = cache_dir() / "tmp"
             work.mkdir(parents=True, exist_ok=True)

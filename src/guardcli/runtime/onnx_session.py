@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpu import usable_cpus
-from ..errors import GuardError
-from ..timings import record
-from .int8_rows import PerRowGraph
+from guardcli.core.cpu import usable_cpus
+from guardcli.core.errors import GuardError
+from guardcli.core.timings import record
+from guardcli.runtime.int8_rows import PerRowGraph
 
 CACHE_FOLDER = ".cache/guardcli"  # inside the graph's folder; hub.py skips `.cache` paths
 
@@ -39,7 +39,7 @@ def feed_for(
 
 def _cpu_key() -> str:
     # ORT_ENABLE_ALL may write layout choices for this CPU into the graph: key by the CPU too.
-    from ..cpu import read_cpu
+    from guardcli.core.cpu import read_cpu
 
     info = read_cpu()
     return hashlib.sha256(f"{info.model}|{sorted(info.flags)}".encode()).hexdigest()[:8]
@@ -49,7 +49,7 @@ def optimized_path(path: Path, ort_version: str) -> Path:
     """Where the optimized form of `path` lives: keyed by the file's size and mtime, the
     onnxruntime version and the CPU. Beside the model when its folder is writable, else in
     guardcli's cache folder."""
-    from ..paths import cache_dir
+    from guardcli.core.paths import cache_dir
 
     path = Path(path)
     stat = path.stat()

@@ -1,0 +1,1 @@
+"""OpenCC: a frozen Qwen3 base plus a LoRA adapter and heads (weight_frame.json)."""

@@ -1,0 +1,1 @@
+"""Qwen3Guard-Gen: a generative guard (chat template, strict output grammar, KV-cache ONNX)."""
