@@ -343,8 +343,8 @@ def test_synth_help_lists_force(runner) -> None:
 
 def test_known_families_are_the_registered_ones() -> None:
     import guardcli.families as families
-    from guardcli.core.catalog import KNOWN_FAMILIES
+    from guardcli.core import registry
 
-    for name in KNOWN_FAMILIES:
+    for name in registry.names():
         assert families.get_family(name).family == name
-    assert set(families._FAMILIES) == set(KNOWN_FAMILIES)
+    assert set(families._FAMILIES) == set(registry.names())

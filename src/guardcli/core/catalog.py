@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardcli.core import registry
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.thresholds import parse_threshold
 
@@ -27,21 +28,6 @@ ONNX_VARIANT_FILES = {
     "int8": "onnx/model_quantized.onnx",
 }
 VARIANTS = tuple(ONNX_VARIANT_FILES)
-# Families whose variants are ONNX graphs that guardcli runs with onnxruntime.
-ONNX_FAMILIES = ("seqcls", "dialogue")
-# Each family's (threshold, max_length) for a model no catalog entry describes: a local folder,
-# or a models.toml entry that gives only a family. A models.toml override of one entry (say
-# csam-guard) changes that entry only, never these.
-FAMILY_DEFAULTS: dict[str, tuple[float, int]] = {
-    "seqcls": (0.5, 384),
-    "dialogue": (0.5, 4096),
-    "opencc": (0.5, 512),
-    "qwen3guard-gen": (0.5, 32768),
-}
-KNOWN_FAMILIES = tuple(FAMILY_DEFAULTS)
-# A new models.toml entry that gives no threshold or max_length (the README documents 512 for
-# seqcls, the usual fine-tune context; a local folder keeps CSAM-Guard's 384).
-NEW_ENTRY_DEFAULTS = {**FAMILY_DEFAULTS, "seqcls": (0.5, 512)}
 
 
 def check_count(value: object, where: str, code: ExitCode = ExitCode.INPUT) -> int:
@@ -77,7 +63,7 @@ class ModelEntry:
 
     @property
     def runs_onnx(self) -> bool:
-        return self.family in ONNX_FAMILIES
+        return registry.get(self.family).runs_onnx
 
     def variant_patterns(self, variant: str) -> list[str]:
         """allow-patterns for one variant: its files (an ONNX graph brings its external data)
@@ -230,16 +216,20 @@ def _user_entry(name: str, spec: Any, base: ModelEntry | None, path: Path) -> Mo
         if key in spec and not isinstance(spec[key], str):
             raise GuardError(f"{where} {key} must be a string.", code=ExitCode.INPUT)
     family = spec.get("family", base.family if base is not None else "seqcls")
-    if family not in KNOWN_FAMILIES:
+    if family not in registry.names():
         raise GuardError(
             f"{where} family = {family!r} is not a model family guardcli knows.",
-            hint=f"Known families: {', '.join(KNOWN_FAMILIES)}.",
+            hint=f"Known families: {', '.join(registry.names())}.",
             code=ExitCode.INPUT,
         )
     if base is not None:
         fields = {k: getattr(base, k) for k in base.__dataclass_fields__}
     else:
-        threshold, max_length = NEW_ENTRY_DEFAULTS[family]
+        described = registry.get(family)
+        # A new entry that gives no threshold or max_length: the family's (the README documents
+        # 512 for seqcls, the usual fine-tune context; a local folder keeps CSAM-Guard's 384).
+        threshold = described.threshold
+        max_length = described.entry_max_length or described.max_length
         fields = {"family": family, "threshold": threshold, "max_length": max_length}
     fields.update({k: spec[k] for k in ("repo", "family", "description") if k in spec})
     for key, kind in (("threshold", (int, float)), ("max_length", int)):

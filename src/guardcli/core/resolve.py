@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from guardcli.core import registry
 from guardcli.core.catalog import (
-    FAMILY_DEFAULTS,
     ONNX_VARIANT_FILES,
     VARIANTS,
     ModelEntry,
@@ -34,6 +34,7 @@ from guardcli.core.synthetic import SYNTHETIC_MARKER
 from guardcli.core.thresholds import parse_threshold
 from guardcli.core.variants import (
     ALL_VARIANTS,
+    LORA_VARIANT,
     OPENVINO_SOURCES,
     OPENVINO_VARIANT_FILES,
     auto_order,
@@ -43,13 +44,7 @@ from guardcli.core.variants import (
     with_backend,
 )
 
-# "lora": OpenCC's adapter + head run with torch on the base model.
-LORA_VARIANT = "lora"
 VARIANT_CHOICES = ("auto", *ALL_VARIANTS, LORA_VARIANT)
-# What marks a local folder as a family other than the default ONNX sequence classifier.
-OPENCC_MARKER = "weight_frame.json"
-DIALOGUE_MARKER = "task_description.txt"
-DIALOGUE_MAX_LENGTH = FAMILY_DEFAULTS["dialogue"][1]
 FETCH_CHOICES = ("auto", *VARIANTS, "all")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -179,11 +174,16 @@ def _missing_hint(variant: str) -> str:
     return "Pick a variant that is there with --variant, or make it with `guard quantize`."
 
 
-def _local_defaults(model_dir: Path, family: str) -> tuple[str, float, int]:
+def entry_threshold(entry: ModelEntry) -> float:
+    """A catalog entry's threshold, else its family's."""
+    return entry.threshold if entry.threshold is not None else registry.get(entry.family).threshold
+
+
+def local_defaults(model_dir: Path, family: str) -> tuple[str, float, int]:
     """A folder's name and defaults: its family's (never a catalog entry's, which models.toml
     may override), overridden by the `guardcli` entry that `guard export` writes into
     config.json, named by the synthetic marker if there is one."""
-    threshold, max_length = FAMILY_DEFAULTS[family]
+    threshold, max_length = registry.get(family).defaults
     name = model_dir.name
     marker = model_dir / SYNTHETIC_MARKER
     if marker.exists():
@@ -200,105 +200,13 @@ def _local_defaults(model_dir: Path, family: str) -> tuple[str, float, int]:
 
 
 def local_family(model_dir: Path) -> str:
-    """A folder's family from the files it holds: weight_frame.json (or an OpenCC
-    train_config.json) -> opencc; a task description file -> dialogue; else seqcls."""
-    if (model_dir / OPENCC_MARKER).exists():
-        return "opencc"
-    if (model_dir / DIALOGUE_MARKER).exists():
-        return "dialogue"
-    return "seqcls"
-
-
-def _resolve_opencc(name: str, path: Path, variant: str) -> ResolvedModel:
-    """lora (adapter + head on the base, run with torch), or an ONNX graph made by
-    `guard export` (fp32; fp16/int8 when made from it). auto: lora, unless only the graph can
-    run here (no adapter, no base, or no torch/peft installed)."""
-    adapter = next(
-        (
-            path / n
-            for n in ("adapter_model.safetensors", "adapter_model.bin")
-            if (path / n).exists()
-        ),
-        path / "adapter_model.safetensors",
-    )
-    graphs = onnx_graphs(path)
-    if variant == "auto" and graphs and not _opencc_torch_runs(path, adapter):
-        variant = graphs[0]
-    if variant in graphs:
-        return ResolvedModel(
-            name, "opencc", path, variant, path / ONNX_VARIANT_FILES[variant], 0.5, 512
-        )
-    if variant not in ("auto", LORA_VARIANT):
-        raise GuardError(
-            f"{path} is an OpenCC model, run with torch: it has no {variant} variant "
-            f"(found: {', '.join([LORA_VARIANT, *graphs])}).",
-            hint="Use --variant auto (or lora); `guard export DIR --out DIR` makes the fp32 "
-            "graph for bases that export.",
-            code=ExitCode.INPUT,
-        )
-    return ResolvedModel(name, "opencc", path, LORA_VARIANT, adapter, 0.5, 512)
-
-
-def _opencc_torch_runs(path: Path, adapter: Path) -> bool:
-    """Whether the torch path has what it needs: the adapter, the base, torch and peft."""
-    import importlib.util
-
-    from guardcli.families.opencc.frame import find_base, read_frame
-
-    if not adapter.exists() or any(
-        importlib.util.find_spec(m) is None for m in ("torch", "transformers", "peft")
-    ):
-        return False
-    try:
-        find_base(read_frame(path))
-    except GuardError:
-        return False
-    return True
-
-
-# Causal-LM guards: safetensors run with torch; an exported KV-cache graph (onnx/model.onnx,
-# see convert.causal_onnx) runs with onnxruntime.
-GENERATIVE_FAMILIES = ("qwen3guard-gen",)
-GENERATIVE_MAX_LENGTH = FAMILY_DEFAULTS["qwen3guard-gen"][1]
-TORCH_VARIANT = "torch"
+    """A folder's family, from the files it holds (each family's marker or detector)."""
+    return registry.folder_family(model_dir).name
 
 
 def is_generative_folder(model_dir: Path) -> bool:
-    """A Qwen3Guard-Gen folder: a guardcli marker naming the family, or a Qwen3ForCausalLM
-    config whose chat template carries Qwen3Guard's safety policy."""
-    marker = model_dir / "guardcli_synthetic.json"
-    if marker.exists():
-        return json.loads(marker.read_text()).get("family") in GENERATIVE_FAMILIES
-    config = model_dir / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
-    except (ValueError, OSError):
-        return False
-    if "Qwen3ForCausalLM" not in architectures:
-        return False
-    from guardcli.families.qwen3guard_gen.format import model_template
-
-    return "Safety: Controversial" in model_template(model_dir)
-
-
-def _resolve_generative(
-    path: Path, name: str, variant: str, threshold: float, max_length: int
-) -> ResolvedModel:
-    # The causal graph runs on onnxruntime only (OpenVINO variants do not apply).
-    present = [v for v in present_variants(path) if v in ONNX_VARIANT_FILES]
-    chosen = pick_variant(variant, present)
-    if chosen is None and variant == "auto":
-        chosen = TORCH_VARIANT  # no exported graph: run the checkpoint with torch
-    if chosen is None:
-        raise GuardError(
-            f"{path} has no {variant} variant (found: {', '.join(present) or 'none'}).",
-            hint="Use --variant auto to run the checkpoint with torch.",
-        )
-    # The torch variant has no graph: `graph` is the folder itself.
-    graph = path if chosen == TORCH_VARIANT else path / ONNX_VARIANT_FILES[chosen]
-    return ResolvedModel(name, "qwen3guard-gen", path, chosen, graph, threshold, max_length)
+    """Whether a folder holds a generative guard (one that can also run on an endpoint)."""
+    return registry.folder_family(model_dir).generative
 
 
 def _check_variant(variant: str) -> None:
@@ -328,14 +236,12 @@ def resolve(
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         _note_shadowing(str(name_or_dir), path)
-    if path.is_dir() and is_generative_folder(path):
-        threshold, max_length = FAMILY_DEFAULTS["qwen3guard-gen"]
-        return _resolve_generative(path, path.name, variant, threshold, max_length)
     if path.is_dir():
-        family = local_family(path)
-        if family == "opencc":
-            return _resolve_opencc(_local_defaults(path, family)[0], path, variant)
-        name, threshold, max_length = _local_defaults(path, family)
+        described = registry.folder_family(path)
+        if described.resolve is not None:
+            return registry.load(described.resolve)(path, variant, None)
+        family = described.name
+        name, threshold, max_length = local_defaults(path, family)
         present = present_variants(path)
         chosen = pick_variant(variant, present, backend)
         if chosen is None:
@@ -395,19 +301,20 @@ def remote_model(name_or_dir: str | Path, *, cache_dir: str | None = None) -> Re
     cached), else a bare name of the qwen3guard-gen family. Nothing needs to be downloaded."""
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
-        if not is_generative_folder(path):
+        found = registry.folder_family(path)
+        if not found.generative:
             raise GuardError(f"{path} is not a generative guard; --endpoint needs one.")
-        return ResolvedModel(path.name, "qwen3guard-gen", path, "remote", path, 0.5, 32768)
+        return ResolvedModel(path.name, found.name, path, "remote", path, *found.defaults)
     entry = load_catalog().get(str(name_or_dir))
-    if entry is None or entry.family not in GENERATIVE_FAMILIES:
+    if entry is None or not registry.get(entry.family).generative:
         raise GuardError(
             f"--endpoint needs a generative guard, not {name_or_dir!r}.",
             hint="Pass --model qwen3guard-gen (or -4b, -8b) and --served-model NAME.",
             code=ExitCode.INPUT,
         )
     snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir) or path
-    threshold = entry.threshold if entry.threshold is not None else 0.5
-    max_length = entry.max_length or GENERATIVE_MAX_LENGTH
+    threshold = entry_threshold(entry)
+    max_length = entry.max_length or registry.get(entry.family).max_length
     return ResolvedModel(
         entry.name, entry.family, snapshot, "remote", snapshot, threshold, max_length
     )
@@ -416,33 +323,15 @@ def remote_model(name_or_dir: str | Path, *, cache_dir: str | None = None) -> Re
 def _resolve_cached(
     entry: ModelEntry, variant: str, cache_dir: str | None, backend: str | None = None
 ) -> ResolvedModel:
-    if entry.family == "opencc":
+    family = registry.get(entry.family)
+    if family.resolve is not None:
         snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir)
-        if snapshot is None or not (snapshot / OPENCC_MARKER).exists():
+        if snapshot is None or (family.marker and not (snapshot / family.marker).exists()):
             raise GuardError(
                 f"Model '{entry.name}' is not in the cache.",
-                hint=f"Run `guard fetch {entry.name}`, or pass --model DIR.",
+                hint=family.uncached_hint.format(name=entry.name),
             )
-        resolved = _resolve_opencc(entry.name, snapshot, variant)
-        threshold = entry.threshold if entry.threshold is not None else 0.5
-        return ResolvedModel(
-            entry.name, "opencc", snapshot, resolved.variant, resolved.graph, threshold, 512
-        )
-    if entry.family in GENERATIVE_FAMILIES:
-        snapshot = cached_snapshot(entry.repo, cache_dir=cache_dir)
-        if snapshot is None:
-            raise GuardError(
-                f"Model '{entry.name}' is not in the cache.",
-                hint=f"Run `guard fetch {entry.name}`, pass --model DIR, or use --endpoint URL "
-                "for a served copy.",
-            )
-        return _resolve_generative(
-            snapshot,
-            entry.name,
-            variant,
-            entry.threshold if entry.threshold is not None else 0.5,
-            entry.max_length or GENERATIVE_MAX_LENGTH,
-        )
+        return registry.load(family.resolve)(snapshot, variant, entry)
     if not entry.runs_onnx:
         raise GuardError(
             f"Model '{entry.name}' (family {entry.family}) can be fetched but this version of "
@@ -472,8 +361,8 @@ def _resolve_cached(
         snapshot,
         chosen,
         graph,
-        entry.threshold if entry.threshold is not None else 0.5,
-        entry.max_length or 512,
+        entry_threshold(entry),
+        entry.max_length or family.entry_max_length or family.max_length,
         backend_of(chosen),
     )
 
@@ -760,7 +649,7 @@ def import_folder(
 
 def folder_family(folder: Path) -> str:
     """The family a model folder's layout says it is."""
-    return GENERATIVE_FAMILIES[0] if is_generative_folder(folder) else local_family(folder)
+    return registry.folder_family(folder).name
 
 
 def _check_layout(entry: ModelEntry, src: Path) -> None:

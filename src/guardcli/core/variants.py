@@ -23,6 +23,10 @@ from guardcli.core.catalog import ONNX_VARIANT_FILES, VARIANTS
 from guardcli.core.errors import ExitCode, GuardError
 
 BACKENDS = ("onnxruntime", "openvino")
+# Variants that are not a graph file: a checkpoint run with torch (a generative guard's
+# safetensors; an adapter + head on a base model).
+TORCH_VARIANT = "torch"
+LORA_VARIANT = "lora"
 DEFAULT_BACKEND = "onnxruntime"
 OPENVINO_INT8_FILE = "openvino/model_int8.xml"
 OPENVINO_VARIANT_FILES = {

@@ -358,13 +358,12 @@ def save_graph(model, dst: Path) -> None:
 
 
 def _rows_path(path: Path) -> Path:
-    from guardcli.core.paths import cache_dir
-    from guardcli.runtime.onnx_session import CACHE_FOLDER, _writable
+    from guardcli.core.paths import CACHE_FOLDER, cache_dir, writable
 
     stat = path.stat()
     key = f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}.rows{REWRITE_VERSION}.onnx"
     beside = path.parent / CACHE_FOLDER
-    if _writable(beside):
+    if writable(beside):
         return beside / key
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     return cache_dir() / "per-row" / where / key

@@ -13,10 +13,10 @@ import numpy as np
 
 from guardcli.core.cpu import usable_cpus
 from guardcli.core.errors import GuardError
+from guardcli.core.paths import CACHE_FOLDER
+from guardcli.core.paths import writable as _writable
 from guardcli.core.timings import record
 from guardcli.runtime.int8_rows import PerRowGraph
-
-CACHE_FOLDER = ".cache/guardcli"  # inside the graph's folder; hub.py skips `.cache` paths
 
 
 def feed_for(
@@ -61,14 +61,6 @@ def optimized_path(path: Path, ort_version: str) -> Path:
         return beside / key
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     return cache_dir() / "optimized" / where / key
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
 
 
 def cache_enabled() -> bool:

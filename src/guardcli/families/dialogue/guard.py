@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from guardcli.core.errors import GuardError
-from guardcli.core.resolve import DIALOGUE_MARKER
 from guardcli.core.tokenize import Encoded, TextTokenizer
 from guardcli.core.verdicts import Record, RecordError
 from guardcli.families import register_family
 from guardcli.families.classifier import SeqClsGuard
+from guardcli.families.dialogue import DIALOGUE_MARKER
 
 ROLES = {"user": "user", "you": "user", "assistant": "assistant", "bot": "assistant"}
 ROLES["system"] = "system"

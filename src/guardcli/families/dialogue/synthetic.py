@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from guardcli.core.errors import GuardError, missing_extra
-from guardcli.core.resolve import DIALOGUE_MARKER
 from guardcli.core.synthetic import SIZES, write_marker
+from guardcli.families.dialogue import DIALOGUE_MARKER, FAMILY
 from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, EncoderDims, _torch, qwen3_config
 
-DIALOGUE_MAX_LENGTH = 4096
+DIALOGUE_MAX_LENGTH = FAMILY.max_length
 # intent_safety_clf_4b is a Qwen3-4B: hidden 2560, 36 layers, 32 heads, 8 KV heads.
 INTENT_DIMS = {"full": EncoderDims(2560, 36, 32, 8, 128, 9728, 0), "tiny": CSAM_GUARD_DIMS["tiny"]}
 # A neutral placeholder: the real file is the prompt the classifier was trained with.
@@ -156,3 +156,8 @@ def synth_intent_ctx(
     write_marker(out, "intent-ctx", size=size, seed=seed)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out
+
+
+def synth(out: Path, *, name: str, size: str, seed: int, log, **_: object):
+    """`guard synth intent-ctx`: (folder, what its weights are)."""
+    return synth_intent_ctx(out, size=size, seed=seed, log=log), "random weights"

@@ -15,7 +15,6 @@ the dynamo exporter did not finish in 400 s on the 0.8B model).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import warnings
@@ -24,11 +23,18 @@ from typing import Any
 
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
-from guardcli.families.opencc.frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
+from guardcli.families.opencc import OPENCC_MARKER
+from guardcli.families.opencc.frame import (
+    EXPORT_INFO,
+    OpenCCFrame,
+    find_base,
+    read_frame,
+    sha256,
+    tokenizer_dir,
+)
 from guardcli.runtime.export_common import ExportResult
 
 DEFAULT_TOLERANCE = 1e-4
-EXPORT_INFO = "onnx/opencc_export.json"
 # Files an ONNX-only copy (--out) needs besides the graph: the frame, thresholds, marker.
 FRAME_FILES = (
     "weight_frame.json",
@@ -44,8 +50,6 @@ TORCH_BACKEND_HINT = (
 
 
 def is_opencc_folder(path: Path) -> bool:
-    from guardcli.core.resolve import OPENCC_MARKER
-
     return (Path(path) / OPENCC_MARKER).is_file()
 
 
@@ -81,35 +85,6 @@ def refuse_unexportable(frame: OpenCCFrame, base_dir: Path | None) -> None:
             hint=TORCH_BACKEND_HINT,
             code=ExitCode.MODEL,
         )
-
-
-def sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_export_info(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / EXPORT_INFO
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def stale_export(frame: OpenCCFrame) -> str | None:
-    """Which file (adapter, head) changed since the graph was exported from it, if any."""
-    info = read_export_info(frame.path)
-    for key, path in (("adapter_sha256", frame.adapter_file), ("head_sha256", frame.head_file)):
-        recorded, now = info.get(key), sha256(path)
-        if recorded and now and recorded != now:
-            return path.name
-    return None
 
 
 def export_module(model: Any, head: Any, torch: Any) -> Any:

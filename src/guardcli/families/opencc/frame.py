@@ -3,6 +3,7 @@ sidecar, and where the base model lives. Plain JSON reading; no torch here."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.resolve import cached_snapshot
 from guardcli.core.thresholds import canonical_category, parse_thresholds
 
 TAXONOMY = (
@@ -174,8 +176,6 @@ def read_frame(model_dir: Path) -> OpenCCFrame:
 def find_base(frame: OpenCCFrame, cache_dir: str | None = None) -> Path:
     """The base model's folder: `base_model` as a path (absolute, or relative to the model
     folder), else the model folder's `base/`, else the Hugging Face cache (offline)."""
-    from guardcli.core.resolve import cached_snapshot
-
     as_path = Path(frame.base_model).expanduser()
     for candidate in (as_path, frame.path / as_path, frame.path / LOCAL_BASE):
         if candidate.is_dir() and (candidate / "config.json").exists():
@@ -197,3 +197,36 @@ def tokenizer_dir(frame: OpenCCFrame, base: Path | Callable[[], Path]) -> Path:
     if (frame.path / "tokenizer.json").exists():
         return frame.path
     return base() if callable(base) else base
+
+
+# The record `guard export` leaves beside an OpenCC graph: which adapter and head it came from.
+EXPORT_INFO = "onnx/opencc_export.json"
+
+
+def sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_export_info(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / EXPORT_INFO
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def stale_export(frame: OpenCCFrame) -> str | None:
+    """Which file (adapter, head) changed since the graph was exported from it, if any."""
+    info = read_export_info(frame.path)
+    for key, path in (("adapter_sha256", frame.adapter_file), ("head_sha256", frame.head_file)):
+        recorded, now = info.get(key), sha256(path)
+        if recorded and now and recorded != now:
+            return path.name
+    return None

@@ -22,13 +22,20 @@ from typing import Any, ClassVar
 
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
-from guardcli.core.resolve import LORA_VARIANT, ResolvedModel
+from guardcli.core.resolve import ResolvedModel
 from guardcli.core.thresholds import apply_thresholds
 from guardcli.core.tokenize import Encoded, TextTokenizer
 from guardcli.core.torch_dtype import SHORT, resolve_dtype
+from guardcli.core.variants import LORA_VARIANT
 from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement
-from guardcli.families.opencc.frame import OpenCCFrame, find_base, read_frame, tokenizer_dir
+from guardcli.families.opencc.frame import (
+    OpenCCFrame,
+    find_base,
+    read_frame,
+    stale_export,
+    tokenizer_dir,
+)
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -216,7 +223,6 @@ class OpenCCGuard(Guard):
 
     @cached_property
     def session(self):
-        from guardcli.families.opencc.export import stale_export
         from guardcli.runtime import open_session
 
         changed = stale_export(self.frame)

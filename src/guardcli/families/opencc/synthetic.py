@@ -183,3 +183,8 @@ def synth_opencc(
     write_marker(out, kind, size=size, seed=seed, base=where)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out
+
+
+def synth(out: Path, *, name: str, size: str, seed: int, log, base: str = "qwen3.5", **_: object):
+    """`guard synth opencc-cm|opencc-jb`: (folder, what its weights are)."""
+    return synth_opencc(out, name, size=size, seed=seed, base=base, log=log), "random weights"

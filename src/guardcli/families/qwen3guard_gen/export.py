@@ -235,3 +235,20 @@ def export_causal_checkpoint(
         f"greedy generation equal to transformers on {len(few)} prompts ({tokens} new tokens)"
     )
     return result
+
+
+def export_checkpoint(
+    src: Path,
+    out: Path,
+    *,
+    family: str | None = None,
+    tolerance: float | None = None,
+    max_length: int | None = None,
+    prompts: tuple[str, ...] | None = None,
+    log=lambda _: None,
+):
+    """`guard export` of a causal LM: the KV-cache layout its family runs."""
+    if max_length is not None:
+        raise input_error("--max-length applies to classifiers, not to a causal LM.")
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    return export_causal_checkpoint(src, out, family=family, tolerance=tolerance, log=log)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from guardcli.core.errors import GuardError, input_error
-from guardcli.core.resolve import TORCH_VARIANT, ResolvedModel
+from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded
 from guardcli.core.torch_dtype import SHORT, resolve_dtype
+from guardcli.core.variants import TORCH_VARIANT
 from guardcli.core.verdicts import Record, RecordError
 from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement

@@ -309,3 +309,9 @@ def cached_qwen3guard(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def synth(out: Path, *, name: str, size: str, seed: int, log, **_: object):
+    """`guard synth qwen3guard-gen`: (folder, what its weights are)."""
+    path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
+    return path, "trained only on a marker word" if size == "tiny" else "random, untrained weights"

@@ -364,6 +364,27 @@ def export_seqcls_checkpoint(
     )
 
 
+def export_checkpoint(
+    src: Path,
+    out: Path,
+    *,
+    family: str | None = None,
+    tolerance: float | None = None,
+    max_length: int | None = None,
+    prompts: tuple[str, ...] | None = None,
+    log=lambda _: None,
+) -> ExportResult:
+    """`guard export` of a classifier (the family's entry in the registry)."""
+    return export_seqcls_checkpoint(
+        src,
+        out,
+        tolerance=tolerance,
+        max_length=max_length,
+        prompts=prompts or CHECK_PROMPTS,
+        log=log,
+    )
+
+
 def save_card_layout(
     encoder: Any, head: Any, out: Path, *, max_length: int, activation: str = "gelu"
 ) -> Path:

@@ -120,3 +120,9 @@ def synthetic_model(size: str = "tiny", seed: int = 0) -> Path:
             path, size=size, seed=seed, log=lambda m: print(f"synth: {m}", file=sys.stderr)
         )
     return path
+
+
+def synth(out: Path, *, name: str, size: str, seed: int, log, pytorch: bool = False, **_: object):
+    """`guard synth csam-guard`: (folder, what its weights are)."""
+    path = synth_csam_guard(out, size=size, seed=seed, pytorch=pytorch, log=log)
+    return path, "random weights"

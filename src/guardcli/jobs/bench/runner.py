@@ -31,8 +31,13 @@ from typing import IO, Any
 from guardcli import __version__
 from guardcli.core.cpu import cpu_flags, usable_cpus
 from guardcli.core.errors import ExitCode, GuardError, input_error
-from guardcli.core.resolve import LORA_VARIANT, TORCH_VARIANT
-from guardcli.core.variants import ALL_VARIANTS, backend_of, with_backend
+from guardcli.core.variants import (
+    ALL_VARIANTS,
+    LORA_VARIANT,
+    TORCH_VARIANT,
+    backend_of,
+    with_backend,
+)
 from guardcli.jobs.bench.report import DEFINITIONS, add_agreement, add_ratios, make_row
 
 AGREEMENT_PROMPTS = 32  # prompts every variant judges once, to compare with the reference
@@ -190,11 +195,11 @@ def parse_modes(text: str | None, modes: Sequence[str], family: str) -> list[str
 
 def family_modes(model_dir: Path) -> tuple[str, tuple[str, ...]]:
     """(family, its modes) of a model folder, without loading anything."""
-    from guardcli.core.resolve import GENERATIVE_FAMILIES, is_generative_folder, local_family
+    from guardcli.core.resolve import local_family
     from guardcli.families import get_family
 
     model_dir = Path(model_dir)
-    family = GENERATIVE_FAMILIES[0] if is_generative_folder(model_dir) else local_family(model_dir)
+    family = local_family(model_dir)
     return family, get_family(family).modes
 
 
