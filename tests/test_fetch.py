@@ -222,7 +222,7 @@ def test_from_dir_without_the_variant(runner, tmp_path, monkeypatch):
 
 
 def test_cache_location_follows_hf_env(monkeypatch, tmp_path):
-    from guardcli.core.resolve import hub_cache_dir
+    from guardcli.core.cache import hub_cache_dir
 
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

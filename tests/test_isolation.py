@@ -22,9 +22,9 @@ def _inside(path: Path, root: Path) -> bool:
 def test_guard_caches_and_config_live_in_the_session_tmp(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
+    from guardcli.core.cache import hub_cache_dir
     from guardcli.core.catalog import user_catalog_path
     from guardcli.core.paths import cache_dir
-    from guardcli.core.resolve import hub_cache_dir
     from guardcli.core.variants import measurement_path
 
     root = tmp_path_factory.getbasetemp()

@@ -272,7 +272,7 @@ def test_synth_cli_writes_the_real_layout(runner, tmp_path: Path) -> None:
 
 
 def test_catalog_name_resolves_from_the_cache(opencc_cm: Path) -> None:
-    from guardcli.core.resolve import import_folder
+    from guardcli.core.hub import import_folder
 
     result = import_folder("opencc-cm", opencc_cm)
     assert "weight_frame.json" in result.files and "classification_head.pt" in result.files

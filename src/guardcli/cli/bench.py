@@ -21,6 +21,7 @@ from guardcli.cli._options import (
 )
 from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
 from guardcli.core.strict_json import dumps
+from guardcli.core.synthetic import is_synthetic
 
 SIZES = ("tiny", "full")
 
@@ -179,7 +180,7 @@ def bench(
         dtype=dtype,
     )
     if not quiet:
-        if synthetic or (model_dir / "guardcli_synthetic.json").exists():
+        if synthetic or is_synthetic(model_dir):
             console.print(f"note: {model_dir} is a synthetic model with random weights.")
         rounds = len(variants) * len(sizes) * max(1, len(modes))
         how = f" ({', '.join(modes)})" if modes else ""

@@ -62,8 +62,8 @@ def fetch(
 
     Afterwards `--model NAME` finds it with no network call.
     """
-    from guardcli.core.resolve import fetch as fetch_model
-    from guardcli.core.resolve import import_folder
+    from guardcli.core.hub import fetch as fetch_model
+    from guardcli.core.hub import import_folder
 
     console = stderr()
     if from_dir is not None:

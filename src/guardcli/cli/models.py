@@ -13,8 +13,8 @@ from guardcli.core.strict_json import dumps
 
 
 def catalog_rows(cache_dir: str | None = None) -> list[dict[str, Any]]:
+    from guardcli.core.cache import cache_status
     from guardcli.core.catalog import load_catalog
-    from guardcli.core.resolve import cache_status
 
     rows = []
     for entry in load_catalog().values():

@@ -23,6 +23,7 @@ from typing import Any
 
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
+from guardcli.core.synthetic import SYNTHETIC_MARKER
 from guardcli.families.opencc import OPENCC_MARKER
 from guardcli.families.opencc.frame import (
     EXPORT_INFO,
@@ -41,7 +42,7 @@ FRAME_FILES = (
     "train_config.json",
     "thresholds.json",
     "threshold.json",
-    "guardcli_synthetic.json",
+    SYNTHETIC_MARKER,
 )
 TORCH_BACKEND_HINT = (
     "Run it with the torch backend instead: `guard classify -m DIR` does so by default "

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardcli.core.cache import cached_snapshot
 from guardcli.core.errors import ExitCode, GuardError
-from guardcli.core.resolve import cached_snapshot
 from guardcli.core.thresholds import canonical_category, parse_thresholds
 
 TAXONOMY = (

@@ -19,12 +19,13 @@ from typing import Any
 
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
+from guardcli.core.synthetic import SYNTHETIC_MARKER
 
 # family -> the architectures its runtime (runtime.causal_lm, hub's generative resolution) runs.
 CAUSAL_FAMILIES: dict[str, tuple[str, ...]] = {"qwen3guard-gen": ("Qwen3ForCausalLM",)}
 # After 28 layers over a 151k vocabulary FP32 kernels drift more than a classifier's 2 logits.
 DEFAULT_TOLERANCE = 1e-3
-EXTRA_FILES = ("config.json", "generation_config.json", "guardcli_synthetic.json")
+EXTRA_FILES = ("config.json", "generation_config.json", SYNTHETIC_MARKER)
 GENERATION_CHECKS = 3
 # Neutral conversations: prompt moderation of different lengths (a padded batch) and response
 # moderation, which renders the template's other branch.
