@@ -63,10 +63,16 @@ class Family:
     order: int = 100  # where it is listed (help texts, messages)
     runs_onnx: bool = False
     resolve: str | None = None
+    # "module:function(folder) -> list[str]": the variants a folder of this family holds that
+    # this install can run (None: guardcli's ONNX/OpenVINO files).
+    variants: str | None = None
     generative: bool = False
     synth: Mapping[str, str] = field(default_factory=dict)
     export: str | None = None
     exports: str | None = None
+    # Its export writes into the source folder unless told --out, and a folder its `exports`
+    # claims is always its own (--family does not choose another recipe).
+    export_in_place: bool = False
     # Said when a catalog model of this family is not in the cache ({name}: the entry's name).
     uncached_hint: str = "Run `guard fetch {name}`, or pass --model DIR."
 

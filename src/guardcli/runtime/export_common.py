@@ -46,6 +46,10 @@ class ExportResult:
     prompts: int
     tolerance: float
     notes: list[str] = field(default_factory=list)
+    reference: str = "PyTorch"  # what the summary says the graph was checked against
+    # How the summary line names what was exported ("" = "from KIND"), and what to add after it.
+    origin: str = ""
+    advice: str = ""
 
     @property
     def ok(self) -> bool:

@@ -13,6 +13,10 @@ FAMILY = Family(
     priority=20,
     order=30,
     resolve="guardcli.families.opencc.resolve:resolve_folder",
+    variants="guardcli.families.opencc.resolve:folder_variants",
+    export="guardcli.families.opencc.export:export_checkpoint",
+    exports="guardcli.families.opencc.export:is_opencc_folder",
+    export_in_place=True,
     synth={
         "opencc-cm": "guardcli.families.opencc.synthetic:synth",
         "opencc-jb": "guardcli.families.opencc.synthetic:synth",

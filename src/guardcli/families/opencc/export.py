@@ -229,7 +229,7 @@ def export_opencc(
         "prompts": len(ids),
     }
     (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    return ExportResult.checked(
+    result = ExportResult.checked(
         out,
         f"OpenCC on {architecture}",
         graph,
@@ -239,6 +239,27 @@ def export_opencc(
         reference="torch + peft",
         hint=TORCH_BACKEND_HINT,
     )
+    result.reference = "torch + peft"
+    result.origin = f"{result.kind} with the LoRA merged"
+    result.advice = "; run it with --backend onnxruntime"
+    return result
+
+
+def export_checkpoint(
+    src: Path,
+    out: Path | None,
+    *,
+    family: str | None = None,
+    tolerance: float | None = None,
+    max_length: int | None = None,
+    prompts: tuple[str, ...] | None = None,
+    log=lambda _: None,
+) -> ExportResult:
+    """`guard export` of an OpenCC folder: merge the LoRA, export, check against torch + peft."""
+    if family is not None or max_length is not None:
+        raise input_error("--family and --max-length do not apply to an OpenCC folder.")
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    return export_opencc(src, out, tolerance=tolerance, log=log)
 
 
 def parity(graph: Path, ids, mask, expected) -> float:

@@ -60,3 +60,9 @@ def _torch_runs(path: Path, adapter: Path) -> bool:
     except GuardError:
         return False
     return True
+
+
+def folder_variants(model_dir: Path) -> list[str]:
+    """The exported graph (fp32, and variants made from it) beside the adapter, when there."""
+    lora = [LORA_VARIANT] if any(model_dir.glob("adapter_model.*")) else []
+    return onnx_graphs(model_dir) + lora

@@ -11,6 +11,7 @@ FAMILY = Family(
     priority=10,
     order=40,
     resolve="guardcli.families.qwen3guard_gen.resolve:resolve_folder",
+    variants="guardcli.families.qwen3guard_gen.resolve:folder_variants",
     generative=True,
     synth={"qwen3guard-gen": "guardcli.families.qwen3guard_gen.synthetic:synth"},
     export="guardcli.families.qwen3guard_gen.export:export_checkpoint",

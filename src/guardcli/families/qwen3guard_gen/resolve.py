@@ -9,7 +9,13 @@ from pathlib import Path
 from guardcli.core.catalog import ONNX_VARIANT_FILES, ModelEntry
 from guardcli.core.errors import GuardError
 from guardcli.core.registry import get, marker_family
-from guardcli.core.resolve import ResolvedModel, entry_threshold, pick_variant, present_variants
+from guardcli.core.resolve import (
+    ResolvedModel,
+    entry_threshold,
+    onnx_graphs,
+    pick_variant,
+    present_variants,
+)
 from guardcli.core.variants import TORCH_VARIANT
 from guardcli.families.qwen3guard_gen.format import model_template
 
@@ -54,3 +60,10 @@ def resolve_folder(path: Path, variant: str, entry: ModelEntry | None) -> Resolv
     # The torch variant has no graph: `graph` is the folder itself.
     graph = path if chosen == TORCH_VARIANT else path / ONNX_VARIANT_FILES[chosen]
     return ResolvedModel(name, NAME, path, chosen, graph, threshold, max_length)
+
+
+def folder_variants(model_dir: Path) -> list[str]:
+    """The exported graph and the checkpoint (torch), when there."""
+    present = onnx_graphs(model_dir)
+    weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
+    return present + ([TORCH_VARIANT] if weights else [])

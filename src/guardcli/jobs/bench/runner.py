@@ -93,22 +93,13 @@ def load_options(variant: str, dtype: str | None = None) -> dict[str, Any]:
 def model_variants(model_dir: Path) -> list[str]:
     """The paths a model folder holds that this install can time: its ONNX and OpenVINO files;
     a generative guard's exported graph and its checkpoint (torch); an OpenCC adapter (lora)."""
-    from guardcli.core.resolve import (
-        is_generative_folder,
-        local_family,
-        onnx_graphs,
-        present_variants,
-    )
+    from guardcli.core import registry
+    from guardcli.core.resolve import present_variants
 
     model_dir = Path(model_dir)
-    if is_generative_folder(model_dir):
-        present = onnx_graphs(model_dir)
-        weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
-        return present + ([TORCH_VARIANT] if weights else [])
-    if local_family(model_dir) == "opencc":
-        # The exported graph (fp32, and variants made from it) beside the adapter, when there.
-        lora = [LORA_VARIANT] if any(model_dir.glob("adapter_model.*")) else []
-        return onnx_graphs(model_dir) + lora
+    family = registry.folder_family(model_dir)
+    if family.variants is not None:
+        return list(registry.load(family.variants)(model_dir))
     return present_variants(model_dir)
 
 

@@ -10,26 +10,36 @@ from guardcli.runtime.export_common import CHECK_PROMPTS, ExportResult
 
 
 def export_family(src: Path, family: str | None) -> registry.Family:
-    """The family whose recipe exports `src`: the one named, else the first whose `exports`
-    claims the checkpoint, else the one that claims nothing (the classifiers')."""
-    exporters = [f for f in registry.families().values() if f.export]
+    """The family whose recipe exports `src`: one whose files claim it outright (an in-place
+    export), else the one named, else the first whose `exports` claims the checkpoint, else the
+    one that claims nothing (the classifiers')."""
+    exporters = sorted(
+        (f for f in registry.families().values() if f.export), key=lambda f: f.priority
+    )
+
+    def claims(candidate: registry.Family) -> bool:
+        return candidate.exports is not None and bool(registry.load(candidate.exports)(src))
+
+    for candidate in exporters:
+        if candidate.export_in_place and claims(candidate):
+            return candidate
     if family is not None:
         for candidate in exporters:
-            if candidate.name == family:
+            if candidate.name == family and not candidate.export_in_place:
                 return candidate
-        raise input_error(
-            f"Unknown --family {family!r}.",
-            f"Choose one of: {', '.join(f.name for f in exporters)}.",
-        )
+        choices = [
+            f.name for f in registry.families().values() if f.export and not f.export_in_place
+        ]
+        raise input_error(f"Unknown --family {family!r}.", f"Choose one of: {', '.join(choices)}.")
     for candidate in exporters:
-        if candidate.exports and registry.load(candidate.exports)(src):
+        if claims(candidate):
             return candidate
     return next(f for f in exporters if not f.exports)
 
 
 def export_checkpoint(
     src: Path,
-    out: Path,
+    out: Path | None,
     *,
     tolerance: float | None = None,
     max_length: int | None = None,
@@ -39,8 +49,9 @@ def export_checkpoint(
 ) -> ExportResult:
     """Export `src` to `out` in the layout its family runs, and check it against PyTorch.
 
-    `family` names the family's recipe; None: the family whose recipe claims the checkpoint
-    (a causal LM goes to the generative family's KV-cache layout), else the classifiers'.
+    `family` names the recipe; None: the family whose recipe claims the checkpoint (a causal LM
+    goes to the generative family's KV-cache layout), else the classifiers'. A family that
+    exports in place (OpenCC: the graph goes into SRC/onnx/) needs no `out`.
 
     `max_length` (recorded in config.json) defaults to model_config.json's, else the tokenizer's
     model_max_length when it is a real limit, else 384. `tolerance` defaults to the family's
@@ -48,12 +59,16 @@ def export_checkpoint(
 
     Raises GuardError (exit 3) when max |Δ logit| is above `tolerance`; the files stay for a look.
     """
-    src, out = Path(src).expanduser(), Path(out).expanduser()
+    src = Path(src).expanduser()
     if not src.is_dir():
         raise input_error(f"{src} is not a folder.")
-    if out.resolve() == src.resolve():
-        raise input_error("--out must be another folder than the source.")
     chosen = export_family(src, family)
+    if out is None and not chosen.export_in_place:
+        raise input_error("Missing option --out.", "Say where to write the model: --out DIR.")
+    if out is not None:
+        out = Path(out).expanduser()
+        if not chosen.export_in_place and out.resolve() == src.resolve():
+            raise input_error("--out must be another folder than the source.")
     recipe = registry.load(chosen.export or "")
     return recipe(
         src,
