@@ -24,8 +24,9 @@ import numpy as np
 
 from guardcli.core.batching import pad
 from guardcli.core.tokenize import TextTokenizer
-from guardcli.families.seqcls.synthetic import build_csam_guard_module, synthetic_model
+from guardcli.families.seqcls.synthetic import build_csam_guard_module
 from guardcli.jobs.bench.runner import machine_info, percentile, synthetic_prompts
+from guardcli.jobs.synthetic import synthetic_model
 from guardcli.runtime.onnx_session import OnnxSession
 
 PATHS = ("onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16")

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from guardcli.core.cpu import usable_cpus
-from guardcli.families.seqcls.synthetic import synthetic_model
 from guardcli.jobs.ray import GuardSpec, classify_with_ray, connect
+from guardcli.jobs.synthetic import synthetic_model
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "prompts.jsonl"
 

@@ -144,7 +144,7 @@ def bench(
     sizes = parse_batch_sizes(batch_size)
     console = stderr()
     if synthetic:
-        from guardcli.families.seqcls.synthetic import synthetic_model
+        from guardcli.jobs.synthetic import synthetic_model
 
         model_dir = synthetic_model(size)
     else:

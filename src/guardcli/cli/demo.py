@@ -10,7 +10,7 @@ from rich.console import Console
 
 from guardcli.core.errors import GuardError
 from guardcli.core.resolve import resolve
-from guardcli.families.seqcls.synthetic import synthetic_model
+from guardcli.jobs.synthetic import synthetic_model
 
 SAMPLES = Path("data/samples/prompts.jsonl")
 

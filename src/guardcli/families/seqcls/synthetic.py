@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from guardcli.core.errors import GuardError
-from guardcli.core.paths import cache_dir
-from guardcli.core.synthetic import SIZES, SYNTHETIC_MARKER, write_marker
+from guardcli.core.synthetic import SIZES, write_marker
 from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, _torch, export_seqcls_onnx, qwen3_config
 
 CSAM_GUARD_MAX_LENGTH = 384
@@ -110,16 +108,6 @@ def synth_csam_guard(
     write_marker(out, "csam-guard", size=size, seed=seed)
     log(f"done in {time.perf_counter() - start:.1f}s")
     return out
-
-
-def synthetic_model(size: str = "tiny", seed: int = 0) -> Path:
-    """The cached synthetic CSAM-Guard model, built on first use."""
-    path = cache_dir() / "synthetic" / f"csam-guard-{size}-seed{seed}"
-    if not (path / SYNTHETIC_MARKER).exists():
-        synth_csam_guard(
-            path, size=size, seed=seed, log=lambda m: print(f"synth: {m}", file=sys.stderr)
-        )
-    return path
 
 
 def synth(out: Path, *, name: str, size: str, seed: int, log, pytorch: bool = False, **_: object):
