@@ -20,6 +20,8 @@ from guardcli.cli._options import (
     backend_name,
 )
 from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.core.cpu import read_cpu
+from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.strict_json import dumps
 from guardcli.core.synthetic import is_synthetic
 
@@ -118,8 +120,6 @@ def bench(
     mode, the share of identical severities in generate mode.
     """
     backend = backend_name(backend)
-    from guardcli.core.cpu import read_cpu
-    from guardcli.core.errors import ExitCode, GuardError
     from guardcli.core.resolve import resolve
     from guardcli.jobs.bench.runner import (
         BenchConfig,

@@ -29,9 +29,12 @@ from guardcli.cli._options import (
 )
 from guardcli.cli._output import choose_format, fail, handle_errors, stderr, verbose_env
 from guardcli.cli._tables import InputTexts, verdict_table
+from guardcli.core import timings as timing
 from guardcli.core.errors import ExitCode
 from guardcli.core.records import ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
 from guardcli.core.strict_json import dumps
+from guardcli.core.synthetic import is_synthetic
+from guardcli.core.thresholds import read_thresholds
 from guardcli.core.verdicts import Record
 
 if TYPE_CHECKING:
@@ -291,9 +294,6 @@ def classify(
     to the line number.
     """
     backend = backend_name(backend)
-    from guardcli.core import timings as timing
-    from guardcli.core.synthetic import is_synthetic
-    from guardcli.core.thresholds import read_thresholds
     from guardcli.families.loader import load_guard
     from guardcli.jobs.classify import classify_into, rendered_inputs
 

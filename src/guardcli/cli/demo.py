@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from guardcli.cli import app
 from guardcli.core.errors import GuardError
 from guardcli.core.resolve import resolve
 from guardcli.jobs.synthetic import synthetic_model
@@ -27,7 +28,6 @@ def main() -> int:
             "its weights are RANDOM, so its verdicts are meaningless; it shows the plumbing only."
         )
         model = str(synthetic_model())
-    from guardcli.cli import app
 
     args = ["classify", "--input", str(SAMPLES), "--model", model, "--format", "table"]
     console.print(f"$ guard {' '.join(args)}")

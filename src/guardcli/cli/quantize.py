@@ -9,6 +9,7 @@ import typer
 
 from guardcli.cli._options import VerboseOpt, comma_list
 from guardcli.cli._output import fail, handle_errors, stderr, stdin_as_file
+from guardcli.runtime.onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
 
 BACKENDS = ("onnxruntime", "openvino")
 
@@ -94,7 +95,6 @@ def _quantize(
         raise fail(f"Model folder {model_dir} does not exist.")
     if backend == "openvino":
         from guardcli.jobs.convert.openvino_quant import quantize_openvino
-        from guardcli.runtime.onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
 
         if static:
             raise fail("--static applies to --backend onnxruntime (NNCF is always calibrated).")

@@ -26,6 +26,7 @@ from guardcli.cli._options import (
 )
 from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
 from guardcli.cli._reports import sweep_table
+from guardcli.cli.sweep_render import plot as draw
 from guardcli.core.records import ReadOptions, read_lines
 from guardcli.core.strict_json import dumps
 
@@ -196,8 +197,6 @@ def sweep(
     if write_thresholds is not None:
         save_thresholds(report, write_thresholds)
     if plot is not None:
-        from guardcli.cli.sweep_render import plot as draw
-
         draw(report, result.curves, plot, title=str(file))
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")

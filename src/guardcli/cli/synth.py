@@ -9,6 +9,7 @@ import typer
 
 from guardcli.cli._options import VerboseOpt
 from guardcli.cli._output import fail, handle_errors, stderr
+from guardcli.core.synthetic import SIZES, check_out
 
 EPILOG = (
     "Exit codes: 0 written, 2 usage or input error (a non-empty --out without --force), "
@@ -73,7 +74,6 @@ def synth(
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from guardcli.core.registry import load, synth_builders
-    from guardcli.core.synthetic import SIZES, check_out
 
     builders = synth_builders()
     if family not in builders:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from guardcli.core.errors import GuardError
+from guardcli.core.timings import record
 
 
 @dataclass
@@ -24,8 +25,6 @@ class TextTokenizer:
         import time
 
         from tokenizers import Tokenizer
-
-        from guardcli.core.timings import record
 
         start = time.perf_counter()
         path = Path(model_dir) / "tokenizer.json"

@@ -21,6 +21,7 @@ from typing import Any
 
 from guardcli.core.catalog import ONNX_VARIANT_FILES, VARIANTS
 from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.paths import cache_dir
 
 BACKENDS = ("onnxruntime", "openvino")
 # Variants that are not a graph file: a checkpoint run with torch (a generative guard's
@@ -100,7 +101,6 @@ def runnable(variants: list[str]) -> list[str]:
 
 def measurement_path() -> Path:
     """`GUARD_PROBE_RESULT`, else probe-cpu.json in guardcli's cache folder."""
-    from guardcli.core.paths import cache_dir
 
     if env := os.environ.get("GUARD_PROBE_RESULT"):
         return Path(env).expanduser()

@@ -38,6 +38,7 @@ from guardcli.core.errors import ExitCode, GuardError, missing_extra
 from guardcli.core.records import chunked
 from guardcli.core.verdicts import Record, RecordError, Verdict
 from guardcli.families import Guard
+from guardcli.families.loader import load_guard
 
 ACTIONS = ("block", "annotate")
 ROLES = ("screen", "judge")
@@ -213,7 +214,6 @@ def load_pipeline(
     cache_dir: str | None = None,
 ) -> Pipeline:
     """Read a pipeline file and load each stage's model (a judge may be remote: `endpoint`)."""
-    from guardcli.families.loader import load_guard
 
     path = Path(path).expanduser()
     data = read_pipeline_file(path)

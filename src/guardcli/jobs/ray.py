@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from guardcli.core.errors import ExitCode, GuardError, input_error, missing_extra
 from guardcli.core.records import ReadOptions, is_blank, parse_line, record_from_object, strict_row
+from guardcli.core.resolve import resolve
 from guardcli.core.strict_json import dumps
 from guardcli.core.verdicts import VERDICT_FIELDS, Record
+from guardcli.families.loader import load_guard
 from guardcli.jobs.classify import Summary
 
 if TYPE_CHECKING:
@@ -57,7 +59,6 @@ class GuardSpec:
     dtype: str | None = None  # torch paths (OpenCC): None = auto
 
     def load(self) -> Guard:
-        from guardcli.families.loader import load_guard
 
         return load_guard(
             self.model,
@@ -500,7 +501,6 @@ def classify_with_ray(
 
 
 def _resolve_model(spec: GuardSpec) -> str:
-    from guardcli.core.resolve import resolve
 
     return str(resolve(spec.model, spec.variant, cache_dir=spec.cache_dir).path)
 

@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from guardcli.core.paths import CACHE_FOLDER, cache_dir, writable
+
 log = logging.getLogger("guardcli")
 
 # Bumped when the rewrite changes, so cached rewrites of an older form are not reused.
@@ -358,7 +360,6 @@ def save_graph(model, dst: Path) -> None:
 
 
 def _rows_path(path: Path) -> Path:
-    from guardcli.core.paths import CACHE_FOLDER, cache_dir, writable
 
     stat = path.stat()
     key = f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}.rows{REWRITE_VERSION}.onnx"

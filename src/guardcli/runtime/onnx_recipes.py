@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from guardcli.core.errors import GuardError, missing_extra
+from guardcli.core.paths import cache_dir
 
 # ONNX protobufs cannot exceed 2 GB; larger models keep weights in one external-data file.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -90,7 +91,6 @@ def unlinked_graph(src: Path) -> Iterator[Path]:
     if not any(_linked(f) for f in files if f.exists()):
         yield src
         return
-    from guardcli.core.paths import cache_dir
 
     work = cache_dir() / "tmp"
     work.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from guardcli.core.cpu import usable_cpus
 from guardcli.core.errors import GuardError, missing_extra
+from guardcli.core.paths import cache_dir
 from guardcli.core.timings import record
 
 
@@ -38,7 +39,6 @@ def compile_cache_dir(precision: str | None) -> Path | None:
     One folder per precision hint: OpenVINO 2026.4 keys its blobs without the hint, so an f32
     blob in a shared folder is handed to a bf16 compile of the same file and gives wrong logits
     (seen on the tiny model; tests/test_openvino.py checks the separation)."""
-    from guardcli.core.paths import cache_dir
 
     folder = cache_dir() / "openvino" / (precision or "default")
     try:

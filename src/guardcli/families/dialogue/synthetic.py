@@ -11,7 +11,15 @@ from pathlib import Path
 from guardcli.core.errors import GuardError, missing_extra
 from guardcli.core.synthetic import SIZES, write_marker
 from guardcli.families.dialogue import DIALOGUE_MARKER, FAMILY
-from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, EncoderDims, _torch, qwen3_config
+from guardcli.runtime.onnx_recipes import to_fp16, to_int8_dynamic
+from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
+from guardcli.runtime.synthetic import (
+    CSAM_GUARD_DIMS,
+    EncoderDims,
+    _torch,
+    export_seqcls_onnx,
+    qwen3_config,
+)
 
 DIALOGUE_MAX_LENGTH = FAMILY.max_length
 # intent_safety_clf_4b is a Qwen3-4B: hidden 2560, 36 layers, 32 heads, 8 KV heads.
@@ -92,9 +100,6 @@ def export_dialogue_onnx(
     torch = _torch()
     from transformers import AutoModelForSequenceClassification
 
-    from guardcli.runtime.onnx_recipes import to_fp16, to_int8_dynamic
-    from guardcli.runtime.synthetic import export_seqcls_onnx
-
     model_dir = Path(model_dir)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -139,7 +144,6 @@ def synth_intent_ctx(
         from transformers.utils import logging as hf_logging
     except ImportError as exc:  # pragma: no cover
         raise missing_extra("export", "Building synthetic models") from exc
-    from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 
     start = time.perf_counter()
     out = Path(out)

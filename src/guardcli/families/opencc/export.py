@@ -21,9 +21,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from guardcli.core.batching import pad
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
 from guardcli.core.synthetic import SYNTHETIC_MARKER
+from guardcli.core.tokenize import TextTokenizer
 from guardcli.families.opencc import OPENCC_MARKER
 from guardcli.families.opencc.frame import (
     EXPORT_INFO,
@@ -33,7 +35,9 @@ from guardcli.families.opencc.frame import (
     sha256,
     tokenizer_dir,
 )
-from guardcli.runtime.export_common import ExportResult
+from guardcli.families.opencc.guard import head_logits, rebuild
+from guardcli.runtime.export_common import TOKENIZER_FILES, ExportResult, additive_causal_mask
+from guardcli.runtime.synthetic import export_seqcls_onnx
 
 DEFAULT_TOLERANCE = 1e-4
 # Files an ONNX-only copy (--out) needs besides the graph: the frame, thresholds, marker.
@@ -91,7 +95,6 @@ def refuse_unexportable(frame: OpenCCFrame, base_dir: Path | None) -> None:
 def export_module(model: Any, head: Any, torch: Any) -> Any:
     """(input_ids, attention_mask) -> head logits: the merged decoder with a 4-D causal mask
     (keeps transformers' mask machinery out of the trace), pooled at the last real token."""
-    from guardcli.runtime.export_common import additive_causal_mask
 
     decoder = model.base_model  # the causal LM's decoder, without the vocabulary projection
 
@@ -115,7 +118,6 @@ def export_module(model: Any, head: Any, torch: Any) -> Any:
 
 def _copy_frame(frame: OpenCCFrame, out: Path, tokenizer_from: Path) -> None:
     """What an ONNX-only folder needs: the frame, thresholds, marker and tokenizer files."""
-    from guardcli.runtime.export_common import TOKENIZER_FILES
 
     for name in FRAME_FILES:
         if (frame.path / name).is_file():
@@ -146,10 +148,7 @@ def export_opencc(
     runs without torch, peft or the base. Raises GuardError (exit 3) for a base that does not
     export (Qwen3.5, said up front) and when max |Δ logit| is above `tolerance` (the files stay
     for a look)."""
-    from guardcli.core.batching import pad
-    from guardcli.core.tokenize import TextTokenizer
     from guardcli.runtime.export_common import CHECK_PROMPTS, TOKENIZER_FILES, remove_stale_variants
-    from guardcli.runtime.synthetic import export_seqcls_onnx
 
     src = Path(src).expanduser()
     out = Path(out).expanduser() if out is not None else src
@@ -163,7 +162,6 @@ def export_opencc(
         raise
     refuse_unexportable(frame, base_dir)
     torch = require_torch("Exporting an OpenCC model", peft=True)
-    from guardcli.families.opencc.guard import head_logits, rebuild
 
     architecture = ",".join(_base_config(base_dir).get("architectures") or ["unknown"])
     tok_dir = tokenizer_dir(frame, base_dir)

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from guardcli.core.batching import pad
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
 from guardcli.core.resolve import ResolvedModel
@@ -36,6 +37,7 @@ from guardcli.families.opencc.frame import (
     stale_export,
     tokenizer_dir,
 )
+from guardcli.runtime import open_session
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -223,7 +225,6 @@ class OpenCCGuard(Guard):
 
     @cached_property
     def session(self):
-        from guardcli.runtime import open_session
 
         changed = stale_export(self.frame)
         if changed:
@@ -253,8 +254,6 @@ class OpenCCGuard(Guard):
     def probabilities(self, batch: list[Encoded]):
         """Per-label probabilities [B, num_labels] as float64 numpy."""
         import numpy as np
-
-        from guardcli.core.batching import pad
 
         ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
         sigmoid = self.frame.objective == "multilabel"

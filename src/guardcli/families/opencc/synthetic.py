@@ -24,6 +24,7 @@ from guardcli.families.opencc.frame import (
     LOCAL_BASE,
     TAXONOMY,
 )
+from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 from guardcli.runtime.synthetic import QWEN3_VOCAB, EncoderDims, _torch, qwen3_config
 
 REAL_BASE = "Qwen/Qwen3.5-0.8B"
@@ -115,8 +116,6 @@ def synth_opencc(
     torch = _torch()
     from peft import LoraConfig, get_peft_model
     from transformers.utils import logging as hf_logging
-
-    from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 
     hf_logging.disable_progress_bar()
     start = time.perf_counter()

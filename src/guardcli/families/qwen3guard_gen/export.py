@@ -20,6 +20,14 @@ from typing import Any
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
 from guardcli.core.synthetic import SYNTHETIC_MARKER
+from guardcli.families.qwen3guard_gen.format import model_template
+from guardcli.runtime.causal_onnx import export_causal_lm
+from guardcli.runtime.export_common import (
+    CONFIG_KEY,
+    ExportResult,
+    copy_tokenizer,
+    remove_stale_variants,
+)
 
 # family -> the architectures its runtime (runtime.causal_lm, hub's generative resolution) runs.
 CAUSAL_FAMILIES: dict[str, tuple[str, ...]] = {"qwen3guard-gen": ("Qwen3ForCausalLM",)}
@@ -59,7 +67,6 @@ def is_causal_lm(src: Path) -> bool:
 
 def causal_family(src: Path, family: str | None = None) -> str:
     """The generative family `src` exports to; input errors for what guardcli cannot run."""
-    from guardcli.families.qwen3guard_gen.format import model_template
 
     archs = architectures(src)
     if family is not None and family not in CAUSAL_FAMILIES:
@@ -89,7 +96,6 @@ def copy_files(src: Path, out: Path, log) -> None:
     """Tokenizer files, config.json, generation_config.json (and a synthetic marker), and the
     family's chat template when the source has none of its own."""
     from guardcli.families.qwen3guard_gen.format import model_template, packaged_template
-    from guardcli.runtime.export_common import copy_tokenizer
 
     copy_tokenizer([src], out)
     for name in EXTRA_FILES:
@@ -101,7 +107,6 @@ def copy_files(src: Path, out: Path, log) -> None:
 
 
 def tag_config(out: Path, family: str) -> None:
-    from guardcli.runtime.export_common import CONFIG_KEY
 
     path = out / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
@@ -178,8 +183,6 @@ def export_causal_checkpoint(
     import numpy as np
 
     from guardcli.runtime.causal_lm import MAX_NEW_TOKENS, OnnxCausalLM, stop_ids
-    from guardcli.runtime.causal_onnx import export_causal_lm
-    from guardcli.runtime.export_common import ExportResult, remove_stale_variants
 
     torch = require_torch("Exporting a causal LM")
     from transformers import AutoModelForCausalLM

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from guardcli.core.errors import GuardError
 from guardcli.core.verdicts import Record, RecordError
 
 SEVERITIES = ("Safe", "Controversial", "Unsafe")
@@ -263,7 +264,6 @@ def score_tokens(encode) -> tuple[list[int], dict[str, int]]:
     """(common prefix ids, {severity: first differing token id}) for the three continuations
     of "Safety:". `encode(text) -> list[int]`. Two severities sharing that token would make the
     score meaningless, so that fails loudly."""
-    from guardcli.core.errors import GuardError
 
     seqs = {s: encode(c) for s, c in SCORE_CONTINUATIONS.items()}
     at = 0

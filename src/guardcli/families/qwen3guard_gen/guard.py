@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from guardcli.core.catalog import load_catalog
 from guardcli.core.errors import GuardError, input_error
 from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded
@@ -148,7 +149,6 @@ class Qwen3GuardGen(Guard):
 
     def _repo_id(self) -> str:
         """vLLM serves a model under its hub repo id unless told otherwise."""
-        from guardcli.core.catalog import load_catalog
 
         entry = load_catalog().get(self.name)
         return entry.repo if entry is not None else self.name

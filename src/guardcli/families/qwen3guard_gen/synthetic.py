@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from guardcli.core.errors import GuardError
+from guardcli.core.paths import cache_dir
 from guardcli.core.synthetic import SIZES, SYNTHETIC_MARKER, write_marker
+from guardcli.families.qwen3guard_gen.format import packaged_template, render
+from guardcli.runtime.causal_onnx import export_causal_lm, export_folder
+from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, EncoderDims, _torch, qwen3_config
 
 MARKER_WORD = "zorblax"
@@ -120,8 +124,6 @@ def synth_qwen3guard_gen(
     from tokenizers import Tokenizer
     from transformers import Qwen3ForCausalLM
 
-    from guardcli.families.qwen3guard_gen.format import packaged_template, render
-
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,8 +161,6 @@ def synth_qwen3guard_gen(
     model.config._attn_implementation = "eager"
     _save(model, out)
     if onnx:
-        from guardcli.runtime.causal_onnx import export_causal_lm
-
         log("exporting ONNX with KV cache")
         export_causal_lm(model, out / "onnx" / "model.onnx")
     write_marker(
@@ -178,7 +178,6 @@ def synth_qwen3guard_gen(
 def _write_tokenizer(out: Path) -> None:
     """The real tokenizer, with the chat template and left padding in tokenizer_config.json."""
     from guardcli.families.qwen3guard_gen.format import packaged_template
-    from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 
     write_tokenizer_files(out, append_eos=False, max_length=32768)
     tok_config = json.loads((out / "tokenizer_config.json").read_text())
@@ -218,8 +217,6 @@ def _synth_full(out: Path, config, *, seed: int, onnx: bool, log: Callable[[str]
     _save(model, out)
     del model
     if onnx:
-        from guardcli.runtime.causal_onnx import export_folder
-
         log("exporting FP32 ONNX with KV cache (external data)")
         export_folder(out)
     write_marker(out, "qwen3guard-gen", size="full", seed=seed, note=FULL_NOTE)
@@ -287,7 +284,6 @@ def cached_qwen3guard(
     import shutil
     import tempfile
 
-    from guardcli.core.paths import cache_dir
     from guardcli.families.qwen3guard_gen.format import packaged_template
 
     model_config(size)  # validates the size before anything is built

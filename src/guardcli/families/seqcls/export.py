@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from guardcli.core.batching import pad
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import GuardError, input_error, require_torch
+from guardcli.core.tokenize import TextTokenizer
 from guardcli.runtime.export_common import (
     CHECK_PROMPTS,
     CONFIG_KEY,
@@ -302,8 +304,6 @@ def write_config(source: Source, out: Path) -> None:
 
 def check_prompts(out: Path, source: Source, prompts: tuple[str, ...]):
     """Token ids of `prompts` with the exported tokenizer, right-padded: (ids, mask)."""
-    from guardcli.core.batching import pad
-    from guardcli.core.tokenize import TextTokenizer
 
     tok = TextTokenizer(out, source.max_length)
     return pad([e.ids for e in tok.encode(list(prompts))], tok.pad_id)

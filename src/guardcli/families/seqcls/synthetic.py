@@ -9,6 +9,9 @@ from pathlib import Path
 
 from guardcli.core.errors import GuardError
 from guardcli.core.synthetic import SIZES, write_marker
+from guardcli.families.seqcls.export import save_card_layout
+from guardcli.runtime.onnx_recipes import to_fp16, to_int8_dynamic
+from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, _torch, export_seqcls_onnx, qwen3_config
 
 CSAM_GUARD_MAX_LENGTH = 384
@@ -75,8 +78,6 @@ def synth_csam_guard(
     and with `pytorch` the card's PyTorch layout (encoder/ + head.pt + model_config.json, FP32)."""
     if size not in SIZES:
         raise GuardError(f"Unknown size {size!r}; choose one of {', '.join(SIZES)}.")
-    from guardcli.runtime.onnx_recipes import to_fp16, to_int8_dynamic
-    from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 
     _torch()  # fail before writing anything when the export extra is missing
     out = Path(out)
@@ -93,8 +94,6 @@ def synth_csam_guard(
     )
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     if pytorch:
-        from guardcli.families.seqcls.export import save_card_layout
-
         log("writing the PyTorch layout (encoder/, head.pt, model_config.json)")
         save_card_layout(module.model, module.head, out, max_length=CSAM_GUARD_MAX_LENGTH)
     log(f"exporting FP32 ONNX ({size})")

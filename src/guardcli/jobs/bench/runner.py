@@ -29,16 +29,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from guardcli import __version__
+from guardcli.core import cpu, registry
 from guardcli.core.cpu import cpu_flags, usable_cpus
 from guardcli.core.errors import ExitCode, GuardError, input_error
+from guardcli.core.resolve import local_family, present_variants
+from guardcli.core.synthetic import is_synthetic
 from guardcli.core.variants import (
     ALL_VARIANTS,
     LORA_VARIANT,
+    NATIVE_BF16_FLAGS,
     TORCH_VARIANT,
     backend_of,
     with_backend,
 )
 from guardcli.jobs.bench.report import DEFINITIONS, add_agreement, add_ratios, make_row
+from guardcli.runtime.onnx_recipes import model_size
 
 AGREEMENT_PROMPTS = 32  # prompts every variant judges once, to compare with the reference
 # Paths run with torch: a causal LM checkpoint (qwen3guard-gen), an OpenCC LoRA adapter + head.
@@ -93,8 +98,6 @@ def load_options(variant: str, dtype: str | None = None) -> dict[str, Any]:
 def model_variants(model_dir: Path) -> list[str]:
     """The paths a model folder holds that this install can time: its ONNX and OpenVINO files;
     a generative guard's exported graph and its checkpoint (torch); an OpenCC adapter (lora)."""
-    from guardcli.core import registry
-    from guardcli.core.resolve import present_variants
 
     model_dir = Path(model_dir)
     family = registry.folder_family(model_dir)
@@ -149,7 +152,6 @@ def without_emulated(variants: list[str], flags: set[str]) -> tuple[list[str], l
     """(kept, left out): `--variant all` leaves out the paths this CPU would only emulate, the
     bf16 hint without native bf16, which takes minutes a batch for a 0.6B model. Named with
     --variant, they run."""
-    from guardcli.core.variants import NATIVE_BF16_FLAGS
 
     emulated = [] if flags & NATIVE_BF16_FLAGS else [v for v in variants if v == "bf16"]
     return [v for v in variants if v not in emulated], emulated
@@ -186,7 +188,6 @@ def parse_modes(text: str | None, modes: Sequence[str], family: str) -> list[str
 
 def family_modes(model_dir: Path) -> tuple[str, tuple[str, ...]]:
     """(family, its modes) of a model folder, without loading anything."""
-    from guardcli.core.resolve import local_family
     from guardcli.families import get_family
 
     model_dir = Path(model_dir)
@@ -262,7 +263,6 @@ def read_prompts(path: Path, limit: int = 10_000) -> list[str]:
 
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:
-    from guardcli.core import cpu
 
     arch, flags = cpu_flags()
     known = tuple(getattr(cpu, "X86_FEATURES", ())) + tuple(getattr(cpu, "ARM_FEATURES", ()))
@@ -304,7 +304,6 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
 def weights_size(files: Sequence[Path]) -> int:
     """Bytes of a variant's weight files on disk, an ONNX graph's external data (or an
     OpenVINO IR's .bin) included."""
-    from guardcli.runtime.onnx_recipes import model_size
 
     return sum(model_size(f) if f.suffix in (".onnx", ".xml") else f.stat().st_size for f in files)
 
@@ -371,7 +370,6 @@ def rounds_for(duration: float) -> int:
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: None) -> dict:
     """Benchmark `config.variants` x `config.batch_sizes` (x the family's modes); the JSON-ready
     report."""
-    from guardcli.core.synthetic import is_synthetic
     from guardcli.families.loader import load_guard
 
     model_dir = Path(config.model_dir)

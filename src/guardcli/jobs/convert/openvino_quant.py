@@ -14,9 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from guardcli.core.batching import pad
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import GuardError, input_error, missing_extra
+from guardcli.core.tokenize import TextTokenizer
 from guardcli.core.variants import OPENVINO_INT8_FILE
+from guardcli.jobs.bench.runner import read_prompts
 from guardcli.runtime.onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
 from guardcli.runtime.openvino_session import port_name
 
@@ -37,7 +40,6 @@ _FALLBACK_PROMPTS = (
 def calibration_texts(path: Path | None = None, limit: int = DEFAULT_CALIBRATION_SIZE) -> list[str]:
     """Prompts to calibrate on: `path` (JSONL text/prompt field or plain lines), else the
     repository's sample prompts, else a few neutral built-in ones."""
-    from guardcli.jobs.bench.runner import read_prompts
 
     if path is not None:
         return read_prompts(Path(path), limit)
@@ -75,9 +77,6 @@ def quantize_openvino(
     except ImportError as exc:
         raise missing_extra("openvino", "`guard quantize --backend openvino`") from exc
     import numpy as np
-
-    from guardcli.core.batching import pad
-    from guardcli.core.tokenize import TextTokenizer
 
     model_dir = Path(model_dir)
     source = source or model_dir / ONNX_VARIANT_FILES["fp32"]

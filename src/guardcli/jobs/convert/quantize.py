@@ -19,6 +19,7 @@ from pathlib import Path
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import input_error
 from guardcli.core.records import ReadOptions, read_lines
+from guardcli.core.tokenize import TextTokenizer
 from guardcli.runtime.onnx_recipes import (
     INT8_KEEP_FLOAT_DEFAULT,
     PROTOBUF_LIMIT,
@@ -75,8 +76,6 @@ class TokenizedReader:
 
     def __init__(self, model_dir: Path, texts: list[str], max_length: int):
         import numpy as np
-
-        from guardcli.core.tokenize import TextTokenizer
 
         tok = TextTokenizer(model_dir, max_length)
         self._feeds = [
