@@ -402,7 +402,7 @@ def test_a_session_without_prepacking_gives_the_same_logits(tiny_model) -> None:
     ],
 )
 def test_only_a_few_short_argument_prompts_skip_prepacking(texts, input_path, expected) -> None:
-    from guardcli.cli.classify import _one_shot
+    from guardcli.cli._classify_run import _one_shot
 
     assert _one_shot(texts, input_path, None) is expected
 
