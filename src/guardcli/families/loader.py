@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,35 @@ def load_guard(
         one_shot=one_shot,
         **options,
     )
+
+
+@dataclass(frozen=True)
+class GuardSpec:
+    """What each actor needs to load its own guard (small and picklable, unlike a Guard)."""
+
+    model: str = "csam-guard"
+    variant: str = "auto"
+    threshold: float | None = None
+    max_length: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    fail_closed: bool = False
+    cache_dir: str | None = None
+    backend: str | None = None
+    thresholds: dict[str, float] | None = None
+    dtype: str | None = None  # torch paths (OpenCC): None = auto
+
+    def load(self) -> Guard:
+        return load_guard(
+            self.model,
+            variant=self.variant,
+            threshold=self.threshold,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            threads=self.threads,
+            fail_closed=self.fail_closed,
+            backend=self.backend,
+            thresholds=self.thresholds,
+            cache_dir=self.cache_dir,
+            dtype=self.dtype,
+        )
