@@ -25,7 +25,8 @@ import numpy as np
 from guardcli.core.batching import pad
 from guardcli.core.tokenize import TextTokenizer
 from guardcli.families.seqcls.synthetic import build_csam_guard_module
-from guardcli.jobs.bench.runner import machine_info, percentile, synthetic_prompts
+from guardcli.jobs.bench.report import percentile
+from guardcli.jobs.bench.runner import machine_info, synthetic_prompts
 from guardcli.jobs.synthetic import synthetic_model
 from guardcli.runtime.onnx_session import OnnxSession
 

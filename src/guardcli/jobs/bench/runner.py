@@ -15,298 +15,46 @@ a faster variant gets further through them in the same time, which evens out ove
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import platform
-import random
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from guardcli import __version__
-from guardcli.core import cpu, registry
-from guardcli.core.cpu import cpu_flags, usable_cpus
 from guardcli.core.errors import ExitCode, GuardError, input_error
-from guardcli.core.resolve import local_family, present_variants
 from guardcli.core.synthetic import is_synthetic
-from guardcli.core.variants import (
-    ALL_VARIANTS,
-    LORA_VARIANT,
-    NATIVE_BF16_FLAGS,
-    TORCH_VARIANT,
-    backend_of,
-    with_backend,
+from guardcli.jobs.bench.inputs import (  # noqa: F401 (re-exported)
+    _WORDS,
+    machine_info,
+    read_prompts,
+    synthetic_prompts,
+    weights_size,
+)
+from guardcli.jobs.bench.plan import (  # noqa: F401 (re-exported)
+    AGREEMENT_PROMPTS,
+    BENCH_VARIANTS,
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_DURATION,
+    DEFAULT_SEQ_LEN,
+    MAX_ROUNDS,
+    MIN_SLICE_S,
+    TORCH_PATHS,
+    BenchConfig,
+    _on_torch,
+    family_modes,
+    load_options,
+    model_variants,
+    parse_batch_sizes,
+    parse_list,
+    parse_modes,
+    parse_variants,
+    runtime_of,
+    without_emulated,
 )
 from guardcli.jobs.bench.report import DEFINITIONS, add_agreement, add_ratios, make_row
-from guardcli.runtime.onnx_recipes import model_size
-
-AGREEMENT_PROMPTS = 32  # prompts every variant judges once, to compare with the reference
-# Paths run with torch: a causal LM checkpoint (qwen3guard-gen), an OpenCC LoRA adapter + head.
-TORCH_PATHS = (TORCH_VARIANT, LORA_VARIANT)
-BENCH_VARIANTS = (*ALL_VARIANTS, *TORCH_PATHS)
-DEFAULT_BATCH_SIZES = (1, 8, 32)
-DEFAULT_SEQ_LEN = 48
-DEFAULT_DURATION = 10.0
-MAX_ROUNDS = 5
-MIN_SLICE_S = 0.5
-
-
-@dataclass
-class BenchConfig:
-    model_dir: Path
-    variants: Sequence[str] = ("fp32", "fp16", "int8")
-    modes: Sequence[str] = ()  # for families with several (qwen3guard-gen); () = all of them
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
-    seq_len: int | None = None  # synthetic prompts of this many tokens; default when no data
-    data: Path | None = None  # real prompts, JSONL (text or prompt field) or plain lines
-    threads: int | None = None
-    duration: float = DEFAULT_DURATION  # seconds per variant x batch size
-    price_per_hour: float | None = None
-    seed: int = 0
-    agreement_prompts: int = AGREEMENT_PROMPTS  # judged once by every variant, for agreement
-    extra: dict[str, Any] = field(default_factory=dict)  # copied into the report's `model`
-    dtype: str | None = None  # torch paths (--dtype); None: auto
-
-
-def parse_list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise input_error(f"--{what} is empty.", hint=f"Give a comma-separated list for --{what}.")
-    return items
-
-
-def runtime_of(variant: str) -> str:
-    return "torch" if variant in TORCH_PATHS else backend_of(variant)
-
-
-def load_options(variant: str, dtype: str | None = None) -> dict[str, Any]:
-    """`load_guard` arguments that run `variant` (torch: the checkpoint beside any graph);
-    `dtype` goes to the torch paths only (ONNX variants have their own precision)."""
-    options: dict[str, Any] = {"variant": variant}
-    if variant == TORCH_VARIANT:
-        options = {"variant": "auto", "backend": "torch"}
-    if dtype is not None and variant in TORCH_PATHS:
-        options["dtype"] = dtype
-    return options
-
-
-def model_variants(model_dir: Path) -> list[str]:
-    """The paths a model folder holds that this install can time: its ONNX and OpenVINO files;
-    a generative guard's exported graph and its checkpoint (torch); an OpenCC adapter (lora)."""
-
-    model_dir = Path(model_dir)
-    family = registry.folder_family(model_dir)
-    if family.variants is not None:
-        return list(registry.load(family.variants)(model_dir))
-    return present_variants(model_dir)
-
-
-def parse_variants(text: str, present: Sequence[str], backend: str | None = None) -> list[str]:
-    """'all' or a comma list; FP32 first, since the ratios are taken to it. With `backend`,
-    names map to that runtime's paths (fp32 -> ov-fp32 on openvino, fp32 -> the checkpoint on
-    torch) and 'all' keeps its own."""
-    everything = text.strip() == "all"
-    if everything:
-        wanted = [v for v in present if backend is None or runtime_of(v) == backend]
-    else:
-        wanted = parse_list(text, "variant")
-    unknown = [v for v in wanted if v not in BENCH_VARIANTS]
-    if unknown:
-        raise input_error(
-            f"Unknown variant {unknown[0]!r}.",
-            hint=f"Choose from: {', '.join(BENCH_VARIANTS)}, all.",
-        )
-    if not wanted:
-        on = f" on {backend}" if backend else ""
-        raise GuardError(
-            f"The model has no variant to benchmark{on} (found: {', '.join(present) or 'none'}).",
-            hint="guard bench times ONNX and OpenVINO graphs, and with torch a qwen3guard-gen "
-            "checkpoint or an OpenCC adapter. Make a graph with `guard export` or "
-            "`guard quantize`, or pick another --backend.",
-        )
-    if backend == "torch":
-        wanted = [_on_torch(v, present) for v in wanted]
-    elif not everything:
-        wanted = [with_backend(v, backend) for v in wanted]
-        wrong = [v for v in wanted if backend is not None and runtime_of(v) != backend]
-        if wrong:
-            raise input_error(f"The {wrong[0]} variant does not run on {backend}.")
-    missing = [v for v in wanted if v not in present]
-    if missing:
-        torch_only = bool(present) and all(v in TORCH_PATHS for v in present)
-        raise GuardError(
-            f"The model has no {missing[0]} variant (found: {', '.join(present) or 'none'}).",
-            hint="It runs with torch only: use --variant all."
-            if torch_only
-            else "Pick variants that are there with --variant, or make one with `guard quantize`.",
-        )
-    return sorted(dict.fromkeys(wanted), key=BENCH_VARIANTS.index)
-
-
-def without_emulated(variants: list[str], flags: set[str]) -> tuple[list[str], list[str]]:
-    """(kept, left out): `--variant all` leaves out the paths this CPU would only emulate, the
-    bf16 hint without native bf16, which takes minutes a batch for a 0.6B model. Named with
-    --variant, they run."""
-
-    emulated = [] if flags & NATIVE_BF16_FLAGS else [v for v in variants if v == "bf16"]
-    return [v for v in variants if v not in emulated], emulated
-
-
-def _on_torch(variant: str, present: Sequence[str]) -> str:
-    """The torch path that `--backend torch --variant V` means: the model's own for fp32."""
-    paths = [v for v in present if v in TORCH_PATHS]
-    if variant in TORCH_PATHS:
-        return variant
-    if variant == "fp32" and paths:
-        return paths[0]
-    raise input_error(
-        f"The {variant} variant does not run on torch.",
-        hint=f"On torch choose: {', '.join(paths) or 'none (this model has no torch path)'}.",
-    )
-
-
-def parse_modes(text: str | None, modes: Sequence[str], family: str) -> list[str]:
-    """The family's modes to time, in its order; all of them when `text` is None."""
-    if text is None:
-        return list(modes)
-    wanted = parse_list(text, "mode")
-    if not modes:
-        raise input_error(
-            f"--mode does not apply to the {family} family: it runs one way.",
-            hint="--mode generate,score is for generative guards (qwen3guard-gen); drop it.",
-        )
-    unknown = [m for m in wanted if m not in modes]
-    if unknown:
-        raise input_error(f"Unknown mode {unknown[0]!r}.", hint=f"Choose from: {', '.join(modes)}.")
-    return sorted(dict.fromkeys(wanted), key=list(modes).index)
-
-
-def family_modes(model_dir: Path) -> tuple[str, tuple[str, ...]]:
-    """(family, its modes) of a model folder, without loading anything."""
-    from guardcli.families import get_family
-
-    model_dir = Path(model_dir)
-    family = local_family(model_dir)
-    return family, get_family(family).modes
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(t) for t in parse_list(text, "batch-size")]
-    except ValueError:
-        raise input_error(
-            f"--batch-size {text!r} is not a list of whole numbers.",
-            hint="e.g. --batch-size 1,8,32",
-        ) from None
-    if any(s < 1 for s in sizes):
-        raise input_error("Batch sizes must be at least 1.")
-    return list(dict.fromkeys(sizes))
-
-
-# ---------------------------------------------------------------- prompts
-
-# Common words that the Qwen3 tokenizer keeps as one token each (with their leading space), so a
-# prompt grows one token per word and lands on the requested length.
-_WORDS = (
-    "the of and to in is for on that with as it at by from this be are was or an have not "
-    "you all can more one new time but will about if has they which their so up out some what "
-    "other when there into only also any after over first two may these like how most such "
-    "then many see way back made them well good three people year day where must work through "
-    "water light city house night world river boat garden winter paper music color market"
-).split()
-
-
-def synthetic_prompts(tokenizer, seq_len: int, count: int, seed: int = 0) -> list[str]:
-    """`count` distinct prompts that each tokenize to `seq_len` tokens (special tokens included)
-    where the words allow it, else as close as they come below."""
-    rng = random.Random(seed)
-    prompts = []
-    for _ in range(count):
-        words: list[str] = []
-        text = ""
-        for _ in range(seq_len * 2 + 8):
-            candidate = " ".join([*words, rng.choice(_WORDS)])
-            if len(tokenizer.encode([candidate])[0].ids) > seq_len:
-                break
-            words.append(candidate.rsplit(" ", 1)[-1])
-            text = candidate
-        prompts.append(text or rng.choice(_WORDS))
-    return prompts
-
-
-def read_prompts(path: Path, limit: int = 10_000) -> list[str]:
-    """Texts from JSONL (the `text` or `prompt` field) or plain lines; blank lines skipped."""
-    from guardcli.core.records import ReadOptions, read_lines
-
-    if str(path) == "-":  # stdin, as every command reads it; left open for the caller
-        source: Any = contextlib.nullcontext(sys.stdin.buffer)
-    else:
-        try:
-            source = open(path, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise input_error(f"Cannot read {path}: {exc.strerror}.") from None
-    with source as handle:
-        texts = [r.text for r in read_lines(handle, ReadOptions()) if r.text]
-    if not texts:
-        raise input_error(
-            f"{path} has no prompts.", hint="One prompt per line, or JSONL with text."
-        )
-    return texts[:limit]
-
-
-# ---------------------------------------------------------------- machine and model
-
-
-def machine_info(threads: int | None = None) -> dict[str, Any]:
-
-    arch, flags = cpu_flags()
-    known = tuple(getattr(cpu, "X86_FEATURES", ())) + tuple(getattr(cpu, "ARM_FEATURES", ()))
-    model = platform.processor() or arch
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import onnxruntime
-
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ov_version: str | None = version("openvino")
-    except PackageNotFoundError:
-        ov_version = None
-    usable = usable_cpus()
-    return {
-        "cpu_model": model,
-        "arch": arch,
-        "features": sorted(f for f in flags if f in known),
-        "usable_cores": usable,
-        "threads": threads or usable,
-        "onnxruntime": ort_version,
-        "openvino": ov_version,
-        "guardcli": __version__,
-        "python": platform.python_version(),
-        "os": platform.platform(),
-    }
-
-
-def weights_size(files: Sequence[Path]) -> int:
-    """Bytes of a variant's weight files on disk, an ONNX graph's external data (or an
-    OpenVINO IR's .bin) included."""
-
-    return sum(model_size(f) if f.suffix in (".onnx", ".xml") else f.stat().st_size for f in files)
-
 
 # ---------------------------------------------------------------- workers
 
