@@ -29,7 +29,7 @@ $(LITELLM_VENV)/.installed:
 	touch $@
 
 demo: venv
-	$(BIN)/python -m guardcli.demo
+	$(BIN)/python -m guardcli.cli.demo
 
 # Everything, as CI runs it (.ci/run): the LiteLLM proxy tests fail rather than skip.
 test: venv $(LITELLM_VENV)/.installed
@@ -43,6 +43,7 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

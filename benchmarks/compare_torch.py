@@ -22,12 +22,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from guardcli.batching import pad
-from guardcli.bench import machine_info, percentile, synthetic_prompts
-from guardcli.demo import synthetic_model
+from guardcli.core.batching import pad
+from guardcli.core.tokenize import TextTokenizer
+from guardcli.families.seqcls.synthetic import build_csam_guard_module
+from guardcli.jobs.bench.report import percentile
+from guardcli.jobs.bench.runner import machine_info, synthetic_prompts
+from guardcli.jobs.synthetic import synthetic_model
 from guardcli.runtime.onnx_session import OnnxSession
-from guardcli.synthetic import build_csam_guard_module
-from guardcli.tokenize import TextTokenizer
 
 PATHS = ("onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16")
 GRAPHS = {"onnx-fp32": "onnx/model.onnx", "onnx-int8": "onnx/model_quantized.onnx"}

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from guardcli.batching import pad
-from guardcli.bench import machine_info, read_prompts, synthetic_prompts
-from guardcli.convert.onnx_recipes import int8_excluded_nodes
+from guardcli.core.batching import pad
+from guardcli.core.tokenize import TextTokenizer
+from guardcli.jobs.bench.runner import machine_info, read_prompts, synthetic_prompts
 from guardcli.runtime.int8_rows import quantizes_per_tensor, rewrite_file
+from guardcli.runtime.onnx_recipes import int8_excluded_nodes
 from guardcli.runtime.onnx_session import OnnxSession, alone
-from guardcli.tokenize import TextTokenizer
 
 OPTIONS = ("fp32", "per-tensor", "per-row", "row-at-a-time", "nbits8-acc4", "ov-int8")
 
@@ -88,7 +88,7 @@ def build(model: Path, work: Path, options: list[str], data: Path) -> dict[str, 
     files["nbits8-acc4"] = nbits
     ov = model / "openvino" / "model_int8.xml"
     if "ov-int8" in options and not ov.exists():
-        from guardcli.convert.openvino_quant import quantize_openvino
+        from guardcli.jobs.convert.openvino_quant import quantize_openvino
 
         quantize_openvino(model, calibration=data)
     files["ov-int8"] = ov

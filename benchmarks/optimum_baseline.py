@@ -22,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from guardcli.bench import machine_info, percentile, synthetic_prompts
-from guardcli.catalog import ONNX_VARIANT_FILES
-from guardcli.tokenize import TextTokenizer
+from guardcli.core.catalog import ONNX_VARIANT_FILES
+from guardcli.core.tokenize import TextTokenizer
+from guardcli.jobs.bench.report import percentile
+from guardcli.jobs.bench.runner import machine_info, synthetic_prompts
 
 ROOT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

@@ -57,7 +57,7 @@ CONTENTS = [
 def rendered_prompts(model_dir: Path) -> list[list[int]]:
     from tokenizers import Tokenizer
 
-    from guardcli.families.qwen3guard_format import packaged_template, render
+    from guardcli.families.qwen3guard_gen.format import packaged_template, render
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     template = packaged_template()
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_size.split(",")]
     if args.threads is None:
-        from guardcli.cpu import usable_cpus
+        from guardcli.core.cpu import usable_cpus
 
         args.threads = usable_cpus()
     if args.worker:
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     import onnxruntime_genai
 
-    from guardcli.bench import machine_info
+    from guardcli.jobs.bench.runner import machine_info
 
     report: dict = {
         "machine": machine_info(args.threads),

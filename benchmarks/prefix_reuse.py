@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from guardcli.api import load_guard
+from guardcli.core.verdicts import Record
+from guardcli.families.loader import load_guard
+from guardcli.families.qwen3guard_gen.synthetic import cached_qwen3guard
 from guardcli.runtime.causal_lm import OnnxCausalLM
-from guardcli.synthetic_qwen3guard import cached_qwen3guard
-from guardcli.verdict import Record
 
 path = cached_qwen3guard("full", log=lambda m: print(m, file=sys.stderr))
 guard = load_guard(path, backend="onnxruntime")

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from guardcli.cpu import usable_cpus
-from guardcli.demo import synthetic_model
-from guardcli.scale import GuardSpec, classify_with_ray, connect
+from guardcli.core.cpu import usable_cpus
+from guardcli.jobs.ray import GuardSpec, classify_with_ray, connect
+from guardcli.jobs.synthetic import synthetic_model
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "prompts.jsonl"
 

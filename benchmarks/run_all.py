@@ -33,7 +33,7 @@ def openvino_int8() -> str | None:
     as the card does) once, so `--variant all` times it too."""
     import importlib.util
 
-    from guardcli.demo import synthetic_model
+    from guardcli.jobs.synthetic import synthetic_model
 
     if importlib.util.find_spec("openvino") is None:
         return None
@@ -46,7 +46,7 @@ def openvino_int8() -> str | None:
 def cold_start(variant: str, path: Path) -> None:
     """`guard classify "one prompt" --timings` in a fresh process, three times: the first may
     build the optimized-graph or compiled-blob cache, the others are the cold start it buys."""
-    from guardcli.demo import synthetic_model
+    from guardcli.jobs.synthetic import synthetic_model
 
     model = str(synthetic_model(SIZE))
     args = [sys.executable, "-m", "guardcli", "classify", "one prompt", "-m", model]

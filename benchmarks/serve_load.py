@@ -107,7 +107,7 @@ def main() -> int:
     texts = [json.loads(line)["text"] for line in PROMPTS.open(encoding="utf-8")]
     model = args.model
     if model is None:
-        from guardcli.synthetic import synth_csam_guard
+        from guardcli.families.seqcls.synthetic import synth_csam_guard
 
         print("building a tiny synthetic CSAM-Guard ...", file=sys.stderr)
         model = str(synth_csam_guard(Path(tempfile.mkdtemp()) / "csam-guard-tiny", size="tiny"))

@@ -58,8 +58,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     # `--variant auto` follows a stored `probe-cpu --verify` measurement: never the user's.
     os.environ["GUARD_PROBE_RESULT"] = str(home / "probe-cpu.json")
     # The converted Qwen3 tokenizers (seconds to build) start in the cache, from the store.
-    import guardcli.convert.qwen_tokenizer as qwen_tokenizer
-    import guardcli.synthetic_qwen3guard as qwen3guard
+    import guardcli.families.qwen3guard_gen.synthetic as qwen3guard
+    import guardcli.runtime.qwen_tokenizer as qwen_tokenizer
 
     def tokenizers(folder: Path) -> None:
         with pytest.MonkeyPatch.context() as patch:
@@ -97,13 +97,15 @@ def _stored(tmp: pytest.TempPathFactory, name: str, builder: str, recipe: str, b
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CSAM-Guard of the real architecture: fp32, fp16 and int8 ONNX, real tokenizer."""
-    from guardcli.synthetic import synth_csam_guard
+    from guardcli.families.seqcls.synthetic import synth_csam_guard
 
     def build(out: Path) -> Path:
         return synth_csam_guard(out, size="tiny")
 
     recipe = "synth_csam_guard(size='tiny')"
-    return _stored(tmp_path_factory, "csam-guard-tiny", "guardcli.synthetic", recipe, build)
+    return _stored(
+        tmp_path_factory, "csam-guard-tiny", "guardcli.families.seqcls.synthetic", recipe, build
+    )
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +115,7 @@ def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     import torch
 
-    import guardcli.synthetic as synthetic
+    import guardcli.families.seqcls.synthetic as synthetic
 
     make = synthetic.build_csam_guard_module
 
@@ -129,7 +131,9 @@ def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
             return synthetic.synth_csam_guard(out, size="tiny", variants=("fp32",))
 
     recipe = inspect.getsource(broken) + inspect.getsource(build)
-    return _stored(tmp_path_factory, "csam-guard-nan", "guardcli.synthetic", recipe, build)
+    return _stored(
+        tmp_path_factory, "csam-guard-nan", "guardcli.families.seqcls.synthetic", recipe, build
+    )
 
 
 @pytest.fixture
@@ -147,31 +151,31 @@ def invoke(runner: CliRunner, args: list[str], input: str | bytes | None = None)
 @pytest.fixture(scope="session")
 def opencc_cm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny OpenCC content-moderation checkpoint (LoRA + head + thresholds) on a tiny Qwen3.5."""
-    from guardcli.synthetic_opencc import synth_opencc
+    from guardcli.families.opencc.synthetic import synth_opencc
 
     def build(out: Path) -> Path:
         return synth_opencc(out, "opencc-cm")
 
-    builder, recipe = "guardcli.synthetic_opencc", "synth_opencc('opencc-cm')"
+    builder, recipe = "guardcli.families.opencc.synthetic", "synth_opencc('opencc-cm')"
     return _stored(tmp_path_factory, "opencc-cm", builder, recipe, build)
 
 
 @pytest.fixture(scope="session")
 def opencc_jb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny OpenCC jailbreak detector (threshold.json sidecar)."""
-    from guardcli.synthetic_opencc import synth_opencc
+    from guardcli.families.opencc.synthetic import synth_opencc
 
     def build(out: Path) -> Path:
         return synth_opencc(out, "opencc-jb", seed=1)
 
-    builder, recipe = "guardcli.synthetic_opencc", "synth_opencc('opencc-jb', seed=1)"
+    builder, recipe = "guardcli.families.opencc.synthetic", "synth_opencc('opencc-jb', seed=1)"
     return _stored(tmp_path_factory, "opencc-jb", builder, recipe, build)
 
 
 @pytest.fixture(scope="session")
 def intent_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dialogue-intent classifier: safetensors, task description, ONNX fp32/fp16/int8."""
-    from guardcli.synthetic_dialogue import synth_intent_ctx
+    from guardcli.families.dialogue.synthetic import synth_intent_ctx
 
-    builder, recipe = "guardcli.synthetic_dialogue", "synth_intent_ctx()"
+    builder, recipe = "guardcli.families.dialogue.synthetic", "synth_intent_ctx()"
     return _stored(tmp_path_factory, "intent-ctx", builder, recipe, synth_intent_ctx)

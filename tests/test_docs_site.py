@@ -17,7 +17,7 @@ import pytest
 import typer.main
 
 from guardcli.cli import app
-from guardcli.errors import ExitCode
+from guardcli.core.errors import ExitCode
 
 from .conftest import ROOT, invoke
 
@@ -129,7 +129,7 @@ def test_readme_exit_codes_and_pages() -> None:
 
 def test_serve_page_lists_every_metric() -> None:
     pytest.importorskip("prometheus_client")
-    from guardcli.serve.prometheus import Metrics
+    from guardcli.jobs.serve.prometheus import Metrics
 
     page = (DOCS / "serve.md").read_text(encoding="utf-8")
     names = {family.name for family in Metrics().registry.collect()}

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .api import load_guard
-    from .errors import GuardError
-    from .verdict import Record, Verdict
+    from guardcli.core.errors import GuardError
+    from guardcli.core.verdicts import Record, Verdict
+    from guardcli.families.loader import load_guard
 
 __all__ = ["GuardError", "Record", "Verdict", "__version__", "load_guard"]
 
@@ -17,15 +17,15 @@ __all__ = ["GuardError", "Record", "Verdict", "__version__", "load_guard"]
 def __getattr__(name: str) -> Any:
     # Lazy: `import guardcli` (and `guard --help`) must not pull in onnxruntime.
     if name == "load_guard":
-        from .api import load_guard
+        from guardcli.families.loader import load_guard
 
         return load_guard
     if name == "GuardError":
-        from .errors import GuardError
+        from guardcli.core.errors import GuardError
 
         return GuardError
     if name in ("Record", "Verdict"):
-        from . import verdict
+        from guardcli.core import verdicts as verdict
 
         return getattr(verdict, name)
     raise AttributeError(name)

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import typer
 
-from .. import __version__
-from .bench import EPILOG as BENCH_EPILOG
-from .bench import bench
-from .classify import EPILOG as CLASSIFY_EPILOG
-from .classify import classify
-from .compare import EPILOG as COMPARE_EPILOG
-from .compare import compare
-from .export import EPILOG as EXPORT_EPILOG
-from .export import export
-from .fetch import EPILOG as FETCH_EPILOG
-from .fetch import fetch
-from .models import EPILOG as MODELS_EPILOG
-from .models import models
-from .probe_cpu import EPILOG as PROBE_CPU_EPILOG
-from .probe_cpu import probe_cpu
-from .quantize import EPILOG as QUANTIZE_EPILOG
-from .quantize import quantize
-from .serve import EPILOG as SERVE_EPILOG
-from .serve import serve
-from .sweep import EPILOG as SWEEP_EPILOG
-from .sweep import sweep
-from .synth import EPILOG as SYNTH_EPILOG
-from .synth import synth
+from guardcli import __version__
+from guardcli.cli.bench import EPILOG as BENCH_EPILOG
+from guardcli.cli.bench import bench
+from guardcli.cli.classify import EPILOG as CLASSIFY_EPILOG
+from guardcli.cli.classify import classify
+from guardcli.cli.compare import EPILOG as COMPARE_EPILOG
+from guardcli.cli.compare import compare
+from guardcli.cli.export import EPILOG as EXPORT_EPILOG
+from guardcli.cli.export import export
+from guardcli.cli.fetch import EPILOG as FETCH_EPILOG
+from guardcli.cli.fetch import fetch
+from guardcli.cli.models import EPILOG as MODELS_EPILOG
+from guardcli.cli.models import models
+from guardcli.cli.probe_cpu import EPILOG as PROBE_CPU_EPILOG
+from guardcli.cli.probe_cpu import probe_cpu
+from guardcli.cli.quantize import EPILOG as QUANTIZE_EPILOG
+from guardcli.cli.quantize import quantize
+from guardcli.cli.serve import EPILOG as SERVE_EPILOG
+from guardcli.cli.serve import serve
+from guardcli.cli.sweep import EPILOG as SWEEP_EPILOG
+from guardcli.cli.sweep import sweep
+from guardcli.cli.synth import EPILOG as SYNTH_EPILOG
+from guardcli.cli.synth import synth
 
 app = typer.Typer(
     name="guard",

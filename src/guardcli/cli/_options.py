@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ExitCode, GuardError
-from ..thresholds import THRESHOLD_HINT, parse_threshold
-from ._output import RECORD_FORMATS, REPORT_FORMATS, formats_help
+from guardcli.cli._output import RECORD_FORMATS, REPORT_FORMATS, formats_help
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.thresholds import THRESHOLD_HINT, parse_threshold
 
 
 def comma_list(text: str | None) -> tuple[str, ...]:

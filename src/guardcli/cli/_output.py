@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.models import OptionInfo
 
-from ..errors import ExitCode, GuardError
-from ..records import FORMATS
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.records import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from ..sweep_render import ascii_pr_curve, f1_by_threshold, fmt_value, sparkline
+from guardcli.cli.sweep_render import ascii_pr_curve, f1_by_threshold, fmt_value, sparkline
 
 
 def sweep_table(report: dict[str, Any], out: IO[str], *, title: str = "") -> None:

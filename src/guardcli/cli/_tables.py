@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from ..strict_json import printable
-from ..verdict import Record
+from guardcli.core.strict_json import printable
+from guardcli.core.verdicts import Record
 
 TEXT_CHARS = 48  # the input text is shown shortened to this many characters
 _SPACE = re.compile(r"\s+")

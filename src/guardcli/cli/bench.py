@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..strict_json import dumps
-from ._options import (
+from guardcli.cli._options import (
     BackendOpt,
     CountOption,
     DtypeOpt,
@@ -20,7 +19,11 @@ from ._options import (
     VerboseOpt,
     backend_name,
 )
-from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.core.cpu import read_cpu
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.strict_json import dumps
+from guardcli.core.synthetic import is_synthetic
 
 SIZES = ("tiny", "full")
 
@@ -117,7 +120,8 @@ def bench(
     mode, the share of identical severities in generate mode.
     """
     backend = backend_name(backend)
-    from ..bench import (
+    from guardcli.core.resolve import resolve
+    from guardcli.jobs.bench.runner import (
         BenchConfig,
         family_modes,
         model_variants,
@@ -127,9 +131,6 @@ def bench(
         run_bench,
         without_emulated,
     )
-    from ..cpu import read_cpu
-    from ..errors import ExitCode, GuardError
-    from ..hub import resolve
 
     fmt = choose_format(fmt, REPORT_FORMATS)
     if synthetic and model is not None:
@@ -143,7 +144,7 @@ def bench(
     sizes = parse_batch_sizes(batch_size)
     console = stderr()
     if synthetic:
-        from ..demo import synthetic_model
+        from guardcli.jobs.synthetic import synthetic_model
 
         model_dir = synthetic_model(size)
     else:
@@ -179,7 +180,7 @@ def bench(
         dtype=dtype,
     )
     if not quiet:
-        if synthetic or (model_dir / "guardcli_synthetic.json").exists():
+        if synthetic or is_synthetic(model_dir):
             console.print(f"note: {model_dir} is a synthetic model with random weights.")
         rounds = len(variants) * len(sizes) * max(1, len(modes))
         how = f" ({', '.join(modes)})" if modes else ""
@@ -235,7 +236,7 @@ def render_table(report: dict[str, Any]) -> None:
     from rich.measure import Measurement
     from rich.table import Table
 
-    from ..bench import AGREEMENT_PROMPTS
+    from guardcli.jobs.bench.runner import AGREEMENT_PROMPTS
 
     out = Console(file=sys.stdout, highlight=False)
     m, model = report["machine"], report["model"]

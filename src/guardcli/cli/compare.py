@@ -8,10 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode
-from ..records import ReadOptions
-from ..strict_json import dumps
-from ._options import (
+from guardcli.cli._options import (
     BatchSizeOpt,
     FractionOption,
     IdFieldOpt,
@@ -23,9 +20,12 @@ from ._options import (
     VerboseOpt,
     comma_list,
 )
-from ._output import REPORT_FORMATS, choose_format, handle_errors, stderr
-from ._reports import compare_table
-from .sweep import _read
+from guardcli.cli._output import REPORT_FORMATS, choose_format, handle_errors, stderr
+from guardcli.cli._reports import compare_table
+from guardcli.cli.sweep import _read
+from guardcli.core.errors import ExitCode
+from guardcli.core.records import ReadOptions
+from guardcli.core.strict_json import dumps
 
 EPILOG = (
     "Records are JSON lines with text (--text-field, default text, else prompt), an id and, "
@@ -88,7 +88,7 @@ def compare(
     rate, ids), max and p99 |Δscore|, the change in recall and precision when records carry
     labels, and flip rates under harmless perturbations (trailing newline, double space, case).
     """
-    from ..convert.compare import (
+    from guardcli.jobs.convert.compare import (
         CompareOptions,
         compare_variants,
         parse_variants,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..demo import synthetic_model
-from ..errors import GuardError
-from ..hub import resolve
+from guardcli.cli import app
+from guardcli.core.errors import GuardError
+from guardcli.core.resolve import resolve
+from guardcli.jobs.synthetic import synthetic_model
 
 SAMPLES = Path("data/samples/prompts.jsonl")
 
@@ -27,7 +28,6 @@ def main() -> int:
             "its weights are RANDOM, so its verdicts are meaningless; it shows the plumbing only."
         )
         model = str(synthetic_model())
-    from . import app
 
     args = ["classify", "--input", str(SAMPLES), "--model", model, "--format", "table"]
     console.print(f"$ guard {' '.join(args)}")

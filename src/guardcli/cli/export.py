@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._options import NonNegativeFloatOption, VerboseOpt
-from ._output import fail, handle_errors, stderr
+from guardcli.cli._options import NonNegativeFloatOption, VerboseOpt
+from guardcli.cli._output import handle_errors, stderr
 
 EPILOG = (
     "SRC is a *ForSequenceClassification checkpoint (e.g. Qwen3ForSequenceClassification), or "
@@ -90,15 +90,7 @@ def export(
     file above 2 GB. The check runs a padded batch of prompts through both and fails (exit 3)
     when max |Δ logit| exceeds --tolerance. Needs the 'export' extra.
     """
-    if (src / "weight_frame.json").is_file():  # OpenCC: LoRA + head on a base LM
-        from ._export_opencc import export_opencc_folder
-
-        if family is not None or max_length is not None:
-            raise fail("--family and --max-length do not apply to an OpenCC folder.")
-        return export_opencc_folder(src, out, tolerance=tolerance)
-    if out is None:
-        raise fail("Missing option --out.", "Say where to write the model: --out DIR.")
-    from ..convert.export import export_checkpoint
+    from guardcli.jobs.convert.export import export_checkpoint
 
     console = stderr()
     result = export_checkpoint(
@@ -112,11 +104,14 @@ def export(
     size = result.bytes / 2**20
     data = " + external data" if result.external_data else ""
     console.print(
-        f"max |Δ logit| {result.max_abs_diff:.3g} against PyTorch on {result.prompts} prompts "
-        f"(tolerance {result.tolerance:g}): ok",
+        f"max |Δ logit| {result.max_abs_diff:.3g} against {result.reference} on "
+        f"{result.prompts} prompts (tolerance {result.tolerance:g}): ok",
         markup=False,
     )
     for note in result.notes:
         console.print(f"{note}: ok", markup=False)
-    console.print(f"wrote {result.graph} ({size:.1f} MiB{data}, from {result.kind})", markup=False)
+    origin = result.origin or f"from {result.kind}"
+    console.print(
+        f"wrote {result.graph} ({size:.1f} MiB{data}, {origin}){result.advice}", markup=False
+    )
     typer.echo(str(result.out))

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._options import CacheDirOpt, QuietOpt, VerboseOpt
-from ._output import handle_errors, stderr
+from guardcli.cli._options import CacheDirOpt, QuietOpt, VerboseOpt
+from guardcli.cli._output import handle_errors, stderr
 
 EPILOG = (
     "Honours HF_HOME, HF_HUB_CACHE, HF_ENDPOINT (mirrors), HF_TOKEN and HF_HUB_OFFLINE. "
@@ -62,8 +62,8 @@ def fetch(
 
     Afterwards `--model NAME` finds it with no network call.
     """
-    from ..hub import fetch as fetch_model
-    from ..hub import import_folder
+    from guardcli.core.hub import fetch as fetch_model
+    from guardcli.core.hub import import_folder
 
     console = stderr()
     if from_dir is not None:

@@ -7,14 +7,14 @@ from typing import Any
 
 import typer
 
-from ..strict_json import dumps
-from ._options import CacheDirOpt, ReportFormatOpt, VerboseOpt
-from ._output import REPORT_FORMATS, choose_format, handle_errors
+from guardcli.cli._options import CacheDirOpt, ReportFormatOpt, VerboseOpt
+from guardcli.cli._output import REPORT_FORMATS, choose_format, handle_errors
+from guardcli.core.strict_json import dumps
 
 
 def catalog_rows(cache_dir: str | None = None) -> list[dict[str, Any]]:
-    from ..catalog import load_catalog
-    from ..hub import cache_status
+    from guardcli.core.cache import cache_status
+    from guardcli.core.catalog import load_catalog
 
     rows = []
     for entry in load_catalog().values():

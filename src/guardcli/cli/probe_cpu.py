@@ -8,9 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from ..strict_json import dumps
-from ._options import ReportFormatOpt, VerboseOpt
-from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.cli._options import ReportFormatOpt, VerboseOpt
+from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.core.cpu import probe, usable_cpus
+from guardcli.core.strict_json import dumps
+from guardcli.runtime.gemm_check import DEFAULT_SHAPE
+from guardcli.runtime.gemm_check import verify as run_verify
 
 EPILOG = (
     "Exit codes: 0 reported, 2 usage or input error, 3 runtime error.\n\n"
@@ -99,8 +102,7 @@ def probe_cpu(
     (fp32|fp16|int8) onnxruntime runs fastest here, with reasons. `--variant auto` follows it,
     or the stored `--verify` measurement (backends included) when there is one for this CPU.
     """
-    from ..backends import load_measurement, measurement_path, save_measurement
-    from ..cpu import probe
+    from guardcli.core.variants import load_measurement, measurement_path, save_measurement
 
     fmt = choose_format(fmt, REPORT_FORMATS)
     if cpuinfo is not None and not cpuinfo.is_file():
@@ -109,10 +111,6 @@ def probe_cpu(
         raise fail("--verify measures this machine; it cannot be combined with --cpuinfo.")
     report = probe(cpuinfo)
     if verify:
-        from ..cpu import usable_cpus
-        from ..matmul_check import DEFAULT_SHAPE
-        from ..matmul_check import verify as run_verify
-
         if fmt == "table":
             stderr().print("timing MatMuls on every path …")
         timings = run_verify(DEFAULT_SHAPE)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ._options import VerboseOpt, comma_list
-from ._output import fail, handle_errors, stderr, stdin_as_file
+from guardcli.cli._options import VerboseOpt, comma_list
+from guardcli.cli._output import fail, handle_errors, stderr, stdin_as_file
+from guardcli.runtime.onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
 
 BACKENDS = ("onnxruntime", "openvino")
 
@@ -85,7 +86,7 @@ def _quantize(
     static: bool,
     calibration: Path | None,
 ) -> None:
-    from ..convert.quantize import parse_targets, quantize_model
+    from guardcli.jobs.convert.quantize import parse_targets, quantize_model
 
     console = stderr()
     if backend not in BACKENDS:
@@ -93,8 +94,7 @@ def _quantize(
     if not model_dir.is_dir():
         raise fail(f"Model folder {model_dir} does not exist.")
     if backend == "openvino":
-        from ..convert.onnx_recipes import INT8_KEEP_FLOAT_DEFAULT
-        from ..convert.openvino_quant import quantize_openvino
+        from guardcli.jobs.convert.openvino_quant import quantize_openvino
 
         if static:
             raise fail("--static applies to --backend onnxruntime (NNCF is always calibrated).")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._options import (
+from guardcli.cli._options import (
     BackendOpt,
     DtypeOpt,
     MaxLengthOpt,
@@ -19,7 +19,7 @@ from ._options import (
     VerboseOpt,
     backend_name,
 )
-from ._output import handle_errors, stderr
+from guardcli.cli._output import handle_errors, stderr
 
 EPILOG = (
     "Endpoints: POST /beta/litellm_basic_guardrail_api (LiteLLM generic_guardrail_api), "
@@ -112,11 +112,11 @@ def serve(
     texts, or whatever arrived within --max-wait-ms. Binds to 127.0.0.1 unless told otherwise.
     """
     backend = backend_name(backend)
-    from ..serve.server import _uvicorn
+    from guardcli.jobs.serve.server import _uvicorn
 
     _uvicorn()  # say "install guardcli[serve]" before spending seconds on the model
-    from ..api import load_guard
-    from ..serve import ServeOptions, bind, create_app, run
+    from guardcli.families.loader import load_guard
+    from guardcli.jobs.serve import ServeOptions, bind, create_app, run
 
     guard = load_guard(
         model,

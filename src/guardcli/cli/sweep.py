@@ -8,9 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..records import ReadOptions, read_lines
-from ..strict_json import dumps
-from ._options import (
+from guardcli.cli._options import (
     BackendOpt,
     BatchSizeOpt,
     DtypeOpt,
@@ -26,8 +24,11 @@ from ._options import (
     backend_name,
     comma_list,
 )
-from ._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
-from ._reports import sweep_table
+from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.cli._reports import sweep_table
+from guardcli.cli.sweep_render import plot as draw
+from guardcli.core.records import ReadOptions, read_lines
+from guardcli.core.strict_json import dumps
 
 EPILOG = (
     "Records are JSON lines with a label and either a 'score' (a scores file, or `guard "
@@ -147,8 +148,8 @@ def sweep(
     optional bootstrap CIs and group breakdowns. "Flagged" means score >= threshold.
     """
     backend = backend_name(backend)
-    from ..sweep import SweepOptions, run_sweep, write_scores
-    from ..sweep import write_thresholds as save_thresholds
+    from guardcli.jobs.sweep import SweepOptions, run_sweep, write_scores
+    from guardcli.jobs.sweep import write_thresholds as save_thresholds
 
     fmt = choose_format(fmt, REPORT_FORMATS)
     opts = SweepOptions(
@@ -168,7 +169,7 @@ def sweep(
     show_progress = console.is_terminal and not quiet and fmt == "table"
 
     def load():
-        from ..api import load_guard
+        from guardcli.families.loader import load_guard
 
         return load_guard(
             model or "csam-guard",
@@ -196,8 +197,6 @@ def sweep(
     if write_thresholds is not None:
         save_thresholds(report, write_thresholds)
     if plot is not None:
-        from ..sweep_render import plot as draw
-
         draw(report, result.curves, plot, title=str(file))
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ._options import VerboseOpt
-from ._output import fail, handle_errors, stderr
-
-FAMILIES = ("csam-guard", "qwen3guard-gen", "opencc-cm", "opencc-jb", "intent-ctx")
+from guardcli.cli._options import VerboseOpt
+from guardcli.cli._output import fail, handle_errors, stderr
+from guardcli.core.synthetic import SIZES, check_out
 
 EPILOG = (
     "Exit codes: 0 written, 2 usage or input error (a non-empty --out without --force), "
@@ -74,10 +73,11 @@ def synth(
     Qwen3Guard-Gen-0.6B's dimensions and untrained weights (minutes, ~4 GB; benchmarks only).
     Needs the 'export' extra (torch, transformers, onnx).
     """
-    from ..synthetic import SIZES, check_out, synth_csam_guard
+    from guardcli.core.registry import load, synth_builders
 
-    if family not in FAMILIES:
-        raise fail(f"Unknown family {family!r}.", f"Choose one of: {', '.join(FAMILIES)}.")
+    builders = synth_builders()
+    if family not in builders:
+        raise fail(f"Unknown family {family!r}.", f"Choose one of: {', '.join(builders)}.")
     if size not in SIZES:
         raise fail(f"Unknown size {size!r}.", f"Choose one of: {', '.join(SIZES)}.")
     check_out(out, force=force)
@@ -86,23 +86,9 @@ def synth(
     def log(message: str) -> None:
         console.print(f"synth: {message}")
 
-    if family == "qwen3guard-gen":
-        from ..synthetic_qwen3guard import synth_qwen3guard_gen
-
-        path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
-        kind = "trained only on a marker word" if size == "tiny" else "random, untrained weights"
-        console.print(f"wrote {family} ({size}, {kind}) to {path}")
-        typer.echo(str(path))
-        return
-    if family == "intent-ctx":
-        from ..synthetic_dialogue import synth_intent_ctx
-
-        path = synth_intent_ctx(out, size=size, seed=seed, log=log)
-    elif family.startswith("opencc"):
-        from ..synthetic_opencc import synth_opencc
-
-        path = synth_opencc(out, family, size=size, seed=seed, base=base, log=log)
-    else:
-        path = synth_csam_guard(out, size=size, seed=seed, pytorch=pytorch, log=log)
-    console.print(f"wrote {family} ({size}, random weights) to {path}")
+    builder = load(builders[family][1])
+    path, kind = builder(
+        out, name=family, size=size, seed=seed, log=log, pytorch=pytorch, base=base
+    )
+    console.print(f"wrote {family} ({size}, {kind}) to {path}")
     typer.echo(str(path))

@@ -1,30 +1,23 @@
-"""Model families. Each registers its Guard subclass here, the way a plugin would."""
+"""Model families: one package per family, each describing itself with `FAMILY = Family(...)`
+(see guardcli.core.registry, which finds them and third-party ones the same way)."""
 
 from __future__ import annotations
 
-import importlib
-
-from ..errors import GuardError
-from .base import Guard
+from guardcli.core import registry
+from guardcli.families.base import Guard
 
 _FAMILIES: dict[str, type[Guard]] = {}
-# Modules that register a family when imported (lazily: some need torch at run time).
-FAMILY_MODULES = ("seqcls", "opencc", "dialogue", "qwen3guard")
 
 
 def register_family(cls: type[Guard]) -> type[Guard]:
+    """Record a Guard class by its family name (the registry's `guard` reference finds it)."""
     _FAMILIES[cls.family] = cls
     return cls
 
 
 def get_family(name: str) -> type[Guard]:
-    if name not in _FAMILIES:
-        for module in FAMILY_MODULES:
-            importlib.import_module(f".{module}", __name__)
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise GuardError(f"No model family {name!r} (known: {', '.join(_FAMILIES)}).") from None
+    """The Guard class of the family `name` (a GuardError names the known ones)."""
+    return registry.get(name).guard_class()
 
 
 __all__ = ["Guard", "get_family", "register_family"]

@@ -15,12 +15,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..batching import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, plan_batches
-from ..errors import ExitCode, GuardError
-from ..hub import ResolvedModel
-from ..records import ReadOptions, as_records, chunked
-from ..tokenize import Encoded, TextTokenizer
-from ..verdict import Record, RecordError, Verdict, non_finite_error
+from guardcli.core.batching import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, plan_batches
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.records import ReadOptions, as_records, chunked
+from guardcli.core.resolve import ResolvedModel
+from guardcli.core.tokenize import Encoded, TextTokenizer
+from guardcli.core.verdicts import Record, RecordError, Verdict, non_finite_error
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..hub import ResolvedModel
+    from guardcli.core.resolve import ResolvedModel
 
 
 class Session(Protocol):
@@ -20,12 +20,12 @@ def open_session(
     """A session for the model's variant on its backend. `one_shot`: a short run (a few
     prompts), which skips load-time work that pays off only over many batches."""
     if getattr(model, "backend", "onnxruntime") == "openvino":
-        from ..backends import OPENVINO_PRECISION
-        from .openvino_session import OpenVinoSession
+        from guardcli.core.variants import OPENVINO_PRECISION
+        from guardcli.runtime.openvino_session import OpenVinoSession
 
         return OpenVinoSession(
             model.graph, threads=threads, precision=OPENVINO_PRECISION.get(model.variant)
         )
-    from .onnx_session import OnnxSession
+    from guardcli.runtime.onnx_session import OnnxSession
 
     return OnnxSession(model.graph, threads=threads, prepack=not one_shot)

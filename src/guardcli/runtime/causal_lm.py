@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpu import usable_cpus
-from ..errors import GuardError, missing_extra
+from guardcli.core.cpu import usable_cpus
+from guardcli.core.errors import GuardError, missing_extra
 
 MAX_NEW_TOKENS = 128
 # A shared head shorter than this is not worth keeping its KV cache for.
@@ -129,8 +129,8 @@ class OnnxCausalLM:
     ):
         import onnxruntime as ort
 
-        from .int8_rows import PerRowGraph
-        from .onnx_session import cache_enabled
+        from guardcli.runtime.int8_rows import PerRowGraph
+        from guardcli.runtime.onnx_session import cache_enabled
 
         # A per-tensor dynamic-INT8 graph is rewritten per row, or run a prompt at a time.
         self.graph = PerRowGraph(Path(graph), cache=cache_enabled())

@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from guardcli.core.paths import CACHE_FOLDER, cache_dir, writable
+
 log = logging.getLogger("guardcli")
 
 # Bumped when the rewrite changes, so cached rewrites of an older form are not reused.
@@ -358,13 +360,11 @@ def save_graph(model, dst: Path) -> None:
 
 
 def _rows_path(path: Path) -> Path:
-    from ..paths import cache_dir
-    from .onnx_session import CACHE_FOLDER, _writable
 
     stat = path.stat()
     key = f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}.rows{REWRITE_VERSION}.onnx"
     beside = path.parent / CACHE_FOLDER
-    if _writable(beside):
+    if writable(beside):
         return beside / key
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     return cache_dir() / "per-row" / where / key
@@ -394,7 +394,7 @@ class PerRowGraph:
             self._use(target)
             return
         if target is None:
-            from ..paths import cache_dir
+            from guardcli.core.paths import cache_dir
 
             work = cache_dir() / "tmp"
             work.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpu import usable_cpus
-from ..errors import GuardError
-from ..timings import record
-from .int8_rows import PerRowGraph
-
-CACHE_FOLDER = ".cache/guardcli"  # inside the graph's folder; hub.py skips `.cache` paths
+from guardcli.core.cpu import read_cpu, usable_cpus
+from guardcli.core.errors import GuardError
+from guardcli.core.paths import CACHE_FOLDER, cache_dir
+from guardcli.core.paths import writable as _writable
+from guardcli.core.timings import record
+from guardcli.runtime.int8_rows import PerRowGraph
 
 
 def feed_for(
@@ -39,7 +39,6 @@ def feed_for(
 
 def _cpu_key() -> str:
     # ORT_ENABLE_ALL may write layout choices for this CPU into the graph: key by the CPU too.
-    from ..cpu import read_cpu
 
     info = read_cpu()
     return hashlib.sha256(f"{info.model}|{sorted(info.flags)}".encode()).hexdigest()[:8]
@@ -49,7 +48,6 @@ def optimized_path(path: Path, ort_version: str) -> Path:
     """Where the optimized form of `path` lives: keyed by the file's size and mtime, the
     onnxruntime version and the CPU. Beside the model when its folder is writable, else in
     guardcli's cache folder."""
-    from ..paths import cache_dir
 
     path = Path(path)
     stat = path.stat()
@@ -61,14 +59,6 @@ def optimized_path(path: Path, ort_version: str) -> Path:
         return beside / key
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     return cache_dir() / "optimized" / where / key
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
 
 
 def cache_enabled() -> bool:

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import GuardError
-from ..verdict import RecordError
+from guardcli.core.errors import GuardError
+from guardcli.core.verdicts import RecordError
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_TIMEOUT = 60.0

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu import usable_cpus
-from ..errors import GuardError, missing_extra
-from ..timings import record
+from guardcli.core.cpu import usable_cpus
+from guardcli.core.errors import GuardError, missing_extra
+from guardcli.core.paths import cache_dir
+from guardcli.core.timings import record
 
 
 def import_openvino():
@@ -38,7 +39,6 @@ def compile_cache_dir(precision: str | None) -> Path | None:
     One folder per precision hint: OpenVINO 2026.4 keys its blobs without the hint, so an f32
     blob in a shared folder is handed to a bf16 compile of the same file and gives wrong logits
     (seen on the tiny model; tests/test_openvino.py checks the separation)."""
-    from ..paths import cache_dir
 
     folder = cache_dir() / "openvino" / (precision or "default")
     try:
@@ -80,7 +80,7 @@ class OpenVinoSession:
         }
         if precision is not None:
             config["INFERENCE_PRECISION_HINT"] = precision
-        from .onnx_session import cache_enabled
+        from guardcli.runtime.onnx_session import cache_enabled
 
         folder = compile_cache_dir(precision) if cache and cache_enabled() else None
         if folder is not None:
@@ -103,7 +103,7 @@ class OpenVinoSession:
         self.request = self.compiled.create_infer_request()
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        from .onnx_session import feed_for
+        from guardcli.runtime.onnx_session import feed_for
 
         feed = feed_for(self.input_names, input_ids, attention_mask, self.path)
         try:

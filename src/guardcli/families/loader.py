@@ -1,0 +1,125 @@
+"""The library entry point: `load_guard(name_or_dir, ...)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from guardcli.core.catalog import check_count
+from guardcli.core.errors import ExitCode, GuardError
+from guardcli.core.resolve import remote_model, resolve
+from guardcli.core.thresholds import parse_threshold, parse_thresholds, read_thresholds
+from guardcli.core.variants import BACKENDS, check_backend
+from guardcli.families import Guard, get_family
+
+
+def load_guard(
+    name_or_dir: str | Path = "csam-guard",
+    *,
+    variant: str = "auto",
+    backend: str | None = None,
+    threshold: float | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    fail_closed: bool = False,
+    cache_dir: str | None = None,
+    thresholds: str | Path | dict[str, float] | None = None,
+    endpoint: str | None = None,
+    one_shot: bool = False,
+    dtype: str | None = None,
+    **options: Any,
+) -> Guard:
+    """Resolve a catalog name (from the local cache, offline) or a model folder to a Guard.
+
+    >>> guard = load_guard("./models/csam-guard-tiny", variant="fp32")
+    >>> guard.classify(["a watercolor of a lighthouse"])[0].flagged
+
+    `backend` (onnxruntime|openvino) runs the variant on that runtime; None: the variant's own
+    (bf16 and ov-int8 are OpenVINO's, fp32/fp16/int8 onnxruntime's). Families that choose their
+    own runtime (qwen3guard-gen, opencc) take onnxruntime or torch.
+    `thresholds` (a {category: threshold} dict, or a JSON file of one, flat or under a
+    "thresholds" key) overrides per-category thresholds of a multilabel model.
+    Family options pass through `options` (qwen3guard-gen: strict, score, generate,
+    served_model, api_key, concurrency). With `endpoint`, a generative guard runs on an
+    OpenAI-compatible server and needs no local files.
+    `dtype` (auto|float32|bfloat16) is the float type of a torch path (OpenCC); None: auto,
+    bfloat16 where the CPU has native bf16, else float32. Families without one reject it.
+    `one_shot` says the guard will see only a few prompts (a command-line call): the runtime then
+    skips load-time work that pays off only over many batches (onnxruntime weight prepacking).
+    """
+    if dtype is not None:
+        options["dtype"] = dtype
+    if isinstance(thresholds, str | Path):
+        thresholds = read_thresholds(thresholds)
+    elif thresholds is not None:
+        thresholds = parse_thresholds(thresholds, "thresholds")
+    if threshold is not None:
+        threshold = parse_threshold(threshold, "threshold")
+    for what, count in (
+        ("max_length", max_length),
+        ("batch_size", batch_size),
+        ("threads", threads),
+    ):
+        if count is not None:
+            check_count(count, what)
+    if endpoint:
+        model = remote_model(name_or_dir, cache_dir=cache_dir)
+        options["endpoint"] = endpoint
+    else:
+        runtime = backend if backend in BACKENDS else None
+        model = resolve(name_or_dir, variant, cache_dir=cache_dir, backend=runtime)
+    cls = get_family(model.family)
+    if backend is not None and cls.runtimes:
+        if backend not in cls.runtimes:
+            raise GuardError(
+                f"The {cls.family} family runs on {' or '.join(cls.runtimes)}, not {backend!r}.",
+                code=ExitCode.INPUT,
+            )
+        options.setdefault("backend", cls.runtimes[backend])
+    else:
+        check_backend(backend)
+    return cls(
+        model,
+        threshold=threshold,
+        max_length=max_length,
+        batch_size=batch_size,
+        threads=threads,
+        fail_closed=fail_closed,
+        category_thresholds=thresholds,
+        one_shot=one_shot,
+        **options,
+    )
+
+
+@dataclass(frozen=True)
+class GuardSpec:
+    """What each actor needs to load its own guard (small and picklable, unlike a Guard)."""
+
+    model: str = "csam-guard"
+    variant: str = "auto"
+    threshold: float | None = None
+    max_length: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    fail_closed: bool = False
+    cache_dir: str | None = None
+    backend: str | None = None
+    thresholds: dict[str, float] | None = None
+    dtype: str | None = None  # torch paths (OpenCC): None = auto
+
+    def load(self) -> Guard:
+        return load_guard(
+            self.model,
+            variant=self.variant,
+            threshold=self.threshold,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            threads=self.threads,
+            fail_closed=self.fail_closed,
+            backend=self.backend,
+            thresholds=self.thresholds,
+            cache_dir=self.cache_dir,
+            dtype=self.dtype,
+        )

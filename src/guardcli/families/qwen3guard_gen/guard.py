@@ -1,0 +1,228 @@
+"""Qwen3Guard-Gen: a causal LM that answers "Safety: ...\\nCategories: ...[\\nRefusal: ...]".
+
+Records whose last message is from the user get prompt moderation; a conversation ending with
+an assistant turn gets response moderation (the template's own rule). Backends: onnxruntime on
+a KV-cache graph, torch (transformers, the reference; float32 or bfloat16 as `dtype` chooses,
+auto: bfloat16 only where the CPU has native bf16), or a remote OpenAI-compatible endpoint.
+Score mode reads P(severity) from one forward pass over the input followed by "Safety:".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from guardcli.core.catalog import load_catalog
+from guardcli.core.errors import GuardError, input_error
+from guardcli.core.resolve import ResolvedModel
+from guardcli.core.tokenize import Encoded
+from guardcli.core.torch_dtype import SHORT, resolve_dtype
+from guardcli.core.variants import TORCH_VARIANT
+from guardcli.core.verdicts import Record, RecordError
+from guardcli.families import register_family
+from guardcli.families.base import Guard, Judgement
+from guardcli.families.qwen3guard_gen import format as fmt
+
+BACKENDS = ("auto", "onnx", "torch", "remote")
+
+
+@register_family
+class Qwen3GuardGen(Guard):
+    family = "qwen3guard-gen"
+    accepts_messages = True
+    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "onnx": "onnx", "torch": "torch"}
+    # generate: the verdict from greedy decoding alone (--no-score); score: one forward pass.
+    modes: ClassVar[tuple[str, ...]] = ("generate", "score")
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        strict: bool = True,
+        score: bool = True,
+        generate: bool = True,
+        backend: str = "auto",
+        endpoint: str | None = None,
+        served_model: str | None = None,
+        api_key: str | None = None,
+        concurrency: int | None = None,
+        max_new_tokens: int = 128,
+        dtype: str | None = None,
+        **options: Any,
+    ):
+        super().__init__(model, **options)
+        if backend not in BACKENDS:
+            raise input_error(
+                f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}."
+            )
+        if not (score or generate):
+            raise input_error("Nothing to do: both generation and score mode are off.")
+        self.strict = strict
+        self.use_score = score
+        self.use_generation = generate
+        self.endpoint = endpoint
+        self.served_model = served_model
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.max_new_tokens = max_new_tokens
+        if endpoint:
+            backend = "remote"
+        elif backend == "remote":
+            raise input_error("The remote backend needs --endpoint URL.")
+        elif backend == "auto":
+            backend = "torch" if model.variant == TORCH_VARIANT else "onnx"
+        self.backend = backend
+        self.dtype = resolve_dtype(dtype)
+        if backend == "torch":
+            # The checkpoint runs, whichever graph was resolved, in the dtype chosen.
+            self.variant = f"{TORCH_VARIANT}-{SHORT[self.dtype]}"
+        elif dtype not in (None, "auto"):
+            raise input_error(
+                f"--dtype applies to the torch backend, not to {backend}.",
+                "Drop --dtype, or add --backend torch.",
+            )
+
+    # ------------------------------------------------------------------ input
+
+    @cached_property
+    def template(self) -> str:
+        return fmt.model_template(self.model.path)
+
+    def render(self, record: Record) -> str:
+        return fmt.render(fmt.record_messages(record), self.template)
+
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        if self.backend == "remote" and not (self.model.path / "tokenizer.json").is_file():
+            return [Encoded([], False) for _ in texts]  # the server tokenizes
+        return super().encode(texts)
+
+    # ------------------------------------------------------------------ backends
+
+    @cached_property
+    def lm(self):
+        if self.backend == "onnx":
+            from guardcli.runtime.causal_lm import OnnxCausalLM
+
+            heads = fmt.template_heads(lambda t: self.tokenizer.encode([t])[0].ids, self.template)
+            return OnnxCausalLM(
+                self.model.graph, self.model.path, threads=self.threads, prefixes=heads
+            )
+        from guardcli.runtime.causal_lm import TorchCausalLM
+
+        return TorchCausalLM(self.model.path, threads=self.threads, dtype=self.dtype)
+
+    def use_mode(self, mode: str) -> None:
+        if mode not in self.modes:
+            super().use_mode(mode)
+        self.use_generation = mode == "generate"
+        self.use_score = mode == "score"
+
+    def runtime_calls(self) -> list[tuple[object, str]]:
+        if self.backend == "remote":
+            raise input_error(
+                "A remote endpoint is not timed here: guard bench runs local backends.",
+                "Drop --endpoint, and pass a model folder with --model.",
+            )
+        return [(self.lm, "next_logits"), (self.lm, "generate")]
+
+    def weight_files(self) -> list[Path]:
+        if self.backend != "torch":
+            return super().weight_files()
+        path = self.model.path
+        return sorted([*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")])
+
+    @cached_property
+    def remote(self):
+        from guardcli.runtime.openai_chat import DEFAULT_CONCURRENCY, ChatEndpoint
+
+        assert self.endpoint
+        return ChatEndpoint(
+            self.endpoint,
+            self.served_model or self._repo_id(),
+            api_key=self.api_key,
+            concurrency=self.concurrency or DEFAULT_CONCURRENCY,
+            max_tokens=self.max_new_tokens,
+            logprobs=self.use_score,
+        )
+
+    def _repo_id(self) -> str:
+        """vLLM serves a model under its hub repo id unless told otherwise."""
+
+        entry = load_catalog().get(self.name)
+        return entry.repo if entry is not None else self.name
+
+    @cached_property
+    def score_ids(self) -> tuple[list[int], dict[str, int]]:
+        """Token ids of "Safety:" + the common prefix of the three continuations, and the first
+        differing token of each severity."""
+        tok = self.tokenizer.tokenizer
+
+        def encode(text: str) -> list[int]:
+            return tok.encode(text, add_special_tokens=False).ids
+
+        prefix, firsts = fmt.score_tokens(encode)
+        return encode(fmt.SCORE_PREFIX) + prefix, firsts
+
+    # ------------------------------------------------------------------ judging
+
+    def score_batch(self, batch: list[Encoded]) -> Sequence[Judgement | RecordError]:
+        convs = [fmt.record_messages(e.record) for e in batch]
+        responses = [fmt.is_response(c) for c in convs]
+        if self.backend == "remote":
+            return self._remote_batch(convs, responses)
+        probs: list[dict[str, float] | None] = [None] * len(batch)
+        if self.use_score:
+            suffix, firsts = self.score_ids
+            logits = self.lm.next_logits([e.ids + suffix for e in batch])
+            probs = [fmt.score_probabilities(row, firsts) for row in logits]
+        if not self.use_generation:
+            return [self._from_score(p) for p in probs]
+        decode = self.tokenizer.tokenizer.decode
+        outputs = self.lm.generate([e.ids for e in batch], self.max_new_tokens)
+        texts = [decode(ids, skip_special_tokens=True) for ids in outputs]
+        return [
+            self._judge(text, response, p)
+            for text, response, p in zip(texts, responses, probs, strict=True)
+        ]
+
+    def _remote_batch(self, convs, responses) -> list[Judgement | RecordError]:
+        from guardcli.runtime.openai_chat import severity_probabilities
+
+        out: list[Judgement | RecordError] = []
+        for completion, response in zip(self.remote.complete_all(convs), responses, strict=True):
+            if isinstance(completion, RecordError):
+                out.append(completion)
+                continue
+            probs = None
+            if self.use_score and completion.logprobs:
+                probs = severity_probabilities(
+                    completion.logprobs, fmt.SCORE_PREFIX, fmt.SCORE_CONTINUATIONS
+                )
+            out.append(self._judge(completion.text, response, probs))
+        return out
+
+    def _judge(
+        self, text: str, response: bool, probs: dict[str, float] | None
+    ) -> Judgement | RecordError:
+        try:
+            found = fmt.parse(text, response=response)
+        except RecordError as err:
+            return err
+        flagged = found.flagged(self.strict)
+        return Judgement(
+            score=None if probs is None else fmt.severity_score(probs, self.strict),
+            flagged=flagged,
+            label="unsafe" if flagged else "safe",
+            categories=found.categories,
+            severity=found.severity,
+            refusal=found.refusal,
+        )
+
+    def _from_score(self, probs: dict[str, float] | None) -> Judgement:
+        if probs is None:
+            raise GuardError("Score mode produced no probabilities.")
+        score = fmt.severity_score(probs, self.strict)
+        flagged = score >= self.threshold
+        return Judgement(score=score, flagged=flagged, label="unsafe" if flagged else "safe")

@@ -1,0 +1,215 @@
+"""One variant's model in a process of its own, driven by `bench.py` over JSON lines.
+
+A fresh process per variant makes its peak RSS that variant's alone (plus the interpreter and
+its runtime, onnxruntime or torch, reported separately as `base_rss_mb`), and keeps one
+variant's memory arenas from skewing another's timings. Only one worker runs at a time; the
+others block on stdin. A family with several modes (qwen3guard-gen: generate, score) runs them
+all from the one loaded model.
+
+Protocol (one JSON object per line): the parent sends {"cmd": "setup", ...}, then any number of
+{"cmd": "run", "batch_size": b, "seconds": s, "mode": m} and finally {"cmd": "stop"}; every
+command gets one reply {"ok": true, ...} or {"ok": false, "error": ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def rss_mb(field: str = "VmHWM") -> float | None:
+    """This process's resident memory from /proc (VmHWM: peak, VmRSS: now), in MB.
+    Without /proc, the peak from getrusage (KB on Linux, bytes on macOS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    if field != "VmHWM":
+        return None
+    import resource  # POSIX only; /proc above covers Linux
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+Batch = tuple[int, int, int, float, float, int]
+
+
+class Worker:
+    def __init__(self, setup: dict[str, Any]):
+        from guardcli.jobs.bench.runner import load_options
+
+        _import_runtime(setup["variant"])  # the runtime is part of the base, not of the variant
+        from guardcli.families.loader import load_guard
+
+        self.guard = load_guard(
+            setup["model_dir"],
+            **load_options(setup["variant"], setup.get("dtype")),
+            max_length=setup.get("max_length"),
+            threads=setup.get("threads"),
+        )
+        self.base_rss_mb = rss_mb("VmRSS")  # interpreter and libraries, no model yet
+        self.texts: list[str] = setup["texts"]
+        self.cursor = 0
+        start = time.perf_counter()
+        calls = self.guard.runtime_calls()
+        self.load_s = time.perf_counter() - start
+        self.tokenizer_s = _timed(lambda: self.guard.tokenizer)
+        # Per model call in the current score_batch: seconds, and new tokens when generating.
+        self.calls: list[tuple[float, int]] = []
+        # Per score_batch: (prompts, real tokens, padded tokens, model seconds, new tokens).
+        self.samples: list[tuple[int, int, int, float, int]] = []
+        for owner, name in calls:
+            setattr(owner, name, self._timed_call(getattr(owner, name), name == "generate"))
+        score_batch = self.guard.score_batch
+
+        def timed_batch(batch):
+            self.calls.clear()
+            t0 = time.perf_counter()
+            out = score_batch(batch)
+            elapsed = time.perf_counter() - t0
+            lengths = [len(e.ids) for e in batch]
+            model_s = sum(c[0] for c in self.calls) if calls else elapsed
+            new = sum(c[1] for c in self.calls)
+            self.samples.append((len(batch), sum(lengths), len(batch) * max(lengths), model_s, new))
+            return out
+
+        self.guard.score_batch = timed_batch  # type: ignore[method-assign]
+
+    def _timed_call(self, call, generates: bool):
+        def timed(*args, **kwargs):
+            # The model-only figure: the runtime call, nothing around it.
+            t0 = time.perf_counter()
+            out = call(*args, **kwargs)
+            new = sum(len(ids) for ids in out) if generates else 0
+            self.calls.append((time.perf_counter() - t0, new))
+            return out
+
+        return timed
+
+    def use_mode(self, mode: str | None) -> None:
+        if mode is not None:
+            self.guard.use_mode(mode)
+
+    def batch(self, size: int) -> Batch:
+        """One batch through the whole classify path; (prompts, real tokens, padded tokens,
+        model seconds, end-to-end seconds, generated tokens)."""
+        n = len(self.texts)
+        texts = [self.texts[(self.cursor + i) % n] for i in range(size)]
+        self.cursor = (self.cursor + size) % n
+        self.guard.batch_size = size
+        self.guard.token_budget = size * self.guard.max_length  # one model call per batch
+        self.samples.clear()
+        t0 = time.perf_counter()
+        self.guard.classify(texts)
+        e2e = time.perf_counter() - t0
+        s = self.samples
+        return (
+            sum(x[0] for x in s),
+            sum(x[1] for x in s),
+            sum(x[2] for x in s),
+            sum(x[3] for x in s),
+            e2e,
+            sum(x[4] for x in s),
+        )
+
+    def judged(self, count: int) -> list[dict[str, Any]]:
+        """Verdicts on the first `count` prompts, one batch of 8 at a time, for agreement."""
+        texts = self.texts[:count]
+        self.guard.batch_size = 8
+        return [
+            {"score": v.score, "flagged": v.flagged, "severity": v.severity}
+            for v in self.guard.classify(texts)
+        ]
+
+    def run(self, size: int, seconds: float) -> list[Batch]:
+        """Batches for `seconds` of wall time, at least one."""
+        out: list[Batch] = []
+        deadline = time.perf_counter() + seconds
+        while not out or time.perf_counter() < deadline:
+            out.append(self.batch(size))
+        return out
+
+
+def _import_runtime(variant: str) -> None:
+    from guardcli.core.variants import backend_of
+    from guardcli.jobs.bench.runner import TORCH_PATHS
+
+    if variant in TORCH_PATHS:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    elif backend_of(variant) == "openvino":
+        import openvino  # noqa: F401
+    else:
+        import onnxruntime  # noqa: F401
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for dist in ("onnxruntime", "openvino", "torch"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    # Replies go to the original stdout; anything else printing to stdout lands on stderr.
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    worker: Worker | None = None
+
+    def reply(**payload: Any) -> None:
+        proto.write(json.dumps(payload) + "\n")
+        proto.flush()
+
+    for line in sys.stdin:
+        msg = json.loads(line)
+        try:
+            if msg["cmd"] == "setup":
+                worker = Worker(msg)
+                agreement: dict[str, list[dict[str, Any]]] = {}
+                for mode in msg.get("modes") or [None]:
+                    worker.use_mode(mode)
+                    for size in msg.get("warmup", []):
+                        worker.batch(size)
+                    agreement[mode or ""] = worker.judged(int(msg.get("agreement", 0)))
+                reply(
+                    ok=True,
+                    load_s=worker.load_s,
+                    tokenizer_load_s=worker.tokenizer_s,
+                    base_rss_mb=worker.base_rss_mb,
+                    agreement=agreement,
+                    threshold=worker.guard.threshold,
+                    **_versions(),
+                )
+            elif msg["cmd"] == "run":
+                assert worker is not None
+                worker.use_mode(msg.get("mode"))
+                reply(ok=True, batches=worker.run(int(msg["batch_size"]), float(msg["seconds"])))
+            elif msg["cmd"] == "stop":
+                reply(ok=True, peak_rss_mb=rss_mb("VmHWM"))
+                return 0
+        except Exception as exc:  # reported to the parent, which raises a GuardError
+            reply(ok=False, error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

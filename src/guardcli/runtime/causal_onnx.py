@@ -1,0 +1,115 @@
+"""Export a transformers causal LM (Qwen3ForCausalLM) to ONNX with a KV cache.
+
+Graph: input_ids [B, q], attention_mask [B, past + q], position_ids [B, q],
+past_key_values.N.key/value [B, kv_heads, past, head_dim] -> logits [B, vocab] (last position
+only: a full [B, q, vocab] output would be 600 MB for one 1,000-token prompt at Qwen3's vocab),
+present.N.key/value. The first call passes empty (past = 0) caches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from guardcli.core.errors import require_torch
+
+OPSET = 17
+
+
+def _torch():
+    return require_torch("Exporting a causal LM to ONNX")
+
+
+def kv_wrapper(model):
+    """A module with flat tensor inputs/outputs around `model`, for the TorchScript exporter."""
+    torch = _torch()
+    from transformers import DynamicCache
+
+    layers = model.config.num_hidden_layers
+
+    class WithCache(torch.nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache(
+                ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(layers)]
+            )
+            q = input_ids.shape[1]
+            total = attention_mask.shape[1]
+            # A 4-D additive mask built here (causal within the new tokens, padding from the
+            # 2-D mask) keeps the export free of transformers' vmap mask machinery.
+            rows = torch.arange(q, device=input_ids.device)[:, None] + (total - q)
+            cols = torch.arange(total, device=input_ids.device)[None, :]
+            allowed = (cols <= rows)[None, None] & attention_mask.bool()[:, None, None, :]
+            additive = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
+                ~allowed, torch.finfo(torch.float32).min
+            )
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=additive,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            flat = []
+            for layer in out.past_key_values.layers:
+                flat += [layer.keys, layer.values]
+            return (out.logits[:, -1], *flat)
+
+    return WithCache().eval()
+
+
+def export_causal_lm(model, path: Path) -> None:
+    """Write `model` (a transformers causal LM, eval mode, eager attention) to `path`."""
+    torch = _torch()
+    from guardcli.runtime.onnx_recipes import export_torchscript
+
+    config = model.config
+    layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    wrapper = kv_wrapper(model)
+    past_len, q = 3, 2
+    ids = torch.tensor([[9707, 1879], [9707, 1879]], dtype=torch.int64)
+    mask = torch.ones((2, past_len + q), dtype=torch.int64)
+    mask[1, 0] = 0
+    pos = torch.tensor([[3, 4], [2, 3]], dtype=torch.int64)
+    past = [torch.randn(2, kv_heads, past_len, head_dim) for _ in range(2 * layers)]
+    past_names, present_names, axes = [], [], {}
+    for i in range(layers):
+        for kind in ("key", "value"):
+            past_names.append(f"past_key_values.{i}.{kind}")
+            present_names.append(f"present.{i}.{kind}")
+            axes[past_names[-1]] = {0: "batch", 2: "past"}
+            axes[present_names[-1]] = {0: "batch", 2: "total"}
+    axes.update(
+        input_ids={0: "batch", 1: "sequence"},
+        attention_mask={0: "batch", 1: "total"},
+        position_ids={0: "batch", 1: "sequence"},
+        logits={0: "batch"},
+    )
+    export_torchscript(
+        wrapper,
+        (ids, mask, pos, *past),
+        path,
+        input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+        output_names=["logits", *present_names],
+        dynamic_axes=axes,
+        opset_version=OPSET,
+    )
+
+
+def export_folder(model_dir: Path, out: Path | None = None) -> Path:
+    """Export a checkpoint folder (e.g. a fetched Qwen3Guard-Gen) to `onnx/model.onnx` beside
+    it, in FP32 with eager attention, so `--variant fp32` (or auto) runs it with onnxruntime."""
+    torch = _torch()
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    out = out or model_dir / "onnx" / "model.onnx"
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    export_causal_lm(model, out)
+    return out
