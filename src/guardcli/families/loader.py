@@ -53,7 +53,7 @@ def load_guard(
     """
     if isinstance(name_or_dir, GuardSpec):
         spec = name_or_dir
-        return load_guard(
+        return _load(
             spec.model,
             variant=spec.variant,
             backend=spec.backend,
@@ -69,6 +69,41 @@ def load_guard(
             dtype=spec.dtype,
             **{**spec.options, **options},
         )
+    return _load(
+        name_or_dir,
+        variant=variant,
+        backend=backend,
+        threshold=threshold,
+        max_length=max_length,
+        batch_size=batch_size,
+        threads=threads,
+        fail_closed=fail_closed,
+        cache_dir=cache_dir,
+        thresholds=thresholds,
+        endpoint=endpoint,
+        one_shot=one_shot,
+        dtype=dtype,
+        **options,
+    )
+
+
+def _load(
+    name_or_dir: str | Path,
+    *,
+    variant: str = "auto",
+    backend: str | None = None,
+    threshold: float | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    fail_closed: bool = False,
+    cache_dir: str | None = None,
+    thresholds: str | Path | dict[str, float] | None = None,
+    endpoint: str | None = None,
+    one_shot: bool = False,
+    dtype: str | None = None,
+    **options: Any,
+) -> Guard:
     if dtype is not None:
         options["dtype"] = dtype
     if isinstance(thresholds, str | Path):
