@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guardcli.core.spec import GuardSpec
 from guardcli.families.loader import load_guard
 
-__all__ = ["load_guard"]
+__all__ = ["GuardSpec", "load_guard"]

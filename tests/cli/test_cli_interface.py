@@ -251,7 +251,7 @@ EMITTER = textwrap.dedent(
         )
         logging.getLogger().warning("Please consider to run pre-processing before quantization")
         logging.getLogger("ray.data").info("Starting execution of Dataset")
-        logging.getLogger("guardcli.jobs.serve").warning("guard's own warning")
+        logging.getLogger("guardcli.serve").warning("guard's own warning")
         return load(*args, **kwargs)
 
     guardcli.families.loader.load_guard = noisy

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from guardcli.cli._tables import InputTexts, verdict_table
 from guardcli.core import timings as timing
 from guardcli.core.errors import ExitCode
 from guardcli.core.records import ReadOptions, ReadStats, VerdictWriter, read_args, read_lines
+from guardcli.core.spec import GuardSpec
 from guardcli.core.strict_json import dumps
 from guardcli.core.synthetic import is_synthetic
 from guardcli.core.thresholds import read_thresholds
@@ -68,6 +69,22 @@ class ClassifyRequest:
     verbose: bool
 
     @property
+    def spec(self) -> GuardSpec:
+        """The guard these options ask for (the engines add what is theirs)."""
+        return GuardSpec(
+            model=self.model,
+            variant=self.variant,
+            backend=self.backend,
+            threshold=self.threshold,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            threads=self.threads,
+            fail_closed=self.fail_closed,
+            thresholds=self.thresholds,
+            dtype=self.dtype,
+        )
+
+    @property
     def read_options(self) -> ReadOptions:
         return ReadOptions(
             text_field=self.text_field, id_field=self.id_field, keep=tuple(self.keep or ())
@@ -93,7 +110,7 @@ def run(request: ClassifyRequest) -> None:
 
 
 def run_ray(r: ClassifyRequest) -> None:
-    from guardcli.jobs.ray import GuardSpec, classify_with_ray
+    from guardcli.jobs.ray import classify_with_ray
 
     if r.texts or r.show_input or r.fmt:
         raise fail(
@@ -105,18 +122,7 @@ def run_ray(r: ClassifyRequest) -> None:
             "--engine ray needs --input PATH_OR_GLOB and --output DIR.",
             "stdin cannot be split across workers; pass files.",
         )
-    spec = GuardSpec(
-        model=r.model,
-        variant=r.variant,
-        threshold=r.threshold,
-        max_length=r.max_length,
-        batch_size=r.batch_size,
-        threads=r.threads,
-        fail_closed=r.fail_closed,
-        backend=r.backend,
-        thresholds=read_thresholds(r.thresholds) if r.thresholds else None,
-        dtype=r.dtype,
-    )
+    spec = replace(r.spec, thresholds=read_thresholds(r.thresholds) if r.thresholds else None)
     # Ray Data reports progress as INFO log lines when stderr is no terminal (~25 a run): bars
     # for a person at a terminal, nothing in a pipe or a CI log unless --verbose.
     progress = not r.quiet and (r.verbose or verbose_env() or stderr().is_terminal)
@@ -155,19 +161,12 @@ def run_local(r: ClassifyRequest) -> None:
             r, records, _writer(fmt, ("decision", "stages", *keep_fields), r, inputs), stats
         )
     guard = load_guard(
-        r.model,
-        variant=r.variant,
-        backend=r.backend,
-        threshold=r.threshold,
-        max_length=r.max_length,
-        batch_size=r.batch_size,
-        threads=r.threads,
-        fail_closed=r.fail_closed,
-        thresholds=r.thresholds,
-        endpoint=r.endpoint,
-        one_shot=_one_shot(r.texts, r.input_path, r.response),
-        dtype=r.dtype,
-        **_family_options(r.loose, r.score, r.served_model, r.api_key, r.concurrency),
+        replace(
+            r.spec,
+            endpoint=r.endpoint,
+            one_shot=_one_shot(r.texts, r.input_path, r.response),
+            options=_family_options(r.loose, r.score, r.served_model, r.api_key, r.concurrency),
+        )
     )
     console = stderr()
     if is_synthetic(guard.model.path) and not r.quiet:

@@ -20,7 +20,7 @@ from guardcli.cli._options import (
     backend_name,
 )
 from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
-from guardcli.core.cpu import read_cpu
+from guardcli.core import cpu
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.strict_json import dumps
 from guardcli.core.synthetic import is_synthetic
@@ -157,7 +157,7 @@ def bench(
             raise
     variants = parse_variants(variant, model_variants(model_dir), backend)
     if variant.strip() == "all":
-        variants, emulated = without_emulated(variants, read_cpu().flags)
+        variants, emulated = without_emulated(variants, cpu.read_cpu().flags)
         if emulated and not quiet:
             console.print(
                 f"note: left out {', '.join(emulated)}: this CPU has no native bf16 (AMX, "

@@ -12,7 +12,7 @@ from guardcli.cli._options import ReportFormatOpt, VerboseOpt
 from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
 from guardcli.core.cpu import probe, usable_cpus
 from guardcli.core.strict_json import dumps
-from guardcli.runtime.gemm_check import DEFAULT_SHAPE
+from guardcli.runtime import gemm_check
 from guardcli.runtime.gemm_check import verify as run_verify
 
 EPILOG = (
@@ -113,10 +113,10 @@ def probe_cpu(
     if verify:
         if fmt == "table":
             stderr().print("timing MatMuls on every path …")
-        timings = run_verify(DEFAULT_SHAPE)
+        timings = run_verify(gemm_check.DEFAULT_SHAPE)
         ok = [t for t in timings if t.error is None]
         report["verify"] = {
-            "shape": list(DEFAULT_SHAPE),
+            "shape": list(gemm_check.DEFAULT_SHAPE),
             "threads": usable_cpus(),
             "timings": [t.as_dict() for t in timings],
             "fastest": max(ok, key=lambda t: t.ratio).variant,

@@ -20,6 +20,7 @@ from guardcli.cli._options import (
     backend_name,
 )
 from guardcli.cli._output import handle_errors, stderr
+from guardcli.core.spec import GuardSpec
 
 EPILOG = (
     "Endpoints: POST /beta/litellm_basic_guardrail_api (LiteLLM generic_guardrail_api), "
@@ -119,14 +120,16 @@ def serve(
     from guardcli.jobs.serve import ServeOptions, bind, create_app, run
 
     guard = load_guard(
-        model,
-        variant=variant,
-        backend=backend,
-        threshold=threshold,
-        max_length=max_length,
-        threads=threads,
-        fail_closed=fail_closed,
-        dtype=dtype,
+        GuardSpec(
+            model=model,
+            variant=variant,
+            backend=backend,
+            threshold=threshold,
+            max_length=max_length,
+            threads=threads,
+            fail_closed=fail_closed,
+            dtype=dtype,
+        )
     )
     options = ServeOptions(
         max_batch=max_batch,

@@ -28,6 +28,7 @@ from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_err
 from guardcli.cli._reports import sweep_table
 from guardcli.cli.sweep_render import plot as draw
 from guardcli.core.records import ReadOptions, read_lines
+from guardcli.core.spec import GuardSpec
 from guardcli.core.strict_json import dumps
 
 EPILOG = (
@@ -171,8 +172,8 @@ def sweep(
     def load():
         from guardcli.families.loader import load_guard
 
-        return load_guard(
-            model or "csam-guard",
+        spec = GuardSpec(
+            model=model or "csam-guard",
             variant=variant,
             backend=backend,
             threshold=threshold,
@@ -180,6 +181,7 @@ def sweep(
             threads=threads,
             dtype=dtype,
         )
+        return load_guard(spec)
 
     guard = load() if model else None
     with _progress(console, show_progress) as progress:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guardcli.core.catalog import check_count
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.resolve import remote_model, resolve
+from guardcli.core.spec import GuardSpec
 from guardcli.core.thresholds import parse_threshold, parse_thresholds, read_thresholds
 from guardcli.core.variants import BACKENDS, check_backend
 from guardcli.families import Guard, get_family
 
 
 def load_guard(
-    name_or_dir: str | Path = "csam-guard",
+    name_or_dir: str | Path | GuardSpec = "csam-guard",
     *,
     variant: str = "auto",
     backend: str | None = None,
@@ -36,6 +36,8 @@ def load_guard(
     >>> guard = load_guard("./models/csam-guard-tiny", variant="fp32")
     >>> guard.classify(["a watercolor of a lighthouse"])[0].flagged
 
+    `name_or_dir` may be a GuardSpec, which carries all of these.
+
     `backend` (onnxruntime|openvino) runs the variant on that runtime; None: the variant's own
     (bf16 and ov-int8 are OpenVINO's, fp32/fp16/int8 onnxruntime's). Families that choose their
     own runtime (qwen3guard-gen, opencc) take onnxruntime or torch.
@@ -49,6 +51,59 @@ def load_guard(
     `one_shot` says the guard will see only a few prompts (a command-line call): the runtime then
     skips load-time work that pays off only over many batches (onnxruntime weight prepacking).
     """
+    if isinstance(name_or_dir, GuardSpec):
+        spec = name_or_dir
+        return _load(
+            spec.model,
+            variant=spec.variant,
+            backend=spec.backend,
+            threshold=spec.threshold,
+            max_length=spec.max_length,
+            batch_size=spec.batch_size,
+            threads=spec.threads,
+            fail_closed=spec.fail_closed,
+            cache_dir=spec.cache_dir,
+            thresholds=spec.thresholds,
+            endpoint=spec.endpoint,
+            one_shot=spec.one_shot,
+            dtype=spec.dtype,
+            **{**spec.options, **options},
+        )
+    return _load(
+        name_or_dir,
+        variant=variant,
+        backend=backend,
+        threshold=threshold,
+        max_length=max_length,
+        batch_size=batch_size,
+        threads=threads,
+        fail_closed=fail_closed,
+        cache_dir=cache_dir,
+        thresholds=thresholds,
+        endpoint=endpoint,
+        one_shot=one_shot,
+        dtype=dtype,
+        **options,
+    )
+
+
+def _load(
+    name_or_dir: str | Path,
+    *,
+    variant: str = "auto",
+    backend: str | None = None,
+    threshold: float | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    fail_closed: bool = False,
+    cache_dir: str | None = None,
+    thresholds: str | Path | dict[str, float] | None = None,
+    endpoint: str | None = None,
+    one_shot: bool = False,
+    dtype: str | None = None,
+    **options: Any,
+) -> Guard:
     if dtype is not None:
         options["dtype"] = dtype
     if isinstance(thresholds, str | Path):
@@ -91,35 +146,3 @@ def load_guard(
         one_shot=one_shot,
         **options,
     )
-
-
-@dataclass(frozen=True)
-class GuardSpec:
-    """What each actor needs to load its own guard (small and picklable, unlike a Guard)."""
-
-    model: str = "csam-guard"
-    variant: str = "auto"
-    threshold: float | None = None
-    max_length: int | None = None
-    batch_size: int | None = None
-    threads: int | None = None
-    fail_closed: bool = False
-    cache_dir: str | None = None
-    backend: str | None = None
-    thresholds: dict[str, float] | None = None
-    dtype: str | None = None  # torch paths (OpenCC): None = auto
-
-    def load(self) -> Guard:
-        return load_guard(
-            self.model,
-            variant=self.variant,
-            threshold=self.threshold,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            threads=self.threads,
-            fail_closed=self.fail_closed,
-            backend=self.backend,
-            thresholds=self.thresholds,
-            cache_dir=self.cache_dir,
-            dtype=self.dtype,
-        )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from guardcli.core.cpu import read_cpu, usable_cpus
+from guardcli.core import cpu
+from guardcli.core.cpu import usable_cpus
 from guardcli.core.errors import GuardError
 from guardcli.core.paths import CACHE_FOLDER, cache_dir
 from guardcli.core.paths import writable as _writable
@@ -40,7 +41,7 @@ def feed_for(
 def _cpu_key() -> str:
     # ORT_ENABLE_ALL may write layout choices for this CPU into the graph: key by the CPU too.
 
-    info = read_cpu()
+    info = cpu.read_cpu()
     return hashlib.sha256(f"{info.model}|{sorted(info.flags)}".encode()).hexdigest()[:8]
 
 

@@ -21,7 +21,7 @@ from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import ExitCode, GuardError, input_error, require_torch
 from guardcli.core.synthetic import SYNTHETIC_MARKER
 from guardcli.families.qwen3guard_gen.format import model_template
-from guardcli.runtime.causal_onnx import export_causal_lm
+from guardcli.runtime import causal_onnx
 from guardcli.runtime.export_common import (
     CONFIG_KEY,
     ExportResult,
@@ -202,7 +202,7 @@ def export_causal_checkpoint(
         raise GuardError(f"transformers could not load {src}: {exc}") from exc
     graph = out / ONNX_VARIANT_FILES["fp32"]
     log(f"exporting with KV cache to {graph}")
-    export_causal_lm(model, graph)
+    causal_onnx.export_causal_lm(model, graph)
 
     prompts = check_prompts(out)
     log(f"checking next-token logits against transformers on {len(prompts)} prompts")

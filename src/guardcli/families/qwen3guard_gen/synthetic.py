@@ -27,7 +27,8 @@ from guardcli.core.errors import GuardError
 from guardcli.core.paths import cache_dir
 from guardcli.core.synthetic import SIZES, SYNTHETIC_MARKER, write_marker
 from guardcli.families.qwen3guard_gen.format import packaged_template, render
-from guardcli.runtime.causal_onnx import export_causal_lm, export_folder
+from guardcli.runtime import causal_onnx
+from guardcli.runtime.causal_onnx import export_folder
 from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, EncoderDims, _torch, qwen3_config
 
@@ -162,7 +163,7 @@ def synth_qwen3guard_gen(
     _save(model, out)
     if onnx:
         log("exporting ONNX with KV cache")
-        export_causal_lm(model, out / "onnx" / "model.onnx")
+        causal_onnx.export_causal_lm(model, out / "onnx" / "model.onnx")
     write_marker(
         out,
         "qwen3guard-gen",

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from guardcli.core import registry
 from guardcli.core.batching import pad
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import GuardError, input_error, missing_extra
@@ -60,7 +61,7 @@ def quantize_openvino(
     output: Path | None = None,
     keep_float: Sequence[str] = INT8_KEEP_FLOAT_DEFAULT,
     calibration: Path | None = None,
-    max_length: int = 384,
+    max_length: int | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """Write `model_dir/openvino/model_int8.xml` (+ .bin) from the model's FP32 ONNX file."""
@@ -89,7 +90,8 @@ def quantize_openvino(
     texts = calibration_texts(calibration)
     if not texts:
         raise input_error("No calibration prompts.", hint="Pass --calibration FILE.")
-    tokenizer = TextTokenizer(model_dir, max_length)
+    # Calibration prompts are cut at the default family's length (384) unless told otherwise.
+    tokenizer = TextTokenizer(model_dir, max_length or registry.fallback().max_length)
     encoded = tokenizer.encode(texts)
     # One prompt per calibration item: activation ranges are taken over real tokens only.
     items = []

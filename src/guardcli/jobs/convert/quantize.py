@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guardcli.core import registry
 from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import input_error
 from guardcli.core.records import ReadOptions, read_lines
@@ -136,14 +137,15 @@ def to_int8_static(
 
 
 def _max_length(model_dir: Path) -> int:
-    """The max_length `guard export` recorded in config.json, else CSAM-Guard's 384."""
+    """The max_length `guard export` recorded in config.json, else the default family's
+    (seqcls: CSAM-Guard's 384)."""
     config = model_dir / "config.json"
     if config.exists():
         ours = json.loads(config.read_text(encoding="utf-8")).get("guardcli")
         value = ours.get("max_length") if isinstance(ours, dict) else None
         if isinstance(value, int) and value > 0:
             return value
-    return 384
+    return registry.fallback().max_length
 
 
 def is_causal_folder(model_dir: Path) -> bool:

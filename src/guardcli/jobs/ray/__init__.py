@@ -8,7 +8,7 @@ through `records.parse_line` and bad lines become the same error records as in l
 
 from __future__ import annotations
 
-from guardcli.families.loader import GuardSpec
+from guardcli.core.spec import GuardSpec
 from guardcli.jobs.ray.job import ScaleResult, classify_with_ray, guard_error_in
 from guardcli.jobs.ray.plan import connect, expand_inputs, input_format, worker_plan
 from guardcli.jobs.ray.stages import count_lines, split_lines

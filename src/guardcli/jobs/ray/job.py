@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from guardcli.core.errors import ExitCode, GuardError, input_error
 from guardcli.core.records import ReadOptions
 from guardcli.core.resolve import resolve
-from guardcli.families.loader import GuardSpec
+from guardcli.core.spec import GuardSpec
 from guardcli.jobs.classify import Summary
 
 if TYPE_CHECKING:

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from guardcli.core.records import ReadOptions, is_blank, parse_line, record_from_object, strict_row
+from guardcli.core.spec import GuardSpec
 from guardcli.core.strict_json import dumps
 from guardcli.core.verdicts import VERDICT_FIELDS, Record
-from guardcli.families.loader import GuardSpec
+from guardcli.families.loader import load_guard
 from guardcli.jobs.classify import Summary
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class Classifier:
     """`map_batches` callable: loads the guard once per actor, turns rows into verdict JSON."""
 
     def __init__(self, spec: GuardSpec, read: ReadOptions, source: str, multi_file: bool):
-        self.guard = spec.load()
+        self.guard = load_guard(spec)
         self.read, self.source, self.multi_file = read, source, multi_file
 
     def records(self, rows: list[dict[str, Any]]) -> list[Record]:

@@ -1,0 +1,31 @@
+"""GuardSpec: the one options object that says which guard to load and how (load_guard takes it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GuardSpec:
+    """Everything that says which guard to load and how: one options object for the CLI, the
+    Ray actors, the pipeline stages, serve, sweep and the bench workers (small and picklable,
+    unlike a Guard). `options` holds the family's own (qwen3guard-gen: strict, score, generate,
+    served_model, api_key, concurrency); a family they do not apply to says so."""
+
+    model: str = "csam-guard"
+    variant: str = "auto"
+    threshold: float | None = None
+    max_length: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    fail_closed: bool = False
+    cache_dir: str | None = None
+    backend: str | None = None
+    thresholds: str | Path | dict[str, float] | None = None
+    dtype: str | None = None  # torch paths (OpenCC): None = auto
+    endpoint: str | None = None
+    one_shot: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
