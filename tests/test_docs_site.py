@@ -198,3 +198,17 @@ def test_python_api_example_runs_and_agrees_with_the_cli(runner, tiny_model: Pat
     shown_lines = shown.splitlines()
     assert [s.split(" ")[0] for s in shown_lines[:3]] == [s.split(" ")[0] for s in lines[:3]]
     assert shown_lines[2] == lines[2] and shown_lines[5] == lines[5]
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    """A page that says "tested by tests/x.py::test_y" names a file and a test that are there."""
+    pages = {**_manual(), "README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
+    cited = 0
+    for name, text in pages.items():
+        for path, test in re.findall(r"(tests/[\w/]+\.py)(?:::(\w+))?", text):
+            assert (ROOT / path).is_file(), f"{name} cites {path}, which does not exist"
+            if test:
+                source = (ROOT / path).read_text(encoding="utf-8")
+                assert f"def {test}(" in source, f"{name} cites {path}::{test}, not in the file"
+            cited += 1
+    assert cited > 5  # the reliability page cites its tests
