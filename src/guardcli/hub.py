@@ -206,6 +206,10 @@ def local_family(model_dir: Path) -> str:
         return "opencc"
     if (model_dir / DIALOGUE_MARKER).exists():
         return "dialogue"
+    from .families.hf_seqcls.detect import is_hf_seqcls_folder
+
+    if is_hf_seqcls_folder(model_dir):
+        return "hf-seqcls"
     return "seqcls"
 
 

@@ -199,3 +199,22 @@ VerboseOpt = Annotated[
         "through to stderr; by default only guard's own lines are there. Also GUARD_VERBOSE=1.",
     ),
 ]
+LongOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--long",
+        help="hf-seqcls models: how a text longer than the model's window is judged. truncate "
+        "(default): its first --max-length tokens. segments: overlapping windows of the whole "
+        "text; the verdict is the worst window's, and `segment` says which (index, count, "
+        "start, end: character offsets).",
+    ),
+]
+UnsafeLabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--unsafe-labels",
+        help="hf-seqcls models: the labels (config.json id2label names, or indices) that count "
+        "as unsafe, comma-separated, e.g. MALICIOUS. Default: the catalog entry's, else every "
+        "label but index 0 (single-label) or every label (multi-label).",
+    ),
+]

@@ -20,6 +20,7 @@ from ._options import (
     DtypeOpt,
     FormatOpt,
     IdFieldOpt,
+    LongOpt,
     MaxLengthOpt,
     ModelOpt,
     PositiveFloatOption,
@@ -27,6 +28,7 @@ from ._options import (
     TextFieldOpt,
     ThreadsOpt,
     ThresholdOpt,
+    UnsafeLabelsOpt,
     VariantOpt,
     VerboseOpt,
     backend_name,
@@ -113,9 +115,15 @@ def _response_record(prompt: str, response: str) -> Record:
     )
 
 
-def _family_options(loose, score, served_model, api_key, concurrency) -> dict:
+def _family_options(
+    loose, score, served_model, api_key, concurrency, long=None, unsafe_labels=None
+) -> dict:
     """Only options the user changed, so a family they do not apply to can say so."""
     options: dict = {}
+    if long is not None:
+        options["long"] = long
+    if unsafe_labels is not None:
+        options["unsafe_labels"] = unsafe_labels
     if loose:
         options["strict"] = False
     if not score:
@@ -152,6 +160,8 @@ def classify(
     dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
+    long: LongOpt = None,
+    unsafe_labels: UnsafeLabelsOpt = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
     text_field: TextFieldOpt = None,
@@ -302,6 +312,8 @@ def classify(
     if engine == "ray":
         from ..scale import GuardSpec
 
+        if long is not None or unsafe_labels is not None:
+            raise fail("--long and --unsafe-labels do not apply to --engine ray yet.")
         if texts or show_input or fmt:
             raise fail(
                 "--engine ray reads --input and writes --output shards.",
@@ -398,7 +410,7 @@ def classify(
         endpoint=endpoint,
         one_shot=_one_shot(texts, input_path, response),
         dtype=dtype,
-        **_family_options(loose, score, served_model, api_key, concurrency),
+        **_family_options(loose, score, served_model, api_key, concurrency, long, unsafe_labels),
     )
     console = stderr()
     if is_synthetic(guard.model.path) and not quiet:

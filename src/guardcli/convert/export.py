@@ -49,7 +49,7 @@ TOKENIZER_FILES = (
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 DEFAULT_TOLERANCE = 1e-4
 # --family values for classifiers (the causal ones are export_causal.CAUSAL_FAMILIES).
-EXPORT_FAMILIES = ("seqcls",)
+EXPORT_FAMILIES = ("seqcls", "hf-seqcls")
 DEFAULT_MAX_LENGTH = 384
 MAX_SANE_LENGTH = 32_768
 # config.json key for what guardcli adds (not "max_length": old configs use it for generation).
@@ -469,6 +469,21 @@ def export_checkpoint(
         raise input_error(
             f"Unknown --family {family!r}.",
             f"Choose one of: {', '.join((*EXPORT_FAMILIES, *CAUSAL_FAMILIES))}.",
+        )
+    from ..families.hf_seqcls.detect import is_hf_seqcls_folder
+
+    if family == "hf-seqcls" or (family is None and is_hf_seqcls_folder(src)):
+        # Encoders (BERT, RoBERTa, DeBERTa, ModernBERT): transformers' own pooling and head,
+        # no causal mask (families/hf_seqcls/export.py).
+        from ..families.hf_seqcls.export import export_hf_seqcls
+
+        return export_hf_seqcls(
+            src,
+            out,
+            tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            max_length=max_length,
+            prompts=prompts,
+            log=log,
         )
     causal = family in CAUSAL_FAMILIES if family else is_causal_lm(src)
     if causal:

@@ -9,7 +9,7 @@ from .base import Guard
 
 _FAMILIES: dict[str, type[Guard]] = {}
 # Modules that register a family when imported (lazily: some need torch at run time).
-FAMILY_MODULES = ("seqcls", "opencc", "dialogue", "qwen3guard")
+FAMILY_MODULES = ("seqcls", "opencc", "dialogue", "qwen3guard", "hf_seqcls.guard")
 
 
 def register_family(cls: type[Guard]) -> type[Guard]:
