@@ -175,6 +175,9 @@ def model_config(arch: str, dims: Dims, ids: dict, *, num_labels: int, multi_lab
         id2label=dict(enumerate(labels)),
         label2id={v: i for i, v in enumerate(labels)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        # Wider random weights in tiny models, so that different texts get different scores
+        # (at the usual 0.02, two tiny layers give every text the same pooled vector).
+        initializer_range=0.02 if dims.hidden >= 256 else 0.1,
     )
     if arch == "bert":
         from transformers import BertConfig
@@ -265,13 +268,35 @@ def build_checkpoint(
     config = model_config(arch, dims, ids, num_labels=num_labels, multi_label=multi_label)
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_config(config).eval()
-    with torch.no_grad():
-        # Widen the random head so scores spread over (0, 1) instead of sitting at 0.5.
-        for name, param in model.named_parameters():
-            if name.endswith("weight") and param.dim() == 2 and param.shape[0] == num_labels:
-                param.mul_(40.0)
+    spread_head(model, out)
     model.save_pretrained(str(out))
     return out
+
+
+def spread_head(model: Any, folder: Path, spread: float = 2.0) -> None:
+    """Rescale the random head's last layer so that logits over the corpus are centred with
+    standard deviation `spread`: verdicts spread over (0, 1) instead of sitting at one value."""
+    torch = require_torch("Building synthetic models")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    num_labels = model.config.num_labels
+    name = [
+        n
+        for n, p in model.named_parameters()
+        if n.endswith("weight") and p.dim() == 2 and p.shape[0] == num_labels
+    ][-1]
+    params = dict(model.named_parameters())
+    weight, bias = params[name], params.get(name[: -len("weight")] + "bias")
+    enc = tok(_corpus()[1:65], padding=True, truncation=True, return_tensors="pt")
+    enc.pop("token_type_ids", None)
+    with torch.no_grad():
+        logits = model(**enc).logits.double()
+        mean = logits.mean(0)
+        scale = spread / max(float((logits - mean).std()), 1e-6)
+        weight.mul_(scale)
+        if bias is not None:
+            bias.copy_(((bias.double() - mean) * scale).to(bias.dtype))
 
 
 def synth_hf_seqcls(
