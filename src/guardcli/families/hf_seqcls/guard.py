@@ -99,7 +99,7 @@ class HfSeqClsGuard(Guard):
         if given is not None:
             return label_spec(self.config, given, model=self.name)
         preset = CATALOG_UNSAFE_LABELS.get(self.name)
-        entry = load_catalog().get(self.name)
+        entry = load_catalog().get(self.name) if preset is not None else None
         if preset is None or entry is None or entry.family != FAMILY:
             return label_spec(self.config, None, model=self.name)
         known = {n.lower() for n in label_spec(self.config).names}
