@@ -126,3 +126,21 @@ def test_labels_softmax_vs_sigmoid_from_problem_type():
     assert unsafe_score(probabilities(logits, True), multi)[0] == pytest.approx(
         1 / (1 + np.exp(-2.0))
     )
+
+
+def test_graph_inputs_follow_the_model(hf_models):
+    """token_type_ids only where the model has token types; batch and sequence axes dynamic."""
+    import onnx
+
+    expected = {
+        "bert": ["input_ids", "attention_mask", "token_type_ids"],
+        "roberta": ["input_ids", "attention_mask", "token_type_ids"],
+        "deberta-v2": ["input_ids", "attention_mask"],
+        "modernbert": ["input_ids", "attention_mask"],
+    }
+    for arch, names in expected.items():
+        graph = onnx.load(str(hf_models(arch) / "onnx" / "model.onnx"), load_external_data=False)
+        assert [i.name for i in graph.graph.input] == names
+        for tensor in graph.graph.input:
+            dims = tensor.type.tensor_type.shape.dim
+            assert [d.dim_param for d in dims] == ["batch", "sequence"]

@@ -316,6 +316,7 @@ def synth_hf_seqcls(
     from .export import export_hf_seqcls, make_variants
 
     start = time.perf_counter()
+    out = Path(out)
     log(f"building a random-weight {arch} ({size}) checkpoint")
     build_checkpoint(
         out, arch, size=size, seed=seed, num_labels=num_labels, multi_label=multi_label
