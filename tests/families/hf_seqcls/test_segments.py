@@ -133,3 +133,13 @@ def test_windows_cover_the_text(hf_models, words, overlap):
     assert rebuilt == full.ids  # every token of the text, in order, none twice
     assert [w.index for w in windows] == list(range(len(windows)))
     assert all(0 <= w.start <= w.end <= len(text) for w in windows)
+
+
+def test_segments_keep_one_verdict_per_record_in_order(hf_models):
+    from guardcli import load_guard
+
+    guard = load_guard(hf_models("bert"), variant="fp32", max_length=WINDOW, long="segments")
+    verdicts = guard.classify([{"id": "a", "text": LONG}, {"id": "b"}, {"id": "c", "text": "hi"}])
+    assert [v.id for v in verdicts] == ["a", "b", "c"]
+    assert verdicts[1].error is not None and verdicts[1].flagged is None
+    assert verdicts[0].segment["count"] > 1 and verdicts[2].segment["count"] == 1

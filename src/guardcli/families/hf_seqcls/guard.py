@@ -187,6 +187,11 @@ class HfSeqClsGuard(Guard):
                 texts[i] = self.prepare(record)[0]
             except RecordError as err:
                 verdicts[i] = Verdict.failed(record, err, fail_closed=self.fail_closed)
+            except GuardError:
+                raise
+            except Exception as exc:
+                error = unreadable(record, exc)
+                verdicts[i] = Verdict.failed(record, error, fail_closed=self.fail_closed)
         windows = self._windows(records, texts, verdicts)
         flat = [(i, w) for i, ws in windows.items() for w in ws]
         results: list[Judgement | RecordError | None] = [None] * len(flat)
