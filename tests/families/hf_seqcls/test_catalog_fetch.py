@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ...conftest import invoke
 from ...hub_server import HubStub
-from ...test_fetch import _online
+from ...core.test_fetch import _online
 
 runner = CliRunner()
 REPO = "meta-llama/Llama-Prompt-Guard-2-86M"

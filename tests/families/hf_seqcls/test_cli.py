@@ -117,7 +117,7 @@ def test_export_of_an_encoder_checkpoint(tmp_path, arch):
 
 
 def test_folder_detection(hf_models, tmp_path):
-    from guardcli.hub import local_family
+    from guardcli.core.resolve import local_family
 
     assert local_family(hf_models("modernbert")) == "hf-seqcls"
     decoder = tmp_path / "qwen"
@@ -131,7 +131,8 @@ def test_folder_detection(hf_models, tmp_path):
 
 
 def test_catalog_entries():
-    from guardcli.catalog import BUILTIN
+    from guardcli.core.catalog import BUILTIN
+
     from guardcli.families.hf_seqcls.guard import CATALOG_UNSAFE_LABELS
 
     repos = {e.repo: e for e in BUILTIN.values() if e.family == "hf-seqcls"}
@@ -154,8 +155,9 @@ def test_catalog_unsafe_labels_apply_to_a_catalog_name(hf_multilabel, monkeypatc
     entry counts harm labels only)."""
     import dataclasses
 
+    from guardcli.core.resolve import resolve
+
     from guardcli.families.hf_seqcls.guard import HfSeqClsGuard
-    from guardcli.hub import resolve
 
     model = dataclasses.replace(resolve(hf_multilabel, "fp32"), name="unbiased-toxic-roberta")
     guard = HfSeqClsGuard(model)
