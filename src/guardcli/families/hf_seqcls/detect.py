@@ -1,4 +1,4 @@
-"""Which local folders are hf-seqcls models (kept free of heavy imports: the registry asks it of every folder)."""
+"""Which local folders are hf-seqcls models (no heavy imports: the registry asks every folder)."""
 
 from __future__ import annotations
 

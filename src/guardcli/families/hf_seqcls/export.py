@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from guardcli.core.catalog import ONNX_VARIANT_FILES
-from guardcli.runtime.export_common import CHECK_PROMPTS, TOKENIZER_FILES, ExportResult
 from guardcli.core.errors import input_error, require_torch
 from guardcli.families.hf_seqcls.detect import CONFIG_KEY, NAME
+from guardcli.runtime.export_common import CHECK_PROMPTS, TOKENIZER_FILES, ExportResult
 
 OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
@@ -111,10 +111,10 @@ def export_hf_seqcls(
     import numpy as np
 
     from guardcli.core.batching import pad
+    from guardcli.core.tokenize import TextTokenizer
     from guardcli.runtime.export_common import remove_stale_variants
     from guardcli.runtime.onnx_recipes import export_torchscript
     from guardcli.runtime.onnx_session import feed_for
-    from guardcli.core.tokenize import TextTokenizer
 
     torch = require_torch("Exporting a checkpoint")
     src, out = Path(src).expanduser(), Path(out).expanduser()

@@ -20,7 +20,6 @@ from guardcli.core.batching import pad, plan_batches
 from guardcli.core.catalog import load_catalog
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.resolve import ResolvedModel
-from guardcli.runtime import Session, open_session
 from guardcli.core.thresholds import apply_thresholds
 from guardcli.core.timings import record as record_time
 from guardcli.core.tokenize import Encoded
@@ -28,8 +27,15 @@ from guardcli.core.verdicts import Record, RecordError, Verdict
 from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement, finite_or_error, unreadable
 from guardcli.families.hf_seqcls.detect import NAME
-from guardcli.families.hf_seqcls.labels import LabelSpec, label_spec, parse_unsafe_labels, probabilities, unsafe_score
+from guardcli.families.hf_seqcls.labels import (
+    LabelSpec,
+    label_spec,
+    parse_unsafe_labels,
+    probabilities,
+    unsafe_score,
+)
 from guardcli.families.hf_seqcls.segments import Segmenter, Window, check_long
+from guardcli.runtime import Session, open_session
 
 # Unsafe labels of the catalog's hf-seqcls entries (by entry name). Prompt Guard 2 and
 # protectai's model are binary (index 1); unbiased-toxic-roberta's identity labels (male,
