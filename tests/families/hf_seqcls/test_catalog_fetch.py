@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ...conftest import invoke
-from ...hub_server import HubStub
 from ...core.test_fetch import _online
+from ...hub_server import HubStub
 
 runner = CliRunner()
 REPO = "meta-llama/Llama-Prompt-Guard-2-86M"

@@ -132,7 +132,6 @@ def test_folder_detection(hf_models, tmp_path):
 
 def test_catalog_entries():
     from guardcli.core.catalog import BUILTIN
-
     from guardcli.families.hf_seqcls.guard import CATALOG_UNSAFE_LABELS
 
     repos = {e.repo: e for e in BUILTIN.values() if e.family == "hf-seqcls"}
@@ -156,7 +155,6 @@ def test_catalog_unsafe_labels_apply_to_a_catalog_name(hf_multilabel, monkeypatc
     import dataclasses
 
     from guardcli.core.resolve import resolve
-
     from guardcli.families.hf_seqcls.guard import HfSeqClsGuard
 
     model = dataclasses.replace(resolve(hf_multilabel, "fp32"), name="unbiased-toxic-roberta")
