@@ -28,11 +28,17 @@ def test_builtin_catalog(runner) -> None:
     models = _listing(runner)
     assert sorted(models) == [
         "csam-guard",
+        "deberta-v3-prompt-injection-v2",
+        "granite-guardian-hap-125m",
+        "granite-guardian-hap-38m",
+        "llama-prompt-guard-2-22m",
+        "llama-prompt-guard-2-86m",
         "opencc-cm",
         "opencc-jb",
         "qwen3guard-gen",
         "qwen3guard-gen-4b",
         "qwen3guard-gen-8b",
+        "unbiased-toxic-roberta",
     ]
     csam = models["csam-guard"]
     assert (csam["repo"], csam["family"], csam["threshold"], csam["max_length"]) == (

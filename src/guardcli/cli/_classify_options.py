@@ -141,3 +141,22 @@ ConcurrencyOpt = Annotated[
     int | None,
     CountOption("--concurrency", help="Requests in flight to --endpoint. Default: 8."),
 ]
+LongOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--long",
+        help="Encoder classifiers (hf-seqcls): how a text longer than the model's window is "
+        "judged. truncate (default): its first --max-length tokens. segments: overlapping "
+        "windows of the whole text; the verdict is the worst window's, and `segment` says which "
+        "(index, count, start, end: character offsets).",
+    ),
+]
+UnsafeLabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--unsafe-labels",
+        help="Encoder classifiers (hf-seqcls): the labels (config.json id2label names, or "
+        "indices) that count as unsafe, comma-separated, e.g. MALICIOUS. Default: the catalog "
+        "entry's, else every label but index 0 (single-label) or every label (multi-label).",
+    ),
+]

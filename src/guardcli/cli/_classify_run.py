@@ -66,6 +66,8 @@ class ClassifyRequest:
     served_model: str | None
     api_key: str | None
     concurrency: int | None
+    long: str | None
+    unsafe_labels: str | None
     verbose: bool
 
     @property
@@ -112,6 +114,8 @@ def run(request: ClassifyRequest) -> None:
 def run_ray(r: ClassifyRequest) -> None:
     from guardcli.jobs.ray import classify_with_ray
 
+    if r.long is not None or r.unsafe_labels is not None:
+        raise fail("--long and --unsafe-labels do not apply to --engine ray yet.")
     if r.texts or r.show_input or r.fmt:
         raise fail(
             "--engine ray reads --input and writes --output shards.",
@@ -165,7 +169,7 @@ def run_local(r: ClassifyRequest) -> None:
             r.spec,
             endpoint=r.endpoint,
             one_shot=_one_shot(r.texts, r.input_path, r.response),
-            options=_family_options(r.loose, r.score, r.served_model, r.api_key, r.concurrency),
+            options=_family_options(r),
         )
     )
     console = stderr()
@@ -319,17 +323,19 @@ def _response_record(prompt: str, response: str) -> Record:
     )
 
 
-def _family_options(loose, score, served_model, api_key, concurrency) -> dict:
+def _family_options(r: ClassifyRequest) -> dict:
     """Only options the user changed, so a family they do not apply to can say so."""
     options: dict = {}
-    if loose:
+    if r.loose:
         options["strict"] = False
-    if not score:
+    if not r.score:
         options["score"] = False
     for name, value in (
-        ("served_model", served_model),
-        ("api_key", api_key),
-        ("concurrency", concurrency),
+        ("served_model", r.served_model),
+        ("api_key", r.api_key),
+        ("concurrency", r.concurrency),
+        ("long", r.long),
+        ("unsafe_labels", r.unsafe_labels),
     ):
         if value is not None:
             options[name] = value

@@ -17,6 +17,7 @@ from guardcli.cli._classify_options import (
     EngineOpt,
     FailClosedOpt,
     KeepOpt,
+    LongOpt,
     LooseOpt,
     PipelineOpt,
     RayAddressOpt,
@@ -27,6 +28,7 @@ from guardcli.cli._classify_options import (
     ShardsOpt,
     ShowInputOpt,
     TimingsOpt,
+    UnsafeLabelsOpt,
     WorkersOpt,
 )
 from guardcli.cli._classify_run import ClassifyRequest, run
@@ -76,6 +78,8 @@ def classify(
     dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
+    long: LongOpt = None,
+    unsafe_labels: UnsafeLabelsOpt = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
     text_field: TextFieldOpt = None,

@@ -66,8 +66,9 @@ def export(
         str | None,
         typer.Option(
             "--family",
-            help="seqcls or qwen3guard-gen. Default: from config.json's architectures "
-            "(*ForCausalLM: qwen3guard-gen); qwen3guard-gen also exports a Qwen3ForCausalLM "
+            help="seqcls, hf-seqcls or qwen3guard-gen. Default: from config.json's "
+            "architectures (an encoder such as BERT, RoBERTa, DeBERTa or ModernBERT: hf-seqcls; "
+            "*ForCausalLM: qwen3guard-gen); qwen3guard-gen also exports a Qwen3ForCausalLM "
             "without Qwen3Guard's template, adding the authors' template.",
         ),
     ] = None,

@@ -18,6 +18,7 @@ EPILOG = (
     "  guard synth csam-guard --out ./csam-guard-tiny && "
     "guard classify -m ./csam-guard-tiny 'a teapot'\n\n"
     "  guard synth qwen3guard-gen --out ./qwen3guard-gen-tiny\n\n"
+    "  guard synth hf-seqcls --arch deberta-v2 --out ./pg2-tiny\n\n"
     "  guard synth csam-guard --size full --pytorch --out ./csam-guard-full   # for guard export"
 )
 
@@ -27,7 +28,8 @@ def synth(
     family: Annotated[
         str,
         typer.Argument(
-            help="Model: csam-guard, qwen3guard-gen, opencc-cm, opencc-jb or intent-ctx."
+            help="Model: csam-guard, qwen3guard-gen, opencc-cm, opencc-jb, intent-ctx or "
+            "hf-seqcls (a transformers encoder classifier; see --arch)."
         ),
     ],
     *,
@@ -52,6 +54,22 @@ def synth(
             "(one that `guard export` can export to ONNX).",
         ),
     ] = "qwen3.5",
+    arch: Annotated[
+        str,
+        typer.Option(
+            "--arch",
+            help="hf-seqcls only: deberta-v2 (Prompt Guard 2, protectai), roberta (granite-"
+            "guardian-hap, toxicity), bert or modernbert.",
+        ),
+    ] = "deberta-v2",
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label",
+            help="hf-seqcls only: a multi-label head (sigmoid per label, 6 toxicity labels) "
+            "instead of a binary softmax one.",
+        ),
+    ] = False,
     force: Annotated[
         bool,
         typer.Option(
@@ -64,7 +82,9 @@ def synth(
     (a dialogue-intent classifier) as tokenizer.json, config.json and onnx/model.onnx,
     model_fp16.onnx, model_quantized.onnx; opencc-cm and opencc-jb as weight_frame.json, the
     LoRA adapter, the head and the thresholds sidecar, with a Qwen3.5 (or --base qwen3) base of
-    that size in base/.
+    that size in base/. hf-seqcls writes a transformers *ForSequenceClassification checkpoint
+    of --arch (full: Prompt Guard 2 86M's dimensions for deberta-v2) with its ONNX variants;
+    its tokenizer is trained on the fly (no real vocabulary ships offline).
 
     Its verdicts mean nothing: it exists to test and benchmark the runtime without the hub.
     qwen3guard-gen writes a Qwen3ForCausalLM (safetensors + onnx/model.onnx with KV cache):
@@ -88,7 +108,15 @@ def synth(
 
     builder = load(builders[family][1])
     path, kind = builder(
-        out, name=family, size=size, seed=seed, log=log, pytorch=pytorch, base=base
+        out,
+        name=family,
+        size=size,
+        seed=seed,
+        log=log,
+        pytorch=pytorch,
+        base=base,
+        arch=arch,
+        multi_label=multi_label,
     )
     console.print(f"wrote {family} ({size}, {kind}) to {path}")
     typer.echo(str(path))

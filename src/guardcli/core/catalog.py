@@ -149,6 +149,71 @@ BUILTIN: dict[str, ModelEntry] = {
     "opencc-cm": _opencc("opencc-cm", "cm", "content moderation (11 harm categories, multilabel)"),
     "opencc-jb": _opencc("opencc-jb", "jb", "jailbreak detector (binary)"),
 }
+
+
+def _hf_seqcls(name: str, repo: str, threshold: float, description: str) -> ModelEntry:
+    """A transformers encoder classifier (families/hf_seqcls; unsafe labels listed there)."""
+    return ModelEntry(
+        name=name,
+        family="hf-seqcls",
+        repo=repo,
+        threshold=threshold,
+        max_length=512,
+        description=description,
+    )
+
+
+BUILTIN.update(
+    {
+        e.name: e
+        for e in (
+            # LlamaFirewall's PromptGuardScanner blocks at >= 0.9; the card publishes none.
+            _hf_seqcls(
+                "llama-prompt-guard-2-86m",
+                "meta-llama/Llama-Prompt-Guard-2-86M",
+                0.9,
+                "Llama Prompt Guard 2 86M (mDeBERTa-v3-base): prompt injection/jailbreak, "
+                "MALICIOUS vs BENIGN; gated; ONNX made by `guard export`",
+            ),
+            _hf_seqcls(
+                "llama-prompt-guard-2-22m",
+                "meta-llama/Llama-Prompt-Guard-2-22M",
+                0.9,
+                "Llama Prompt Guard 2 22M (DeBERTa-v3-xsmall, English): prompt injection/"
+                "jailbreak; gated; ONNX made by `guard export`",
+            ),
+            # llm-guard's PromptInjection default threshold.
+            _hf_seqcls(
+                "deberta-v3-prompt-injection-v2",
+                "protectai/deberta-v3-base-prompt-injection-v2",
+                0.92,
+                "protectai DeBERTa-v3-base prompt-injection classifier (INJECTION vs SAFE); "
+                "the repo ships onnx/model.onnx",
+            ),
+            _hf_seqcls(
+                "granite-guardian-hap-38m",
+                "ibm-granite/granite-guardian-hap-38m",
+                0.5,
+                "IBM Granite Guardian HAP 38M (4-layer RoBERTa): hate, abuse, profanity, "
+                "binary; ONNX made by `guard export`",
+            ),
+            _hf_seqcls(
+                "granite-guardian-hap-125m",
+                "ibm-granite/granite-guardian-hap-125m",
+                0.5,
+                "IBM Granite Guardian HAP 125M (RoBERTa): hate, abuse, profanity, binary; "
+                "ONNX made by `guard export`",
+            ),
+            _hf_seqcls(
+                "unbiased-toxic-roberta",
+                "unitary/unbiased-toxic-roberta",
+                0.5,
+                "Detoxify unbiased RoBERTa: multi-label toxicity (sigmoid per label; the 7 harm "
+                "labels count); ONNX made by `guard export`",
+            ),
+        )
+    }
+)
 # Kept for callers that read the built-ins directly.
 CATALOG = BUILTIN
 

@@ -88,6 +88,9 @@ class Verdict:
     truncated: bool | None = None
     error: RecordError | None = None
     kept: dict[str, Any] = field(default_factory=dict)
+    # `--long segments`: which window of the text the verdict is (index, count, start, end:
+    # character offsets); written only when set.
+    segment: dict[str, int] | None = None
 
     @classmethod
     def failed(cls, record: Record, error: RecordError, *, fail_closed: bool = False) -> Verdict:
@@ -104,6 +107,8 @@ class Verdict:
             }
         else:
             out = {name: getattr(self, name) for name in VERDICT_FIELDS}
+            if self.segment is not None:
+                out["segment"] = self.segment
         for key, value in self.kept.items():
             out.setdefault(key, value)
         return out
