@@ -95,7 +95,7 @@ def test_synth_cli_writes_a_runnable_model(tmp_path):
     assert bad.exit_code == 2 and "Unknown --arch 'gpt2'." in bad.stderr
 
 
-@pytest.mark.parametrize("arch", ["bert", "deberta-v2"])
+@pytest.mark.parametrize("arch", ["bert", pytest.param("deberta-v2", marks=pytest.mark.slow)])
 def test_export_of_an_encoder_checkpoint(tmp_path, arch):
     """`guard export` of an encoder *ForSequenceClassification: before hf-seqcls it took the
     decoder path (causal mask, last-token pooling, `model.score`) and failed."""

@@ -41,7 +41,9 @@ def reference_windows(folder, text, max_length, overlap):
     return out
 
 
-@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize(
+    "arch", [pytest.param(a, marks=pytest.mark.slow) if a != "bert" else a for a in ARCHES]
+)
 def test_segments_equal_worst_window_alone(hf_models, arch):
     from guardcli import load_guard
 
