@@ -10,7 +10,14 @@ import typer
 from ._options import VerboseOpt
 from ._output import fail, handle_errors, stderr
 
-FAMILIES = ("csam-guard", "qwen3guard-gen", "opencc-cm", "opencc-jb", "intent-ctx")
+FAMILIES = (
+    "csam-guard",
+    "qwen3guard-gen",
+    "qwen3guard-stream",
+    "opencc-cm",
+    "opencc-jb",
+    "intent-ctx",
+)
 
 EPILOG = (
     "Exit codes: 0 written, 2 usage or input error (a non-empty --out without --force), "
@@ -28,7 +35,8 @@ def synth(
     family: Annotated[
         str,
         typer.Argument(
-            help="Model: csam-guard, qwen3guard-gen, opencc-cm, opencc-jb or intent-ctx."
+            help="Model: csam-guard, qwen3guard-gen, qwen3guard-stream, opencc-cm, opencc-jb or "
+            "intent-ctx."
         ),
     ],
     *,
@@ -72,6 +80,9 @@ def synth(
     tiny is trained for seconds to answer in Qwen3Guard's format (prompts containing the word
     'zorblax' are Unsafe (Violent), others Safe; responses add a Refusal line); full has
     Qwen3Guard-Gen-0.6B's dimensions and untrained weights (minutes, ~4 GB; benchmarks only).
+    qwen3guard-stream writes Qwen3ForGuardModel (safetensors + onnx/model.onnx with KV cache and
+    the four head outputs): tiny flags 'zorblax' (Unsafe) and 'quibblex' (Controversial) token
+    by token; full has Qwen3Guard-Stream-0.6B's dimensions and untrained weights.
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from ..synthetic import SIZES, check_out, synth_csam_guard
@@ -91,6 +102,14 @@ def synth(
 
         path = synth_qwen3guard_gen(out, size=size, seed=seed, log=log)
         kind = "trained only on a marker word" if size == "tiny" else "random, untrained weights"
+        console.print(f"wrote {family} ({size}, {kind}) to {path}")
+        typer.echo(str(path))
+        return
+    if family == "qwen3guard-stream":
+        from ..families.qwen3guard_stream.synth import synth_qwen3guard_stream
+
+        path = synth_qwen3guard_stream(out, size=size, seed=seed, log=log)
+        kind = "trained only on marker words" if size == "tiny" else "random, untrained weights"
         console.print(f"wrote {family} ({size}, {kind}) to {path}")
         typer.echo(str(path))
         return
