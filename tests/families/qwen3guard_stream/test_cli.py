@@ -130,6 +130,13 @@ def test_missing_model_is_exit_3(runner: CliRunner, tmp_path: Path) -> None:
     missing = invoke(runner, ["stream", "-m", "qwen3guard-stream", "-p", "x"], "y")
     assert missing.exit_code == 3
     assert "is not in the local cache" in missing.stderr
+    assert "guard fetch qwen3guard-stream" in missing.stderr
+
+
+def test_a_model_of_another_family_is_refused(runner: CliRunner) -> None:
+    result = invoke(runner, ["stream", "-m", "csam-guard", "-p", "x"], "y")
+    assert result.exit_code == 2
+    assert "Model 'csam-guard' is a seqcls model" in result.stderr
 
 
 def test_a_pipe_gets_verdicts_while_the_answer_is_still_arriving(stream_model: Path) -> None:

@@ -12,12 +12,7 @@ from .reference import read_config
 from .stream import StreamJudge
 
 STREAM_VARIANTS = ("auto", "fp32", "int8", "torch")
-# Catalog names of the published models (spec §1); resolved from the local Hugging Face cache.
-CATALOG_REPOS = {
-    "qwen3guard-stream": "Qwen/Qwen3Guard-Stream-0.6B",
-    "qwen3guard-stream-4b": "Qwen/Qwen3Guard-Stream-4B",
-    "qwen3guard-stream-8b": "Qwen/Qwen3Guard-Stream-8B",
-}
+FAMILY = "qwen3guard-stream"
 
 
 @dataclass(frozen=True)
@@ -44,21 +39,30 @@ def resolve_stream_model(
     check_variant(variant)
     path = Path(name_or_dir).expanduser()
     if not path.is_dir():
-        repo = CATALOG_REPOS.get(name_or_dir)
-        if repo is None:
+        if "/" in name_or_dir or name_or_dir.startswith((".", "~")):
             raise GuardError(
                 f"Model folder {name_or_dir} does not exist.",
                 hint="Pass a Qwen3Guard-Stream folder (`guard synth qwen3guard-stream --out "
-                f"DIR` builds one), or one of: {', '.join(CATALOG_REPOS)}.",
+                "DIR` builds one), or a catalog name such as qwen3guard-stream.",
                 code=ExitCode.MODEL,
             )
+        from ...catalog import get_entry
         from ...hub import cached_snapshot
 
+        entry = get_entry(name_or_dir)
+        if entry.family != FAMILY:
+            raise GuardError(
+                f"Model {name_or_dir!r} is a {entry.family} model; `guard stream` runs "
+                "Qwen3Guard-Stream models.",
+                hint="Pass --model qwen3guard-stream (or -4b, -8b), or a model folder.",
+                code=ExitCode.INPUT,
+            )
+        repo = entry.repo
         snapshot = cached_snapshot(repo, cache_dir=cache_dir)
         if snapshot is None:
             raise GuardError(
                 f"Model {name_or_dir!r} ({repo}) is not in the local cache.",
-                hint="Download it with `hf download " + repo + "`, or pass --model DIR.",
+                hint=f"Run `guard fetch {name_or_dir}`, or pass --model DIR.",
                 code=ExitCode.MODEL,
             )
         path = snapshot
