@@ -54,7 +54,7 @@ def timed_chunks(runner, answer: list[int], k: int) -> tuple[list[float], np.nda
         start = time.perf_counter()
         risk, _, _, _ = runner.feed(answer[i : i + k])
         times.append((time.perf_counter() - start) / k)
-        risks.append(risk.argmax(-1))
+        risks.append(risk)
     return times, np.concatenate(risks)
 
 
@@ -78,7 +78,8 @@ def main() -> None:
     rows = []
     reference = TorchRunner(args.model, threads=args.threads)
     prefill(reference, context_ids[: contexts[0]])
-    ref_risk = reference.feed(answer)[0].argmax(-1)
+    ref_logits = reference.feed(answer)[0]
+    ref_risk = ref_logits.argmax(-1)
     del reference
     for variant in args.variants.split(","):
         runner = OnnxRunner(args.model / graphs[variant], threads=args.threads)
@@ -100,7 +101,10 @@ def main() -> None:
                 }
                 if n == contexts[0]:
                     m = len(risks)
-                    row["agreement_with_reference"] = float(np.mean(risks == ref_risk[:m]))
+                    row["agreement_with_reference"] = float(
+                        np.mean(risks.argmax(-1) == ref_risk[:m])
+                    )
+                    row["max_abs_dlogit"] = float(np.abs(risks - ref_logits[:m]).max())
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for variant in args.variants.split(","):

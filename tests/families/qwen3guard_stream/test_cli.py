@@ -166,3 +166,23 @@ def test_a_pipe_gets_verdicts_while_the_answer_is_still_arriving(stream_model: P
         time.sleep(0.05)
     assert proc.returncode == 1
     proc.stdin.close()
+
+
+@pytest.mark.parametrize("hold", [0, 3])
+def test_hold_back_releases_text_only_after_n_more_tokens(
+    runner: CliRunner, stream_model: Path, hold: int
+) -> None:
+    args = ["stream", "-m", str(stream_model), "-p", "a garden", "--chunk-tokens", "1"]
+    result = invoke(runner, [*args, "--hold-back", str(hold)], input=SAFE_ANSWER)
+    assert result.exit_code == 0
+    events = lines(result.stdout)
+    chunks = [e for e in events if e["event"] == "chunk"]
+    assert "".join(c["text"] for c in chunks) == SAFE_ANSWER
+    for c in chunks[:-1]:  # the last event is the end of the text: everything goes
+        assert c["end"] <= c["judged_end"]
+        if hold == 0:
+            assert c["end"] == c["judged_end"]
+    if hold:
+        # Nothing is released before hold + 1 tokens have been judged.
+        assert all(c["text"] == "" for c in chunks if c["tokens"] <= hold)
+        assert any(c["end"] < c["judged_end"] for c in chunks[:-1])

@@ -8,7 +8,7 @@ is causal, so a position's logits do not depend on how the tokens before it were
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,6 +86,7 @@ class OnnxRunner:
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
         outputs = [o.name for o in self.session.get_outputs()]
+        self.output_names = outputs
         if outputs[:1] != ["risk_level_logits"] or not self.past_names:
             raise GuardError(
                 f"{self.path} is not a Qwen3Guard-Stream graph with KV cache.",
@@ -97,7 +98,7 @@ class OnnxRunner:
 
     def reset(self) -> None:
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=np.float32)
-        self.past = [empty] * len(self.past_names)
+        self.past: list[Any] = [empty] * len(self.past_names)  # numpy, then OrtValues
         self.length = 0
 
     def run_batch(
@@ -112,14 +113,28 @@ class OnnxRunner:
         return outs[:4], outs[4:]
 
     def feed(self, ids: list[int]) -> Logits:
+        """One stream's step. The cache stays in onnxruntime's own tensors between calls (I/O
+        binding): at 4,096 tokens of 0.6B context it is ~0.9 GB, and a copy into numpy and
+        back per call would cost more than the step itself."""
         q = len(ids)
         total = self.length + q
-        logits, self.past = self.run_batch(
-            np.array([ids], dtype=np.int64),
-            np.ones((1, total), dtype=np.int64),
-            np.arange(self.length, total, dtype=np.int64)[None],
-            self.past,
-        )
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("input_ids", np.array([ids], dtype=np.int64))
+        binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
+        binding.bind_cpu_input("position_ids", np.arange(self.length, total, dtype=np.int64)[None])
+        for name, value in zip(self.past_names, self.past, strict=True):
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:
+            raise GuardError(f"onnxruntime failed on {self.path.name}: {exc}") from exc
+        outs = binding.get_outputs()
+        self.past = list(outs[4:])
         self.length = total
-        a, b, c, d = (x[0].astype(np.float32) for x in logits)
+        a, b, c, d = (o.numpy()[0].astype(np.float32) for o in outs[:4])
         return a, b, c, d
