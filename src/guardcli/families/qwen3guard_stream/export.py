@@ -9,6 +9,7 @@ present.N.key/value. The first call passes empty (past = 0) caches.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import require_torch
@@ -74,6 +75,39 @@ def causal_additive_mask(torch, attention_mask, q: int):
     )
 
 
+def grouped_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
+    """Eager attention without repeat_kv: the query heads that share a KV head are stacked
+    along the query axis, so the cache is read as it is instead of copied once per group (at
+    4,096 tokens of 0.6B context that copy is ~0.9 GB per step). Same arithmetic, same
+    results (the export is checked against the reference)."""
+    import torch
+
+    b, h, q, d = query.shape
+    kv = key.shape[1]
+    g = h // kv
+    weights = torch.matmul(query.reshape(b, kv, g * q, d), key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        total = weights.shape[-1]
+        weights = weights.reshape(b, kv, g, q, total) + attention_mask[:, :, None]
+        weights = weights.reshape(b, kv, g * q, total)
+    weights = torch.nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(weights, value).reshape(b, h, q, d)
+    return out.transpose(1, 2).contiguous(), weights
+
+
+@contextmanager
+def _grouped_attention():
+    """Qwen3's eager attention replaced by grouped_attention while the graph is traced."""
+    from transformers.models.qwen3 import modeling_qwen3
+
+    original = modeling_qwen3.eager_attention_forward
+    modeling_qwen3.eager_attention_forward = grouped_attention
+    try:
+        yield
+    finally:
+        modeling_qwen3.eager_attention_forward = original
+
+
 def export_module(module, path: Path) -> None:
     """Write the reference module (FP32, eager attention) to `path`."""
     torch = require_torch("Exporting Qwen3Guard-Stream to ONNX")
@@ -104,15 +138,16 @@ def export_module(module, path: Path) -> None:
         position_ids={0: "batch", 1: "sequence"},
         **{name: {0: "batch", 1: "sequence"} for name in LOGIT_OUTPUTS},
     )
-    export_torchscript(
-        kv_wrapper(module),
-        (ids, mask, pos, *past),
-        path,
-        input_names=["input_ids", "attention_mask", "position_ids", *past_names],
-        output_names=[*LOGIT_OUTPUTS, *present_names],
-        dynamic_axes=axes,
-        opset_version=OPSET,
-    )
+    with _grouped_attention():
+        export_torchscript(
+            kv_wrapper(module),
+            (ids, mask, pos, *past),
+            path,
+            input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+            output_names=[*LOGIT_OUTPUTS, *present_names],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+        )
 
 
 def export_folder(model_dir: Path, out: Path | None = None) -> Path:
