@@ -88,8 +88,9 @@ def stream(
         typer.Option(
             "--hold-back",
             min=0,
-            help="Release answer text only once judged and N more tokens have been judged "
-            "(N >= 1 never releases a flagged pair). Default: 0.",
+            help="Chunk events release answer text only once judged and N more tokens have "
+            "been judged (N >= 1 never releases a flagged pair; --per-token events carry each "
+            "token as it is judged). Default: 0.",
         ),
     ] = 0,
     per_token: Annotated[
