@@ -33,6 +33,9 @@ def test_builtin_catalog(runner) -> None:
         "qwen3guard-gen",
         "qwen3guard-gen-4b",
         "qwen3guard-gen-8b",
+        "qwen3guard-stream",
+        "qwen3guard-stream-4b",
+        "qwen3guard-stream-8b",
     ]
     csam = models["csam-guard"]
     assert (csam["repo"], csam["family"], csam["threshold"], csam["max_length"]) == (
