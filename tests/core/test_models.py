@@ -38,6 +38,9 @@ def test_builtin_catalog(runner) -> None:
         "qwen3guard-gen",
         "qwen3guard-gen-4b",
         "qwen3guard-gen-8b",
+        "qwen3guard-stream",
+        "qwen3guard-stream-4b",
+        "qwen3guard-stream-8b",
         "unbiased-toxic-roberta",
     ]
     csam = models["csam-guard"]

@@ -199,7 +199,10 @@ def test_unknown_family_in_a_new_entry(runner, monkeypatch, tmp_path) -> None:
     )
     assert result.exit_code == 2
     assert f"{path}: [models.x] family = 'nope'" in result.stderr
-    assert "Known families: seqcls, dialogue, opencc, qwen3guard-gen, hf-seqcls." in result.stderr
+    known = (
+        "Known families: seqcls, dialogue, opencc, qwen3guard-gen, qwen3guard-stream, hf-seqcls."
+    )
+    assert known in result.stderr
 
 
 def test_non_utf8_models_toml(runner, monkeypatch, tmp_path) -> None:

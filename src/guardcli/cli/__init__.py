@@ -23,6 +23,8 @@ from guardcli.cli.quantize import EPILOG as QUANTIZE_EPILOG
 from guardcli.cli.quantize import quantize
 from guardcli.cli.serve import EPILOG as SERVE_EPILOG
 from guardcli.cli.serve import serve
+from guardcli.cli.stream import EPILOG as STREAM_EPILOG
+from guardcli.cli.stream import stream
 from guardcli.cli.sweep import EPILOG as SWEEP_EPILOG
 from guardcli.cli.sweep import sweep
 from guardcli.cli.synth import EPILOG as SYNTH_EPILOG
@@ -53,6 +55,7 @@ app.command(epilog=FETCH_EPILOG)(fetch)
 app.command("probe-cpu", epilog=PROBE_CPU_EPILOG)(probe_cpu)
 app.command(epilog=BENCH_EPILOG)(bench)
 app.command(epilog=SERVE_EPILOG)(serve)
+app.command(epilog=STREAM_EPILOG)(stream)
 app.command(epilog=EXPORT_EPILOG)(export)
 app.command(epilog=QUANTIZE_EPILOG)(quantize)
 app.command(epilog=COMPARE_EPILOG)(compare)

@@ -28,8 +28,8 @@ def synth(
     family: Annotated[
         str,
         typer.Argument(
-            help="Model: csam-guard, qwen3guard-gen, opencc-cm, opencc-jb, intent-ctx or "
-            "hf-seqcls (a transformers encoder classifier; see --arch)."
+            help="Model: csam-guard, qwen3guard-gen, qwen3guard-stream, opencc-cm, opencc-jb, "
+            "intent-ctx or hf-seqcls (a transformers encoder classifier; see --arch)."
         ),
     ],
     *,
@@ -91,6 +91,9 @@ def synth(
     tiny is trained for seconds to answer in Qwen3Guard's format (prompts containing the word
     'zorblax' are Unsafe (Violent), others Safe; responses add a Refusal line); full has
     Qwen3Guard-Gen-0.6B's dimensions and untrained weights (minutes, ~4 GB; benchmarks only).
+    qwen3guard-stream writes Qwen3ForGuardModel (safetensors + onnx/model.onnx with KV cache and
+    the four head outputs): tiny flags 'zorblax' (Unsafe) and 'quibblex' (Controversial) token
+    by token; full has Qwen3Guard-Stream-0.6B's dimensions and untrained weights.
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from guardcli.core.registry import load, synth_builders

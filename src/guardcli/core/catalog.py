@@ -119,6 +119,22 @@ def _qwen3guard(size: str) -> ModelEntry:
     )
 
 
+def _qwen3guard_stream(size: str) -> ModelEntry:
+    suffix = "" if size == "0.6B" else f"-{size.lower()}"
+    return ModelEntry(
+        name=f"qwen3guard-stream{suffix}",
+        family="qwen3guard-stream",
+        repo=f"Qwen/Qwen3Guard-Stream-{size}",
+        threshold=0.5,
+        max_length=8192,
+        variants=dict(_QWEN3GUARD_BF16),
+        common=_TOKENIZER_GEN,
+        required=("tokenizer.json", "config.json"),
+        description=f"Qwen3Guard-Stream {size}: token-level guard for streamed answers "
+        "(`guard stream`), BF16 safetensors",
+    )
+
+
 def _opencc(name: str, kind: str, what: str) -> ModelEntry:
     return ModelEntry(
         name=name,
@@ -146,6 +162,9 @@ BUILTIN: dict[str, ModelEntry] = {
     "qwen3guard-gen": _qwen3guard("0.6B"),
     "qwen3guard-gen-4b": _qwen3guard("4B"),
     "qwen3guard-gen-8b": _qwen3guard("8B"),
+    "qwen3guard-stream": _qwen3guard_stream("0.6B"),
+    "qwen3guard-stream-4b": _qwen3guard_stream("4B"),
+    "qwen3guard-stream-8b": _qwen3guard_stream("8B"),
     "opencc-cm": _opencc("opencc-cm", "cm", "content moderation (11 harm categories, multilabel)"),
     "opencc-jb": _opencc("opencc-jb", "jb", "jailbreak detector (binary)"),
 }

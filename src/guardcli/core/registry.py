@@ -75,6 +75,9 @@ class Family:
     export_in_place: bool = False
     # Said when a catalog model of this family is not in the cache ({name}: the entry's name).
     uncached_hint: str = "Run `guard fetch {name}`, or pass --model DIR."
+    # "module:function(name_or_dir, variant, *, chunk_tokens, strict, threads, cache_dir)" that
+    # opens a model for `guard stream` (judging an answer as it arrives); None: it cannot.
+    stream: str | None = None
 
     def claims(self, folder: Path) -> bool:
         """Whether `folder` holds a model of this family (its marker file, or its detector)."""

@@ -112,3 +112,36 @@ class Verdict:
         for key, value in self.kept.items():
             out.setdefault(key, value)
         return out
+
+
+# The roles a chat record's `messages` may hold.
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def record_messages(record: Record) -> list[dict[str, str]]:
+    """A record's conversation: its `messages` (validated), else its text as one user turn."""
+    if record.messages is None:
+        if record.text is None:
+            raise RecordError("missing_field", "record has no text or messages", record.line)
+        return [{"role": "user", "content": record.text}]
+    out: list[dict[str, str]] = []
+    for n, message in enumerate(record.messages, start=1):
+        if not isinstance(message, dict):
+            raise RecordError("bad_field", f"messages[{n}] must be an object", record.line)
+        role, content = message.get("role"), message.get("content")
+        if role not in CHAT_ROLES:
+            raise RecordError(
+                "bad_field",
+                f"messages[{n}].role must be one of {', '.join(CHAT_ROLES)}, not {role!r}",
+                record.line,
+            )
+        if not isinstance(content, str):
+            raise RecordError("bad_field", f"messages[{n}].content must be a string", record.line)
+        out.append({"role": role, "content": content})
+    if not out:
+        raise RecordError("empty_text", "messages is empty", record.line)
+    if out[-1]["role"] == "system":
+        raise RecordError(
+            "bad_field", "the last message must be from the user or the assistant", record.line
+        )
+    return out

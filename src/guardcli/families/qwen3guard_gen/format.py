@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from guardcli.core.errors import GuardError
-from guardcli.core.verdicts import Record, RecordError
+from guardcli.core.verdicts import RecordError
+from guardcli.core.verdicts import (
+    record_messages as record_messages,  # shared with other chat families
+)
 
 SEVERITIES = ("Safe", "Controversial", "Unsafe")
 # The authors' parsers (Qwen3Guard README: extract_label_and_categories and
@@ -43,7 +46,6 @@ REFUSAL_LINE = re.compile(r"Refusal: (Yes|No)")
 # What score mode appends to the rendered input before reading the next token's logits.
 SCORE_PREFIX = "Safety:"
 SCORE_CONTINUATIONS = {"Safe": " Safe", "Unsafe": " Unsafe", "Controversial": " Controversial"}
-ROLES = ("system", "user", "assistant")
 
 
 def packaged_template() -> str:
@@ -123,35 +125,6 @@ def template_heads(
         )
         heads.append(a[: max(0, shared - 1)])
     return heads
-
-
-def record_messages(record: Record) -> list[dict[str, str]]:
-    """A record's conversation: its `messages` (validated), else its text as one user turn."""
-    if record.messages is None:
-        if record.text is None:
-            raise RecordError("missing_field", "record has no text or messages", record.line)
-        return [{"role": "user", "content": record.text}]
-    out: list[dict[str, str]] = []
-    for n, message in enumerate(record.messages, start=1):
-        if not isinstance(message, dict):
-            raise RecordError("bad_field", f"messages[{n}] must be an object", record.line)
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise RecordError(
-                "bad_field",
-                f"messages[{n}].role must be one of {', '.join(ROLES)}, not {role!r}",
-                record.line,
-            )
-        if not isinstance(content, str):
-            raise RecordError("bad_field", f"messages[{n}].content must be a string", record.line)
-        out.append({"role": role, "content": content})
-    if not out:
-        raise RecordError("empty_text", "messages is empty", record.line)
-    if out[-1]["role"] == "system":
-        raise RecordError(
-            "bad_field", "the last message must be from the user or the assistant", record.line
-        )
-    return out
 
 
 def is_response(messages: list[dict[str, str]]) -> bool:
