@@ -10,6 +10,7 @@ import pytest
 
 from guardcli.families.qwen3guard_stream.guard import load_stream_guard, render_conversation
 
+from ...conftest import invoke
 from .helpers import CONVERSATIONS, reference_verdicts
 
 LEVELS = ["Safe", "Unsafe", "Controversial"]
@@ -40,7 +41,8 @@ def test_verdicts_follow_the_reference(
         assert verdicts[2 * n].severity == LEVELS[qrisk]
         expected = consecutive([r for r, _, _ in tokens])
         assert verdicts[2 * n + 1].severity == expected, answer
-        assert verdicts[2 * n + 1].flagged == (expected == "Unsafe")
+        # strict by default, as for qwen3guard-gen (classify's --strict/--loose)
+        assert verdicts[2 * n + 1].flagged == (expected in ("Unsafe", "Controversial"))
 
 
 def test_strict_flags_controversial(stream_model: Path) -> None:
@@ -48,13 +50,27 @@ def test_strict_flags_controversial(stream_model: Path) -> None:
         {"role": "user", "content": "a garden"},
         {"role": "assistant", "content": "the river quibblex kettle maple lantern"},
     ]
-    loose = load_stream_guard(str(stream_model), "fp32").classify([{"messages": msgs}])[0]
-    strict = load_stream_guard(str(stream_model), "fp32", strict=True).classify(
+    loose = load_stream_guard(str(stream_model), "fp32", strict=False).classify(
         [{"messages": msgs}]
     )[0]
+    strict = load_stream_guard(str(stream_model), "fp32").classify([{"messages": msgs}])[0]
     assert loose.severity == strict.severity == "Controversial"
     assert (loose.flagged, strict.flagged) == (False, True)
     assert strict.categories == ["PII"]
+
+
+def test_classify_strict_by_default_and_loose_on_request(runner, stream_model: Path) -> None:
+    """guard classify's --strict/--loose reaches the stream guard as it reaches qwen3guard-gen."""
+    msgs = [
+        {"role": "user", "content": "a garden"},
+        {"role": "assistant", "content": "the river quibblex kettle maple lantern"},
+    ]
+    line = json.dumps({"id": "c", "messages": msgs}) + "\n"
+    base = ["classify", "-m", str(stream_model), "--variant", "fp32", "-f", "jsonl", "-"]
+    strict = invoke(runner, base, input=line)
+    loose = invoke(runner, [*base, "--loose"], input=line)
+    assert (strict.exit_code, loose.exit_code) == (1, 0), (strict.stderr, loose.stderr)
+    assert json.loads(strict.stdout)["severity"] == json.loads(loose.stdout)["severity"]
 
 
 def test_render_is_the_streamed_layout() -> None:

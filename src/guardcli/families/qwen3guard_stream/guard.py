@@ -5,7 +5,8 @@ last user turn's <|im_end|>, spec §6); one that ends with the assistant gets th
 verdict: the response heads at every answer token, decided by the authors' consecutive rule
 (stream.py). Verdicts: severity Safe|Unsafe|Controversial, categories [the category] when not
 Safe, score P(Unsafe) (a response: the highest over its tokens); flagged on Unsafe, and on
-Controversial too with `strict`. `load_guard` (and `guard classify -m FOLDER`) reaches it
+Controversial too under `strict` (the default, as for qwen3guard-gen; classify's --loose turns
+it off). `load_guard` (and `guard classify -m FOLDER`) reaches it
 through the family registry; `load_stream_guard` also takes --variant torch.
 """
 
@@ -56,7 +57,7 @@ class StreamGuard(Guard):
     family: ClassVar[str] = NAME
     accepts_messages: ClassVar[bool] = True
 
-    def __init__(self, model: ResolvedModel, *, strict: bool = False, **options: Any):
+    def __init__(self, model: ResolvedModel, *, strict: bool = True, **options: Any):
         super().__init__(model, **options)
         self.strict = strict
         import json
@@ -131,7 +132,7 @@ class StreamGuard(Guard):
 
 
 def load_stream_guard(
-    name_or_dir: str, variant: str = "auto", *, strict: bool = False, **options: Any
+    name_or_dir: str, variant: str = "auto", *, strict: bool = True, **options: Any
 ) -> StreamGuard:
     """A StreamGuard on a folder or cached catalog name (variant auto|fp32|int8|torch)."""
     from guardcli.families.qwen3guard_stream.load import resolve_stream_model
