@@ -89,6 +89,7 @@ def test_auto_follows_the_cpu(opencc_cm: Path, monkeypatch, flags, variant) -> N
     assert guard.classify(["x"])[0].variant == variant
 
 
+@pytest.mark.slow
 def test_cli_dtype_in_every_verdict_and_bad_values_exit_2(runner, opencc_cm: Path, tiny_model):
     ok = invoke(runner, ["classify", "-m", str(opencc_cm), "--dtype", "float32", "-q", "a", "b"])
     assert ok.exit_code in (0, 1), ok.stderr

@@ -86,6 +86,7 @@ def test_checkpoint_names_and_shapes(stream_model: Path) -> None:
     assert "lm_head.weight" not in names  # tied
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_into_the_reference(stream_model: Path, stream_reference) -> None:
     import torch
 

@@ -16,7 +16,7 @@ from .helpers import CONVERSATIONS, load_maps, reference_verdicts
 RISK = {"Safe": 0, "Unsafe": 1, "Controversial": 2}
 
 
-@pytest.fixture(scope="module", params=["torch", "onnx-fp32"])
+@pytest.fixture(scope="module", params=[pytest.param("torch", marks=pytest.mark.slow), "onnx-fp32"])
 def runner(request, stream_model: Path, stream_reference):
     if request.param == "torch":
         return TorchRunner(stream_model, module=stream_reference)

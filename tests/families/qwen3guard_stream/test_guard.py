@@ -24,7 +24,7 @@ def consecutive(levels: list[int]) -> str:
     return "Safe"
 
 
-@pytest.mark.parametrize("variant", ["fp32", "torch"])
+@pytest.mark.parametrize("variant", ["fp32", pytest.param("torch", marks=pytest.mark.slow)])
 def test_verdicts_follow_the_reference(
     stream_model: Path, stream_tokenizer, stream_reference, variant: str
 ) -> None:

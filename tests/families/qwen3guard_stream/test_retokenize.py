@@ -93,6 +93,7 @@ def test_a_finished_stream_takes_no_more_text(stream_tokenizer) -> None:
         inc.push("more")
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), text=texts.filter(bool), k=st.sampled_from([1, 3, 16, 0]))
 def test_streamed_verdicts_equal_the_whole_texts(
