@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,3 +30,16 @@ class GuardSpec:
     endpoint: str | None = None
     one_shot: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON-ready data, to cross a process boundary (the bench workers)."""
+        data = dataclasses.asdict(self)
+        data["options"] = dict(self.options)
+        if isinstance(self.thresholds, Path):
+            data["thresholds"] = str(self.thresholds)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GuardSpec:
+        """The spec `to_json` wrote."""
+        return cls(**data)
