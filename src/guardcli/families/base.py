@@ -44,6 +44,9 @@ class Guard(ABC):
     # Ways of running one loaded model that `guard bench` times as rows of their own (generative
     # guards: greedy generation and score mode); `use_mode` switches between them.
     modes: ClassVar[tuple[str, ...]] = ()
+    # The dataclass of the family's own options, when it has typed ones: a GuardSpec may carry
+    # an instance (GuardSpec(options=...)), whose fields load_guard passes as keywords.
+    options_type: ClassVar[type | None] = None
 
     def __init__(
         self,
