@@ -16,7 +16,7 @@ from guardcli.core.variants import (
     LORA_VARIANT,
     NATIVE_BF16_FLAGS,
     TORCH_VARIANT,
-    backend_of,
+    runtime_of,
     with_backend,
 )
 
@@ -53,10 +53,6 @@ def parse_list(text: str, what: str) -> list[str]:
     if not items:
         raise input_error(f"--{what} is empty.", hint=f"Give a comma-separated list for --{what}.")
     return items
-
-
-def runtime_of(variant: str) -> str:
-    return "torch" if variant in TORCH_PATHS else backend_of(variant)
 
 
 def guard_spec(
