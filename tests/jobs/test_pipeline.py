@@ -49,6 +49,32 @@ def write_pipeline(
     return path
 
 
+def test_stages_are_loaded_from_guard_specs(tmp_path, tiny_model) -> None:
+    from guardcli.core.spec import GuardSpec
+    from guardcli.jobs.pipeline import load_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "stages:\n"
+        f"  - {{name: first, model: {tiny_model}, variant: fp32, threshold: 0.3}}\n"
+        f"  - {{name: second, model: {tiny_model}, variant: int8}}\n"
+    )
+    shared = GuardSpec(batch_size=4, threads=1, fail_closed=True)
+    pipe = load_pipeline(path, shared)
+    first, second = pipe.stages
+    assert first.spec == GuardSpec(
+        model=str(tiny_model), variant="fp32", threshold=0.3, batch_size=4, threads=1
+    )
+    assert second.spec == GuardSpec(model=str(tiny_model), variant="int8", batch_size=4, threads=1)
+    assert pipe.fail_closed  # the pipeline applies it, not each stage
+    assert first.guard is not None and second.guard is not None
+    assert (first.guard.threshold, first.guard.batch_size, first.guard.threads) == (0.3, 4, 1)
+    assert second.guard.variant == "int8"
+    # the keyword form builds the same stages
+    by_keywords = load_pipeline(path, batch_size=4, threads=1, fail_closed=True)
+    assert [s.spec for s in by_keywords.stages] == [first.spec, second.spec]
+
+
 def run(runner, path: Path, data: str = TEXTS):
     result = invoke(runner, ["classify", "--pipeline", str(path), "-f", "jsonl", "-"], input=data)
     return result, [json.loads(line) for line in result.stdout.splitlines()]

@@ -229,9 +229,8 @@ def run_pipeline(
             "else float32).",
         )
     assert r.pipeline is not None
-    pipe = load_pipeline(
-        r.pipeline, batch_size=r.batch_size, threads=r.threads, fail_closed=r.fail_closed
-    )
+    shared = GuardSpec(batch_size=r.batch_size, threads=r.threads, fail_closed=r.fail_closed)
+    pipe = load_pipeline(r.pipeline, shared)
     summary: Summary = classify_into(pipe, records, writer.write)
     writer.close()
     if sys.stderr.isatty():

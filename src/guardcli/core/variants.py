@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,57 @@ OPENVINO_ORDER = ("ov-int8", "bf16", "ov-fp32")
 _ON_OPENVINO = {"fp32": "ov-fp32", "int8": "ov-int8", "bf16": "bf16"}
 
 
+RUNTIMES = ("onnxruntime", "openvino", "torch", "remote")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run a model, end to end: `name` (what --variant takes), `file` (the graph,
+    relative to the model folder; None for a checkpoint run with torch), `runtime` (one of
+    RUNTIMES) and `precision` (fp32|fp16|bf16|int8; None where the dtype is chosen at load)."""
+
+    name: str
+    file: str | None
+    runtime: str
+    precision: str | None
+
+
+_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "ov-fp32": "fp32", "bf16": "bf16"}
+# Every variant guardcli knows, by name: the one vocabulary the constants above describe.
+KNOWN_VARIANTS: dict[str, Variant] = {
+    **{v: Variant(v, f, DEFAULT_BACKEND, _PRECISION[v]) for v, f in ONNX_VARIANT_FILES.items()},
+    **{
+        v: Variant(v, f, "openvino", _PRECISION.get(v, "int8"))
+        for v, f in OPENVINO_VARIANT_FILES.items()
+    },
+    TORCH_VARIANT: Variant(TORCH_VARIANT, None, "torch", None),
+    LORA_VARIANT: Variant(LORA_VARIANT, None, "torch", None),
+}
+
+
+def variant_info(name: str) -> Variant | None:
+    """The Variant called `name`, or None for a name guardcli does not know."""
+    return KNOWN_VARIANTS.get(name)
+
+
 def backend_of(variant: str) -> str:
+    """The graph runtime of a file variant: openvino for OpenVINO's, else onnxruntime (the
+    torch paths are the families' own: see runtime_of)."""
     return "openvino" if variant in OPENVINO_VARIANT_FILES else DEFAULT_BACKEND
 
 
+def runtime_of(variant: str) -> str:
+    """The runtime that runs `variant` (torch for a checkpoint path; unknown names: the
+    default graph runtime)."""
+    known = variant_info(variant)
+    return known.runtime if known is not None else DEFAULT_BACKEND
+
+
 def variant_file(variant: str) -> str:
-    return ONNX_VARIANT_FILES.get(variant) or OPENVINO_VARIANT_FILES[variant]
+    known = variant_info(variant)
+    if known is None or known.file is None:
+        raise KeyError(variant)
+    return known.file
 
 
 def openvino_available() -> bool:

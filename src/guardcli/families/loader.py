@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,8 @@ def load_guard(
             endpoint=spec.endpoint,
             one_shot=spec.one_shot,
             dtype=spec.dtype,
-            **{**spec.options, **options},
+            typed=None if isinstance(spec.options, Mapping) else spec.options,
+            **{**(spec.options if isinstance(spec.options, Mapping) else {}), **options},
         )
     return _load(
         name_or_dir,
@@ -102,6 +105,7 @@ def _load(
     endpoint: str | None = None,
     one_shot: bool = False,
     dtype: str | None = None,
+    typed: Any = None,
     **options: Any,
 ) -> Guard:
     if dtype is not None:
@@ -126,6 +130,8 @@ def _load(
         runtime = backend if backend in BACKENDS else None
         model = resolve(name_or_dir, variant, cache_dir=cache_dir, backend=runtime)
     cls = get_family(model.family)
+    if typed is not None:
+        options = {**_typed_options(typed, cls), **options}
     if backend is not None and cls.runtimes:
         if backend not in cls.runtimes:
             raise GuardError(
@@ -146,3 +152,17 @@ def _load(
         one_shot=one_shot,
         **options,
     )
+
+
+def _typed_options(typed: Any, cls: type[Guard]) -> dict[str, Any]:
+    """A family's typed options (its `options_type` dataclass) as keywords for its Guard."""
+    if cls.options_type is None or type(typed) is not cls.options_type:
+        what = type(typed).__name__
+        wanted = cls.options_type.__name__ if cls.options_type else "none of its own"
+        raise GuardError(
+            f"{what} does not apply to the {cls.family} family (its typed options: {wanted}).",
+            hint="Pass the options of the model's family, or a {name: value} mapping.",
+            code=ExitCode.INPUT,
+        )
+    assert dataclasses.is_dataclass(typed)
+    return {f.name: getattr(typed, f.name) for f in dataclasses.fields(typed)}

@@ -29,6 +29,7 @@ record goes to the judge when there is one. The decision:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 
 from guardcli.core.errors import ExitCode, GuardError, missing_extra
 from guardcli.core.records import chunked
+from guardcli.core.spec import GuardSpec
 from guardcli.core.thresholds import parse_threshold
 from guardcli.core.verdicts import Record, RecordError, Verdict
 from guardcli.families import Guard
@@ -67,6 +69,7 @@ class Stage:
     role: str = "screen"
     guard: Guard | None = None
     endpoint: str | None = None
+    spec: GuardSpec | None = None  # what the stage's guard was loaded from
 
     def judge_records(self, records: list[Record]) -> list[Verdict]:
         """The judge's verdicts; a judge that fails (an endpoint down after its retries)
@@ -208,14 +211,27 @@ def _model_ref(value: str, base: Path) -> str:
 
 def load_pipeline(
     path: str | Path,
+    spec: GuardSpec | None = None,
     *,
     batch_size: int | None = None,
     threads: int | None = None,
     fail_closed: bool = False,
     cache_dir: str | None = None,
 ) -> Pipeline:
-    """Read a pipeline file and load each stage's model (a judge may be remote: `endpoint`)."""
+    """Read a pipeline file and load each stage's model (a judge may be remote: `endpoint`).
 
+    `spec` carries the options every stage shares (batch_size, threads, fail_closed, cache_dir;
+    the keywords are the same, for callers without one); each stage's model, variant and
+    thresholds come from the file, and the stage keeps its own GuardSpec."""
+    shared = spec or GuardSpec(
+        batch_size=batch_size, threads=threads, fail_closed=fail_closed, cache_dir=cache_dir
+    )
+    # Screens take the shared batching and threads; a remote judge only the cache. The pipeline,
+    # not its stages, applies fail_closed.
+    screen_base = GuardSpec(
+        batch_size=shared.batch_size, threads=shared.threads, cache_dir=shared.cache_dir
+    )
+    judge_base = GuardSpec(cache_dir=shared.cache_dir)
     path = Path(path).expanduser()
     data = read_pipeline_file(path)
     unknown = sorted(set(data) - {"name", "default_action", "stages"})
@@ -227,22 +243,25 @@ def load_pipeline(
     specs = data.get("stages")
     if not isinstance(specs, list) or not specs:
         raise _bad(path, "`stages` must be a non-empty list.")
-    for n, spec in enumerate(specs, start=1):  # every stage's threshold before any model loads
-        if isinstance(spec, dict) and spec.get("threshold") is not None:
-            spec["threshold"] = parse_threshold(spec["threshold"], f"{path}: stage {n}'s threshold")
+    # Every stage's threshold is checked before any model loads.
+    for n, entry in enumerate(specs, start=1):
+        if isinstance(entry, dict) and entry.get("threshold") is not None:
+            entry["threshold"] = parse_threshold(
+                entry["threshold"], f"{path}: stage {n}'s threshold"
+            )
     stages: list[Stage] = []
-    for n, spec in enumerate(specs, start=1):
-        if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
+    for n, entry in enumerate(specs, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
             raise _bad(path, f"stage {n} needs `model: NAME_OR_DIR`.")
-        if extra := sorted(set(spec) - STAGE_KEYS):
+        if extra := sorted(set(entry) - STAGE_KEYS):
             raise _bad(path, f"stage {n} has unknown key(s): {', '.join(extra)}.")
-        role = spec.get("role", "screen")
+        role = entry.get("role", "screen")
         if role not in ROLES:
             raise _bad(path, f"stage {n}: role must be screen or judge, not {role!r}.")
-        name = str(spec.get("name") or spec["model"])
+        name = str(entry.get("name") or entry["model"])
         if any(s.name == name for s in stages):
             raise _bad(path, f"two stages are named {name!r}.")
-        stage = Stage(name=name, model=spec["model"], role=role, endpoint=spec.get("endpoint"))
+        stage = Stage(name=name, model=entry["model"], role=role, endpoint=entry.get("endpoint"))
         if role == "judge" and any(s.role == "judge" for s in stages):
             raise _bad(path, "only one stage can be the judge.")
         if role == "screen" and any(s.role == "judge" for s in stages):
@@ -250,29 +269,31 @@ def load_pipeline(
         if stage.endpoint is not None and role != "judge":
             raise _bad(path, f"stage {name!r}: only the judge can be remote (endpoint).")
         if stage.endpoint is None:
-            thresholds = spec.get("thresholds")
+            thresholds = entry.get("thresholds")
             if thresholds is not None:
                 thresholds = str((path.parent / str(thresholds)).expanduser())
-            stage.guard = load_guard(
-                _model_ref(spec["model"], path.parent),
-                variant=str(spec.get("variant", "auto")),
-                threshold=spec.get("threshold"),
+            stage.spec = dataclasses.replace(
+                screen_base,
+                model=_model_ref(entry["model"], path.parent),
+                variant=str(entry.get("variant", "auto")),
+                threshold=entry.get("threshold"),
                 thresholds=thresholds,
-                batch_size=batch_size,
-                threads=threads,
-                cache_dir=cache_dir,
             )
+            stage.guard = load_guard(stage.spec)
         stages.append(stage)
     if not any(s.role == "screen" for s in stages):
         raise _bad(path, "a pipeline needs at least one screen stage before the judge.")
-    for stage, spec in zip(stages, specs, strict=True):
+    for stage, entry in zip(stages, specs, strict=True):
         if stage.endpoint is not None:
             # A generative judge served by vLLM/SGLang or a hosted OpenAI-compatible API.
-            stage.guard = load_guard(
-                _model_ref(spec["model"], path.parent),
+            stage.spec = dataclasses.replace(
+                judge_base,
+                model=_model_ref(entry["model"], path.parent),
                 endpoint=stage.endpoint,
-                threshold=spec.get("threshold"),
-                cache_dir=cache_dir,
-                **({"served_model": spec["served_model"]} if spec.get("served_model") else {}),
+                threshold=entry.get("threshold"),
+                options={"served_model": entry["served_model"]}
+                if entry.get("served_model")
+                else {},
             )
-    return Pipeline(str(data.get("name") or path.stem), stages, action, fail_closed)
+            stage.guard = load_guard(stage.spec)
+    return Pipeline(str(data.get("name") or path.stem), stages, action, shared.fail_closed)

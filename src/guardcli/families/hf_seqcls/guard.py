@@ -34,6 +34,7 @@ from guardcli.families.hf_seqcls.labels import (
     probabilities,
     unsafe_score,
 )
+from guardcli.families.hf_seqcls.options import HfSeqClsOptions
 from guardcli.families.hf_seqcls.segments import Segmenter, Window, check_long
 from guardcli.runtime import Session, open_session
 
@@ -63,6 +64,7 @@ class HfSeqClsGuard(Guard):
 
     family = NAME
     has_categories = True  # multi-label heads only; checked in __init__
+    options_type = HfSeqClsOptions
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from guardcli.core.verdicts import Record, RecordError
 from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement
 from guardcli.families.qwen3guard_gen import format as fmt
+from guardcli.families.qwen3guard_gen.options import Qwen3GuardOptions
 
 BACKENDS = ("auto", "onnx", "torch", "remote")
 
@@ -35,6 +36,7 @@ class Qwen3GuardGen(Guard):
     runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "onnx": "onnx", "torch": "torch"}
     # generate: the verdict from greedy decoding alone (--no-score); score: one forward pass.
     modes: ClassVar[tuple[str, ...]] = ("generate", "score")
+    options_type = Qwen3GuardOptions
 
     def __init__(
         self,

@@ -10,12 +10,13 @@ from typing import Any
 from guardcli.core import registry
 from guardcli.core.errors import GuardError, input_error
 from guardcli.core.resolve import local_family, present_variants
+from guardcli.core.spec import GuardSpec
 from guardcli.core.variants import (
     ALL_VARIANTS,
     LORA_VARIANT,
     NATIVE_BF16_FLAGS,
     TORCH_VARIANT,
-    backend_of,
+    runtime_of,
     with_backend,
 )
 
@@ -54,13 +55,29 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
-def runtime_of(variant: str) -> str:
-    return "torch" if variant in TORCH_PATHS else backend_of(variant)
+def guard_spec(
+    model_dir: str | Path,
+    variant: str,
+    dtype: str | None = None,
+    *,
+    max_length: int | None = None,
+    threads: int | None = None,
+) -> GuardSpec:
+    """The GuardSpec that runs bench path `variant` of `model_dir` (torch: the checkpoint beside
+    any graph); `dtype` goes to the torch paths only (ONNX variants have their own precision)."""
+    options = load_options(variant, dtype)
+    return GuardSpec(
+        model=str(model_dir),
+        variant=options["variant"],
+        backend=options.get("backend"),
+        dtype=options.get("dtype"),
+        max_length=max_length,
+        threads=threads,
+    )
 
 
 def load_options(variant: str, dtype: str | None = None) -> dict[str, Any]:
-    """`load_guard` arguments that run `variant` (torch: the checkpoint beside any graph);
-    `dtype` goes to the torch paths only (ONNX variants have their own precision)."""
+    """`load_guard` keyword arguments that run `variant` (see guard_spec, which uses them)."""
     options: dict[str, Any] = {"variant": variant}
     if variant == TORCH_VARIANT:
         options = {"variant": "auto", "backend": "torch"}

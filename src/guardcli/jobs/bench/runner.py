@@ -45,6 +45,7 @@ from guardcli.jobs.bench.plan import (  # noqa: F401 (re-exported)
     BenchConfig,
     _on_torch,
     family_modes,
+    guard_spec,
     load_options,
     model_variants,
     parse_batch_sizes,
@@ -123,7 +124,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
     model_dir = Path(config.model_dir)
     variants = list(config.variants)
     # Guards that are not loaded (no session, no torch model): files, tokenizer and defaults.
-    guards = {v: load_guard(model_dir, **load_options(v, config.dtype)) for v in variants}
+    guards = {v: load_guard(guard_spec(model_dir, v, config.dtype)) for v in variants}
     first = guards[variants[0]]
     modes: list[str | None] = [
         *parse_modes(",".join(config.modes) if config.modes else None, first.modes, first.family)
@@ -138,9 +139,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         if seq_len < 2:
             raise input_error("--seq-len must be at least 2 (one word and the end token).")
         max_length = max(default_len, seq_len)
-        tokenizer = load_guard(
-            model_dir, **load_options(variants[0]), max_length=max_length
-        ).tokenizer
+        tokenizer = load_guard(guard_spec(model_dir, variants[0], max_length=max_length)).tokenizer
         count = max(64, 2 * max(config.batch_sizes))
         texts = synthetic_prompts(tokenizer, seq_len, count, config.seed)
         prompt_source = {"seq_len": seq_len, "prompts": len(texts)}
@@ -155,11 +154,10 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
             workers[variant] = _WorkerProcess(variant)
             setup[variant] = workers[variant].ask(
                 cmd="setup",
-                model_dir=str(model_dir),
                 variant=variant,
-                dtype=config.dtype,
-                threads=config.threads,
-                max_length=max_length,
+                spec=guard_spec(
+                    model_dir, variant, config.dtype, max_length=max_length, threads=config.threads
+                ).to_json(),
                 texts=texts,
                 warmup=list(config.batch_sizes),
                 modes=modes,

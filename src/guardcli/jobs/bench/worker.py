@@ -43,17 +43,13 @@ Batch = tuple[int, int, int, float, float, int]
 
 class Worker:
     def __init__(self, setup: dict[str, Any]):
-        from guardcli.jobs.bench.runner import load_options
+        from guardcli.core.spec import GuardSpec
 
         _import_runtime(setup["variant"])  # the runtime is part of the base, not of the variant
         from guardcli.families.loader import load_guard
 
-        self.guard = load_guard(
-            setup["model_dir"],
-            **load_options(setup["variant"], setup.get("dtype")),
-            max_length=setup.get("max_length"),
-            threads=setup.get("threads"),
-        )
+        # The parent's GuardSpec for this path (bench.plan.guard_spec), as JSON.
+        self.guard = load_guard(GuardSpec.from_json(setup["spec"]))
         self.base_rss_mb = rss_mb("VmRSS")  # interpreter and libraries, no model yet
         self.texts: list[str] = setup["texts"]
         self.cursor = 0
