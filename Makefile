@@ -35,9 +35,10 @@ demo: venv
 test: venv $(LITELLM_VENV)/.installed
 	$(BIN)/python -m pytest --require-litellm
 
-# The loop to run every minute (under a minute on 2 cores): no test marked slow, no LiteLLM venv.
+# The loop to run every minute (about a minute on 2 cores): no test marked slow, no LiteLLM venv,
+# two pytest workers (pytest-xdist), each test file on one worker.
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts

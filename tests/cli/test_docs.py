@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -105,7 +106,14 @@ def test_missing_export_extra_says_what_to_install(runner, tmp_path) -> None:
 def test_changelog_follows_keep_a_changelog() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert changelog.startswith("# Changelog")
-    assert "## [Unreleased]" in changelog or "## [0.1.0]" in changelog
+    import guardcli
+
+    # the released version has its section, dated, and pyproject says the same version
+    assert re.search(
+        rf"^## \[{re.escape(guardcli.__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M
+    )
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{guardcli.__version__}"' in pyproject
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import guardcli
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.tokenize import TextTokenizer
 from guardcli.jobs.bench.runner import (
@@ -58,7 +59,7 @@ def report(tiny_model: Path) -> dict:
 def test_report_has_machine_and_a_row_per_variant_and_batch_size(report) -> None:
     assert MACHINE_KEYS <= set(report["machine"])
     assert report["machine"]["usable_cores"] >= 1
-    assert report["machine"]["guardcli"] == "0.1.0"
+    assert report["machine"]["guardcli"] == guardcli.__version__
     assert report["model"]["synthetic"] is True
     rows = report["results"]
     assert [(r["variant"], r["batch_size"]) for r in rows] == [
