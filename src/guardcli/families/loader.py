@@ -54,26 +54,9 @@ def load_guard(
     skips load-time work that pays off only over many batches (onnxruntime weight prepacking).
     """
     if isinstance(name_or_dir, GuardSpec):
-        spec = name_or_dir
-        return _load(
-            spec.model,
-            variant=spec.variant,
-            backend=spec.backend,
-            threshold=spec.threshold,
-            max_length=spec.max_length,
-            batch_size=spec.batch_size,
-            threads=spec.threads,
-            fail_closed=spec.fail_closed,
-            cache_dir=spec.cache_dir,
-            thresholds=spec.thresholds,
-            endpoint=spec.endpoint,
-            one_shot=spec.one_shot,
-            dtype=spec.dtype,
-            typed=None if isinstance(spec.options, Mapping) else spec.options,
-            **{**(spec.options if isinstance(spec.options, Mapping) else {}), **options},
-        )
-    return _load(
-        name_or_dir,
+        return _load(name_or_dir, options)
+    spec = GuardSpec(
+        model=name_or_dir,  # type: ignore[arg-type]  # a folder may be a Path
         variant=variant,
         backend=backend,
         threshold=threshold,
@@ -86,28 +69,17 @@ def load_guard(
         endpoint=endpoint,
         one_shot=one_shot,
         dtype=dtype,
-        **options,
     )
+    return _load(spec, options)
 
 
-def _load(
-    name_or_dir: str | Path,
-    *,
-    variant: str = "auto",
-    backend: str | None = None,
-    threshold: float | None = None,
-    max_length: int | None = None,
-    batch_size: int | None = None,
-    threads: int | None = None,
-    fail_closed: bool = False,
-    cache_dir: str | None = None,
-    thresholds: str | Path | dict[str, float] | None = None,
-    endpoint: str | None = None,
-    one_shot: bool = False,
-    dtype: str | None = None,
-    typed: Any = None,
-    **options: Any,
-) -> Guard:
+def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
+    """The guard a spec asks for; `extra` are family options given beside it."""
+    typed = None if isinstance(spec.options, Mapping) else spec.options
+    options = {**(spec.options if isinstance(spec.options, Mapping) else {}), **extra}
+    name_or_dir, variant, backend = spec.model, spec.variant, spec.backend
+    threshold, max_length, thresholds = spec.threshold, spec.max_length, spec.thresholds
+    dtype, endpoint, cache_dir = spec.dtype, spec.endpoint, spec.cache_dir
     if dtype is not None:
         options["dtype"] = dtype
     if isinstance(thresholds, str | Path):
@@ -118,8 +90,8 @@ def _load(
         threshold = parse_threshold(threshold, "threshold")
     for what, count in (
         ("max_length", max_length),
-        ("batch_size", batch_size),
-        ("threads", threads),
+        ("batch_size", spec.batch_size),
+        ("threads", spec.threads),
     ):
         if count is not None:
             check_count(count, what)
@@ -145,11 +117,11 @@ def _load(
         model,
         threshold=threshold,
         max_length=max_length,
-        batch_size=batch_size,
-        threads=threads,
-        fail_closed=fail_closed,
+        batch_size=spec.batch_size,
+        threads=spec.threads,
+        fail_closed=spec.fail_closed,
         category_thresholds=thresholds,
-        one_shot=one_shot,
+        one_shot=spec.one_shot,
         **options,
     )
 

@@ -11,19 +11,9 @@ from guardcli.jobs import metrics
 if TYPE_CHECKING:
     pass
 
-from guardcli.jobs.sweep_examples import (  # noqa: F401 (re-exported)
-    DEFAULT_THRESHOLD,
-    LABEL_FIELD_FALLBACKS,
-    REPORT_ORDER,
+from guardcli.jobs.sweep_examples import (
     Example,
     SweepOptions,
-    SweepResult,
-    _binary_label,
-    _number,
-    category_scores,
-    category_truth,
-    label_problem,
-    read_example,
 )
 
 

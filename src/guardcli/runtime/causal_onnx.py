@@ -15,6 +15,34 @@ from guardcli.core.errors import require_torch
 OPSET = 17
 
 
+def kv_example(layers: int, kv_heads: int, head_dim: int):
+    """The example a KV-cache graph is traced with (two rows of 2 new tokens over 3 cached
+    positions, the second row left-padded), its past/present names and their dynamic axes."""
+    import torch
+
+    past_len = 3
+    ids = torch.tensor([[9707, 1879], [9707, 1879]], dtype=torch.int64)
+    mask = torch.ones((2, past_len + 2), dtype=torch.int64)
+    mask[1, 0] = 0
+    pos = torch.tensor([[3, 4], [2, 3]], dtype=torch.int64)
+    past = [torch.randn(2, kv_heads, past_len, head_dim) for _ in range(2 * layers)]
+    past_names: list[str] = []
+    present_names: list[str] = []
+    axes: dict[str, dict[int, str]] = {}
+    for i in range(layers):
+        for kind in ("key", "value"):
+            past_names.append(f"past_key_values.{i}.{kind}")
+            present_names.append(f"present.{i}.{kind}")
+            axes[past_names[-1]] = {0: "batch", 2: "past"}
+            axes[present_names[-1]] = {0: "batch", 2: "total"}
+    axes.update(
+        input_ids={0: "batch", 1: "sequence"},
+        attention_mask={0: "batch", 1: "total"},
+        position_ids={0: "batch", 1: "sequence"},
+    )
+    return ids, mask, pos, past, past_names, present_names, axes
+
+
 def _torch():
     return require_torch("Exporting a causal LM to ONNX")
 
@@ -63,32 +91,15 @@ def kv_wrapper(model):
 
 def export_causal_lm(model, path: Path) -> None:
     """Write `model` (a transformers causal LM, eval mode, eager attention) to `path`."""
-    torch = _torch()
+    _torch()  # fail plainly when the export extra is missing
     from guardcli.runtime.onnx_recipes import export_torchscript
 
     config = model.config
     layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     wrapper = kv_wrapper(model)
-    past_len, q = 3, 2
-    ids = torch.tensor([[9707, 1879], [9707, 1879]], dtype=torch.int64)
-    mask = torch.ones((2, past_len + q), dtype=torch.int64)
-    mask[1, 0] = 0
-    pos = torch.tensor([[3, 4], [2, 3]], dtype=torch.int64)
-    past = [torch.randn(2, kv_heads, past_len, head_dim) for _ in range(2 * layers)]
-    past_names, present_names, axes = [], [], {}
-    for i in range(layers):
-        for kind in ("key", "value"):
-            past_names.append(f"past_key_values.{i}.{kind}")
-            present_names.append(f"present.{i}.{kind}")
-            axes[past_names[-1]] = {0: "batch", 2: "past"}
-            axes[present_names[-1]] = {0: "batch", 2: "total"}
-    axes.update(
-        input_ids={0: "batch", 1: "sequence"},
-        attention_mask={0: "batch", 1: "total"},
-        position_ids={0: "batch", 1: "sequence"},
-        logits={0: "batch"},
-    )
+    ids, mask, pos, past, past_names, present_names, axes = kv_example(layers, kv_heads, head_dim)
+    axes["logits"] = {0: "batch"}
     export_torchscript(
         wrapper,
         (ids, mask, pos, *past),

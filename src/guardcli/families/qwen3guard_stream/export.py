@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from guardcli.core.errors import require_torch
+from guardcli.runtime.causal_onnx import kv_example
 
 OPSET = 17
 LOGIT_OUTPUTS = (
@@ -110,7 +111,7 @@ def _grouped_attention():
 
 def export_module(module, path: Path) -> None:
     """Write the reference module (FP32, eager attention) to `path`."""
-    torch = require_torch("Exporting Qwen3Guard-Stream to ONNX")
+    require_torch("Exporting Qwen3Guard-Stream to ONNX")
     from guardcli.runtime.onnx_recipes import export_torchscript
 
     config = module.config
@@ -119,25 +120,8 @@ def export_module(module, path: Path) -> None:
         config.num_key_value_heads,
         config.head_dim,
     )
-    past_len = 3
-    ids = torch.tensor([[9707, 1879], [9707, 1879]], dtype=torch.int64)
-    mask = torch.ones((2, past_len + 2), dtype=torch.int64)
-    mask[1, 0] = 0
-    pos = torch.tensor([[3, 4], [2, 3]], dtype=torch.int64)
-    past = [torch.randn(2, kv_heads, past_len, head_dim) for _ in range(2 * layers)]
-    past_names, present_names, axes = [], [], {}
-    for i in range(layers):
-        for kind in ("key", "value"):
-            past_names.append(f"past_key_values.{i}.{kind}")
-            present_names.append(f"present.{i}.{kind}")
-            axes[past_names[-1]] = {0: "batch", 2: "past"}
-            axes[present_names[-1]] = {0: "batch", 2: "total"}
-    axes.update(
-        input_ids={0: "batch", 1: "sequence"},
-        attention_mask={0: "batch", 1: "total"},
-        position_ids={0: "batch", 1: "sequence"},
-        **{name: {0: "batch", 1: "sequence"} for name in LOGIT_OUTPUTS},
-    )
+    ids, mask, pos, past, past_names, present_names, axes = kv_example(layers, kv_heads, head_dim)
+    axes.update({name: {0: "batch", 1: "sequence"} for name in LOGIT_OUTPUTS})
     with _grouped_attention():
         export_torchscript(
             kv_wrapper(module),
