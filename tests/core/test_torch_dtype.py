@@ -138,7 +138,7 @@ def test_qwen3guard_torch_runs_and_names_the_dtype_chosen(runner):
         assert guard.classify(["a lighthouse"])[0].variant == f"torch-{short}"
     onnx = invoke(runner, ["classify", "-m", str(model), "--dtype", "bfloat16", "-q", "hi"])
     assert onnx.exit_code == 2
-    assert "--dtype applies to the torch backend, not to onnx" in onnx.stderr
+    assert "--dtype applies to the torch backend, not to onnxruntime" in onnx.stderr
 
 
 def test_pipeline_rejects_dtype_rather_than_ignoring_it(runner, tmp_path):

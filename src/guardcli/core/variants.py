@@ -50,6 +50,12 @@ _ON_OPENVINO = {"fp32": "ov-fp32", "int8": "ov-int8", "bf16": "bf16"}
 
 
 RUNTIMES = ("onnxruntime", "openvino", "torch", "remote")
+RUNTIME_ALIASES = {"onnx": "onnxruntime"}  # the name families and serve used before 0.2
+
+
+def runtime_name(backend: str) -> str:
+    """`backend` in the one vocabulary (RUNTIMES, or auto): 'onnx' is read as onnxruntime."""
+    return RUNTIME_ALIASES.get(backend, backend)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.resolve import remote_model, resolve
 from guardcli.core.spec import GuardSpec
 from guardcli.core.thresholds import parse_threshold, parse_thresholds, read_thresholds
-from guardcli.core.variants import BACKENDS, check_backend
+from guardcli.core.variants import BACKENDS, check_backend, runtime_name
 from guardcli.families import Guard, get_family
 
 
@@ -77,7 +77,8 @@ def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
     """The guard a spec asks for; `extra` are family options given beside it."""
     typed = None if isinstance(spec.options, Mapping) else spec.options
     options = {**(spec.options if isinstance(spec.options, Mapping) else {}), **extra}
-    name_or_dir, variant, backend = spec.model, spec.variant, spec.backend
+    name_or_dir, variant = spec.model, spec.variant
+    backend = None if spec.backend is None else runtime_name(spec.backend)
     threshold, max_length, thresholds = spec.threshold, spec.max_length, spec.thresholds
     dtype, endpoint, cache_dir = spec.dtype, spec.endpoint, spec.cache_dir
     if dtype is not None:

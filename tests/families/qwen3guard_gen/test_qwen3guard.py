@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from guardcli import load_guard
 from guardcli.core.errors import GuardError
 from guardcli.core.verdicts import Record, RecordError
 from guardcli.families.qwen3guard_gen import format as fmt
@@ -485,3 +486,13 @@ def test_options_that_do_not_apply(runner, tiny_model):
     result = invoke(runner, ["classify", "-m", str(tiny_model), "--loose", "hi"])
     assert result.exit_code == 2
     assert "strict does not apply to the seqcls family" in result.stderr
+
+
+def test_backend_speaks_the_one_runtime_vocabulary(tiny_guard_model) -> None:
+    """`backend` names a runtime (onnxruntime|torch|remote) for this family as for every other;
+    'onnx', its name before 0.2, is still read as onnxruntime."""
+    for given in ("onnxruntime", "onnx", None):
+        guard = load_guard(str(tiny_guard_model), backend=given, variant="fp32")
+        assert guard.backend == "onnxruntime"
+    with pytest.raises(GuardError, match="runs on onnxruntime or torch, not 'openvino'"):
+        load_guard(str(tiny_guard_model), backend="openvino")

@@ -27,7 +27,7 @@ from guardcli.core.resolve import ResolvedModel
 from guardcli.core.thresholds import apply_thresholds
 from guardcli.core.tokenize import Encoded, TextTokenizer
 from guardcli.core.torch_dtype import SHORT, resolve_dtype
-from guardcli.core.variants import LORA_VARIANT
+from guardcli.core.variants import LORA_VARIANT, runtime_name
 from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement
 from guardcli.families.opencc.frame import (
@@ -39,7 +39,7 @@ from guardcli.families.opencc.frame import (
 )
 from guardcli.runtime import open_session
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def _torch_stack():
@@ -143,7 +143,7 @@ class OpenCCGuard(Guard):
 
     family = "opencc"
     has_categories = True
-    runtimes: ClassVar[dict[str, str]] = {"torch": "torch", "onnxruntime": "onnx", "onnx": "onnx"}
+    runtimes: ClassVar[dict[str, str]] = {"torch": "torch", "onnxruntime": "onnxruntime"}
 
     def __init__(
         self,
@@ -159,7 +159,7 @@ class OpenCCGuard(Guard):
             kwargs["max_length"] = self.frame.max_length
         model, self.backend = self._pick_backend(model, backend)
         self.dtype = resolve_dtype(dtype)
-        if self.backend == "onnx" and dtype not in (None, "auto"):
+        if self.backend == "onnxruntime" and dtype not in (None, "auto"):
             raise input_error(
                 f"--dtype applies to the torch backend; {model.variant} runs on onnxruntime "
                 "in its own precision.",
@@ -189,17 +189,18 @@ class OpenCCGuard(Guard):
 
     @staticmethod
     def _pick_backend(model: ResolvedModel, backend: str) -> tuple[ResolvedModel, str]:
-        """(the model with the variant that backend runs, torch|onnx). The resolved variant
-        decides under auto: lora -> torch, an ONNX variant -> onnxruntime."""
+        """(the model with the variant that backend runs, torch|onnxruntime). The resolved
+        variant decides under auto: lora -> torch, an ONNX variant -> onnxruntime."""
+        backend = runtime_name(backend)
         if backend not in BACKENDS:
             raise input_error(f"Unknown backend {backend!r}.", "Choose one of: onnxruntime, torch.")
         onnx = model.variant in ONNX_VARIANT_FILES
         if backend == "auto":
-            return model, "onnx" if onnx else "torch"
+            return model, "onnxruntime" if onnx else "torch"
         if backend == "torch" and onnx:
             adapter = read_frame(model.path).adapter_file
             return dataclasses.replace(model, variant=LORA_VARIANT, graph=adapter), "torch"
-        if backend == "onnx" and not onnx:
+        if backend == "onnxruntime" and not onnx:
             graph = model.path / ONNX_VARIANT_FILES["fp32"]
             if not graph.is_file():
                 raise GuardError(
@@ -207,7 +208,7 @@ class OpenCCGuard(Guard):
                     hint=f"Make it with `guard export {model.path} --out {model.path}` (bases "
                     "that export, e.g. Qwen3; not Qwen3.5), or use --backend torch.",
                 )
-            return dataclasses.replace(model, variant="fp32", graph=graph), "onnx"
+            return dataclasses.replace(model, variant="fp32", graph=graph), "onnxruntime"
         return model, backend
 
     @property
@@ -257,7 +258,7 @@ class OpenCCGuard(Guard):
 
         ids, mask = pad([e.ids for e in batch], self.tokenizer.pad_id)
         sigmoid = self.frame.objective == "multilabel"
-        if self.backend == "onnx":
+        if self.backend == "onnxruntime":
             logits = np.asarray(self.session.run(ids, mask), dtype=np.float64)
             if sigmoid or logits.shape[-1] == 1:
                 return 1.0 / (1.0 + np.exp(-logits))

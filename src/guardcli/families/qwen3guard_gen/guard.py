@@ -19,21 +19,21 @@ from guardcli.core.errors import GuardError, input_error
 from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded
 from guardcli.core.torch_dtype import SHORT, resolve_dtype
-from guardcli.core.variants import TORCH_VARIANT
+from guardcli.core.variants import TORCH_VARIANT, runtime_name
 from guardcli.core.verdicts import Record, RecordError
 from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement
 from guardcli.families.qwen3guard_gen import format as fmt
 from guardcli.families.qwen3guard_gen.options import Qwen3GuardOptions
 
-BACKENDS = ("auto", "onnx", "torch", "remote")
+BACKENDS = ("auto", "onnxruntime", "torch", "remote")
 
 
 @register_family
 class Qwen3GuardGen(Guard):
     family = "qwen3guard-gen"
     accepts_messages = True
-    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnx", "onnx": "onnx", "torch": "torch"}
+    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnxruntime", "torch": "torch"}
     # generate: the verdict from greedy decoding alone (--no-score); score: one forward pass.
     modes: ClassVar[tuple[str, ...]] = ("generate", "score")
     options_type = Qwen3GuardOptions
@@ -55,6 +55,7 @@ class Qwen3GuardGen(Guard):
         **options: Any,
     ):
         super().__init__(model, **options)
+        backend = runtime_name(backend)
         if backend not in BACKENDS:
             raise input_error(
                 f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}."
@@ -74,7 +75,7 @@ class Qwen3GuardGen(Guard):
         elif backend == "remote":
             raise input_error("The remote backend needs --endpoint URL.")
         elif backend == "auto":
-            backend = "torch" if model.variant == TORCH_VARIANT else "onnx"
+            backend = "torch" if model.variant == TORCH_VARIANT else "onnxruntime"
         self.backend = backend
         self.dtype = resolve_dtype(dtype)
         if backend == "torch":
@@ -104,7 +105,7 @@ class Qwen3GuardGen(Guard):
 
     @cached_property
     def lm(self):
-        if self.backend == "onnx":
+        if self.backend == "onnxruntime":
             from guardcli.runtime.causal_lm import OnnxCausalLM
 
             heads = fmt.template_heads(lambda t: self.tokenizer.encode([t])[0].ids, self.template)
