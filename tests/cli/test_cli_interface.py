@@ -62,9 +62,13 @@ def test_version(runner, flag: str) -> None:
     assert result.stdout == f"guardcli {__version__}\n"
 
 
-def test_show_completion_prints_a_script(runner) -> None:
-    result = invoke(runner, ["--show-completion", "bash"])
-    assert result.exit_code == 0
+def test_show_completion_prints_a_script(runner, monkeypatch) -> None:
+    # Typer detects the shell from the parent processes (sh under make, bash in a terminal).
+    import typer.completion
+
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
+    result = invoke(runner, ["--show-completion"])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     assert "_GUARD_COMPLETE" in result.stdout and "complete " in result.stdout
 
 

@@ -63,6 +63,17 @@ def test_text_pieces_give_the_whole_texts_tokens(stream_tokenizer, data, text: s
     assert [(t.id, t.start, t.end) for t in got] == whole(stream_tokenizer, text)
 
 
+@pytest.mark.parametrize(
+    "split", [["aaa\n", " ", "\n"], ["aaa\n ", "\n"], ["x\r\n", "\t ", " \n", "y"], ["a  ", " b"]]
+)
+def test_a_whitespace_run_at_the_end_is_held_back_whole(stream_tokenizer, split) -> None:
+    """ "\\n" and " " are two pieces until a newline follows and makes them one ("\\n \\n"):
+    found by the byte-split property (text 'aaa\\n \\n')."""
+    inc = IncrementalTokenizer(stream_tokenizer, ANSWER_PREFIX)
+    got = [t for piece in split for t in inc.push(piece)] + inc.finish()
+    assert [(t.id, t.start, t.end) for t in got] == whole(stream_tokenizer, "".join(split))
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), text=texts)
 def test_byte_pieces_split_mid_character(stream_tokenizer, data, text: str) -> None:
