@@ -49,36 +49,28 @@ _OPENCC_COMMON = (
 _OPENCC_LORA = {"lora": ("adapter_model.safetensors", "adapter_model.bin")}
 
 
-def _qwen3guard(size: str) -> ModelEntry:
+def _qwen3guard(kind: str, size: str, max_length: int, what: str) -> ModelEntry:
+    """Qwen3Guard-Gen or -Stream at a size: BF16 safetensors and the Gen tokenizer files."""
     suffix = "" if size == "0.6B" else f"-{size.lower()}"
+    family = f"qwen3guard-{kind.lower()}"
     return ModelEntry(
-        name=f"qwen3guard-gen{suffix}",
-        family="qwen3guard-gen",
-        repo=f"Qwen/Qwen3Guard-Gen-{size}",
+        name=f"{family}{suffix}",
+        family=family,
+        repo=f"Qwen/Qwen3Guard-{kind}-{size}",
         threshold=0.5,
-        max_length=32768,
+        max_length=max_length,
         variants=dict(_QWEN3GUARD_BF16),
         common=_TOKENIZER_GEN,
         required=("tokenizer.json", "config.json"),
-        description=f"Qwen3Guard-Gen {size}: generative guard (Safe/Controversial/Unsafe + "
-        "categories), BF16 safetensors; threshold applies to score mode",
+        description=f"Qwen3Guard-{kind} {size}: {what}",
     )
 
 
-def _qwen3guard_stream(size: str) -> ModelEntry:
-    suffix = "" if size == "0.6B" else f"-{size.lower()}"
-    return ModelEntry(
-        name=f"qwen3guard-stream{suffix}",
-        family="qwen3guard-stream",
-        repo=f"Qwen/Qwen3Guard-Stream-{size}",
-        threshold=0.5,
-        max_length=8192,
-        variants=dict(_QWEN3GUARD_BF16),
-        common=_TOKENIZER_GEN,
-        required=("tokenizer.json", "config.json"),
-        description=f"Qwen3Guard-Stream {size}: token-level guard for streamed answers "
-        "(`guard stream`), BF16 safetensors",
-    )
+_GEN = (
+    "generative guard (Safe/Controversial/Unsafe + categories), BF16 safetensors; threshold "
+    "applies to score mode"
+)
+_STREAM = "token-level guard for streamed answers (`guard stream`), BF16 safetensors"
 
 
 def _opencc(name: str, kind: str, what: str) -> ModelEntry:
@@ -105,12 +97,12 @@ BUILTIN: dict[str, ModelEntry] = {
         max_length=384,
         description="Qwen3-Embedding-0.6B + MLP head, binary (CSAM prompt filter)",
     ),
-    "qwen3guard-gen": _qwen3guard("0.6B"),
-    "qwen3guard-gen-4b": _qwen3guard("4B"),
-    "qwen3guard-gen-8b": _qwen3guard("8B"),
-    "qwen3guard-stream": _qwen3guard_stream("0.6B"),
-    "qwen3guard-stream-4b": _qwen3guard_stream("4B"),
-    "qwen3guard-stream-8b": _qwen3guard_stream("8B"),
+    "qwen3guard-gen": _qwen3guard("Gen", "0.6B", 32768, _GEN),
+    "qwen3guard-gen-4b": _qwen3guard("Gen", "4B", 32768, _GEN),
+    "qwen3guard-gen-8b": _qwen3guard("Gen", "8B", 32768, _GEN),
+    "qwen3guard-stream": _qwen3guard("Stream", "0.6B", 8192, _STREAM),
+    "qwen3guard-stream-4b": _qwen3guard("Stream", "4B", 8192, _STREAM),
+    "qwen3guard-stream-8b": _qwen3guard("Stream", "8B", 8192, _STREAM),
     "opencc-cm": _opencc("opencc-cm", "cm", "content moderation (11 harm categories, multilabel)"),
     "opencc-jb": _opencc("opencc-jb", "jb", "jailbreak detector (binary)"),
 }

@@ -344,6 +344,12 @@ CHAT_REPLY = "stand-in reply"
 LITELLM_THRESHOLD = 0.2
 
 
+def stand_in_model_list(chat_url: str) -> list[dict]:
+    """LiteLLM's model_list entry for the stand-in chat model served at chat_url."""
+    params = {"model": "openai/stand-in", "api_base": f"{chat_url}/v1", "api_key": "unused"}
+    return [{"model_name": "stand-in", "litellm_params": params}]
+
+
 def stand_in_chat_model(seen: list[str]):
     """An OpenAI-compatible chat model that answers every call and remembers each prompt."""
     from starlette.applications import Starlette
@@ -381,16 +387,7 @@ def litellm_proxy(guard_port: int, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("litellm")
     with BackgroundServer(stand_in_chat_model(seen)) as chat_url:
         config = {
-            "model_list": [
-                {
-                    "model_name": "stand-in",
-                    "litellm_params": {
-                        "model": "openai/stand-in",
-                        "api_base": f"{chat_url}/v1",
-                        "api_key": "unused",
-                    },
-                }
-            ],
+            "model_list": stand_in_model_list(chat_url),
             "guardrails": [
                 {
                     "guardrail_name": "guard",

@@ -652,7 +652,7 @@ def test_litellm_proxy_hands_dialogues_to_the_family(
     the server blocks as unjudged (never judging the bare reply as a prompt), unless
     --allow-unjudged."""
     openai = pytest.importorskip("openai")
-    from ...jobs.serve.test_serve import stand_in_chat_model
+    from ...jobs.serve.test_serve import stand_in_chat_model, stand_in_model_list
 
     strict, lenient = (load_guard(intent_model, variant="fp32") for _ in range(2))
     capture = Capture(strict)
@@ -668,16 +668,7 @@ def test_litellm_proxy_hands_dialogues_to_the_family(
             return {"guardrail_name": name, "litellm_params": {**params, "default_on": False}}
 
         config = {
-            "model_list": [
-                {
-                    "model_name": "stand-in",
-                    "litellm_params": {
-                        "model": "openai/stand-in",
-                        "api_base": f"{chat_url}/v1",
-                        "api_key": "unused",
-                    },
-                }
-            ],
+            "model_list": stand_in_model_list(chat_url),
             "guardrails": [
                 guardrail("pre", "pre_call", strict_url),
                 guardrail("post", "post_call", strict_url),
