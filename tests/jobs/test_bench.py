@@ -276,3 +276,19 @@ def test_a_model_without_graphs_is_refused_clearly() -> None:
 
     with pytest.raises(GuardError, match="no variant to benchmark"):
         parse_variants("all", [])
+
+
+def test_a_closed_worker_leaves_no_open_pipe() -> None:
+    """Closing a worker closes its pipes (no ResourceWarning in a bench run's stderr)."""
+    import gc
+    import warnings
+
+    from guardcli.jobs.bench.runner import _WorkerProcess
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker = _WorkerProcess("fp32")
+        worker.close()
+        del worker
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -202,3 +202,29 @@ def test_dialogue_family_keeps_its_onnx_rows(intent_model) -> None:
     for row in rows:
         _invariants(row)
     assert rows[0]["max_abs_diff_vs_fp32"] == 0 and rows[1]["flag_agreement_vs_fp32"] is not None
+
+
+@pytest.mark.slow
+def test_synthetic_family_builds_and_benches_that_family(runner) -> None:
+    """`--synthetic --family hf-seqcls` builds the encoder classifier (cached in guard's cache)
+    and benches it like any ONNX classifier."""
+    args = ["bench", "--synthetic", "--family", "hf-seqcls", "--variant", "fp32,int8"]
+    result = invoke(runner, [*args, "--batch-size", "1", "--duration", "0.2", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "hf-seqcls-tiny" in report["model"]["path"]
+    assert [r["variant"] for r in report["results"]] == ["fp32", "int8"]
+    assert all(r["prompts_per_s"] > 0 for r in report["results"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--family", "hf-seqcls"], "--family chooses the model --synthetic builds"),
+        (["--synthetic", "--family", "nope"], "No synthetic builder for 'nope'"),
+    ],
+)
+def test_synthetic_family_is_checked_at_the_door(runner, args, message) -> None:
+    result = invoke(runner, ["bench", *args, "--duration", "0.1"])
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr

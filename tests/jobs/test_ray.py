@@ -206,3 +206,36 @@ def test_ray_reads_parquet_globs_and_writes_parquet(
     assert_same_verdicts(want, got)
     assert scaled["dialogue"]["error"]["type"] == "bad_field"
     assert result.summary.errors == 2
+
+
+@pytest.mark.slow
+def test_ray_takes_the_encoder_options(ray_cluster, runner, tmp_path: Path) -> None:
+    """--long segments and --unsafe-labels reach every worker's guard (hf-seqcls)."""
+    from guardcli.families.hf_seqcls.synth import synth_hf_seqcls
+
+    from .. import model_store
+
+    folder = model_store.cached_build(
+        "hf-seqcls-bert-tiny",
+        "guardcli.families.hf_seqcls.synth",
+        "synth_hf_seqcls(arch='bert')",
+        lambda out: synth_hf_seqcls(out, arch="bert"),
+        tmp_path / "hf-seqcls-bert-tiny",
+    )
+    path = tmp_path / "in.jsonl"
+    texts = ["tea by the river " * 60, "a bridge at dusk", "lighthouse keeper " * 90]
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    common = ["classify", "-m", str(folder), "--variant", "fp32", "--max-length", "32"]
+    options = ["--long", "segments", "--unsafe-labels", "0"]
+    out = tmp_path / "verdicts"
+    result = invoke(
+        runner,
+        [*common, *options, "--engine", "ray", "--workers", "2", "-i", str(path), "-o", str(out)],
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    rows = by_id([json.loads(line) for s in sorted(out.glob("part-*.jsonl")) for line in s.open()])
+    guard = load_guard(folder, variant="fp32", max_length=32, long="segments", unsafe_labels="0")
+    for i, v in enumerate(guard.classify(texts)):
+        assert rows[str(i)]["score"] == pytest.approx(v.score, abs=1e-6)
+        assert rows[str(i)].get("segment") == v.segment
+    assert any(v.segment and v.segment["count"] > 1 for v in guard.classify(texts))

@@ -160,3 +160,10 @@ UnsafeLabelsOpt = Annotated[
         "entry's, else every label but index 0 (single-label) or every label (multi-label).",
     ),
 ]
+
+
+def encoder_options(long: str | None, unsafe_labels: str | None) -> dict[str, str]:
+    """--long and --unsafe-labels as family options, only those given (a family they do not
+    apply to then says so)."""
+    given = {"long": long, "unsafe_labels": unsafe_labels}
+    return {name: value for name, value in given.items() if value is not None}

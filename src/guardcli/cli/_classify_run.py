@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from guardcli.cli._classify_options import encoder_options
 from guardcli.cli._output import choose_format, fail, stderr, verbose_env
 from guardcli.cli._tables import InputTexts, verdict_table
 from guardcli.core import timings as timing
@@ -114,8 +115,6 @@ def run(request: ClassifyRequest) -> None:
 def run_ray(r: ClassifyRequest) -> None:
     from guardcli.jobs.ray import classify_with_ray
 
-    if r.long is not None or r.unsafe_labels is not None:
-        raise fail("--long and --unsafe-labels do not apply to --engine ray yet.")
     if r.texts or r.show_input or r.fmt:
         raise fail(
             "--engine ray reads --input and writes --output shards.",
@@ -126,7 +125,11 @@ def run_ray(r: ClassifyRequest) -> None:
             "--engine ray needs --input PATH_OR_GLOB and --output DIR.",
             "stdin cannot be split across workers; pass files.",
         )
-    spec = replace(r.spec, thresholds=read_thresholds(r.thresholds) if r.thresholds else None)
+    spec = replace(
+        r.spec,
+        thresholds=read_thresholds(r.thresholds) if r.thresholds else None,
+        options=encoder_options(r.long, r.unsafe_labels),
+    )
     # Ray Data reports progress as INFO log lines when stderr is no terminal (~25 a run): bars
     # for a person at a terminal, nothing in a pipe or a CI log unless --verbose.
     progress = not r.quiet and (r.verbose or verbose_env() or stderr().is_terminal)

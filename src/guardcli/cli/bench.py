@@ -57,6 +57,15 @@ def bench(
     size: Annotated[
         str, typer.Option("--size", help="With --synthetic: tiny (seconds) or full (real size).")
     ] = "tiny",
+    synth_name: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            help="With --synthetic: which model to build, a `guard synth` name (csam-guard, "
+            "hf-seqcls: Prompt Guard 2 86M's dimensions at full size, qwen3guard-gen, ...). "
+            "Default: csam-guard.",
+        ),
+    ] = None,
     variant: Annotated[
         str,
         typer.Option(
@@ -135,6 +144,8 @@ def bench(
     fmt = choose_format(fmt, REPORT_FORMATS)
     if synthetic and model is not None:
         raise fail("Give --model or --synthetic, not both.")
+    if synth_name is not None and not synthetic:
+        raise fail("--family chooses the model --synthetic builds.", "Add --synthetic.")
     if seq_len is not None and data is not None:
         raise fail("Give --seq-len or --data, not both.")
     if size not in SIZES:
@@ -144,9 +155,9 @@ def bench(
     sizes = parse_batch_sizes(batch_size)
     console = stderr()
     if synthetic:
-        from guardcli.jobs.synthetic import synthetic_model
+        from guardcli.jobs.synthetic import DEMO_MODEL, synthetic_model
 
-        model_dir = synthetic_model(size)
+        model_dir = synthetic_model(size, name=synth_name or DEMO_MODEL)
     else:
         try:
             model_dir = resolve(model or "csam-guard", "auto").path

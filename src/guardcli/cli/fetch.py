@@ -78,6 +78,11 @@ def fetch(
             cache_dir=cache_dir,
             progress=not quiet and console.is_terminal,  # bars are for people, on a terminal
         )
+        if result.needs_export:
+            from guardcli.jobs.convert.fetched import export_fetched
+
+            log = (lambda m: None) if quiet else (lambda m: console.print(m, markup=False))
+            result = export_fetched(result, log=log)
     if not quiet:
         how = f"imported from {result.imported_from}" if result.imported_from else "downloaded"
         console.print(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, encoder_options
 from guardcli.cli._options import (
     BackendOpt,
     DtypeOpt,
@@ -44,6 +45,8 @@ def serve(
     dtype: DtypeOpt = None,
     threshold: ThresholdOpt = None,
     max_length: MaxLengthOpt = None,
+    long: LongOpt = None,
+    unsafe_labels: UnsafeLabelsOpt = None,
     threads: ThreadsOpt = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on. Default: loopback only.")
@@ -129,6 +132,7 @@ def serve(
             threads=threads,
             fail_closed=fail_closed,
             dtype=dtype,
+            options=encoder_options(long, unsafe_labels),
         )
     )
     options = ServeOptions(

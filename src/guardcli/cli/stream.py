@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from guardcli.cli._options import CountOption, ThreadsOpt, VerboseOpt
-from guardcli.cli._output import fail, handle_errors
+from guardcli.cli._output import fail, handle_errors, stderr
 from guardcli.core.errors import ExitCode
 from guardcli.core.strict_json import dumps
 
@@ -23,7 +23,9 @@ EPILOG = (
     "Examples:\n\n"
     "  llm 'tell me a story' | guard stream -m ./qs --prompt 'tell me a story'\n\n"
     "  (echo 'the prompt'; cat answer.txt) | guard stream -m ./qs --per-token\n\n"
-    "  guard stream -m ./qs --prompt hi --hold-back 2 --chunk-tokens 1 --strict < answer.txt"
+    "  guard stream -m ./qs --prompt hi --hold-back 2 --chunk-tokens 1 --strict < answer.txt\n\n"
+    "  guard stream -m llama-prompt-guard-2-86m --window 400 --overlap 200 -p hi < answer.txt  "
+    "(windowed re-check)"
 )
 READ_SIZE = 65536
 
@@ -78,13 +80,29 @@ def stream(
         ),
     ] = "auto",
     chunk_tokens: Annotated[
-        int,
+        int | None,
         CountOption(
             "--chunk-tokens",
             help="Answer tokens judged per model call (verdicts wait for k final tokens; the "
-            "end of the text flushes). Default: 8.",
+            "end of the text flushes). Default: 8. Streaming families only.",
         ),
-    ] = 8,
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            help="Windowed re-check (families without token heads): new answer characters "
+            "judged per check. Default: 400.",
+        ),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--overlap",
+            help="Windowed re-check: already-judged characters each window repeats before its "
+            "new text, so content split at a window's edge is judged whole. Default: 200.",
+        ),
+    ] = None,
     hold_back: Annotated[
         int,
         typer.Option(
@@ -118,15 +136,37 @@ def stream(
     with --per-token, and a summary. An answer is flagged at the first two consecutive Unsafe
     tokens (Controversial too with --strict), as the authors' evaluation decides; guard then
     stops reading, closes stdout and exits 1.
+
+    A model of any other family (a classifier without token heads) streams as a windowed
+    re-check, said on stderr and in every event ("mode": "window"): every --window new
+    characters are judged with --overlap characters before them; text is released once a
+    window covering it is judged, and the first flagged window stops the stream (exit 1). A
+    window the model cannot judge stops it too (fail closed, exit 2 or 3).
     """
     from guardcli.jobs.stream import open_stream
+    from guardcli.jobs.stream_window import WindowedStream
 
     if prompt is None and sys.stdin.isatty():
         raise fail(
             "No prompt.", "Pass --prompt TEXT, or pipe the prompt as the first line of stdin."
         )
     # Checks --variant first (before a folder is looked for), then resolves and loads.
-    opened = open_stream(model, variant, chunk_tokens=chunk_tokens, strict=strict, threads=threads)
+    opened = open_stream(
+        model,
+        variant,
+        chunk_tokens=chunk_tokens,
+        strict=strict,
+        threads=threads,
+        window=window,
+        overlap=overlap,
+    )
+    if isinstance(opened, WindowedStream):
+        stderr().print(
+            f"guard stream: {opened.name} has no token-level heads: a windowed re-check "
+            f"({opened.window} new characters per window, {opened.overlap} of overlap), "
+            "not per-token verdicts.",
+            markup=False,
+        )
     source = sys.stdin.buffer
     first = b""
     if prompt is None:
@@ -134,16 +174,18 @@ def stream(
 
     def emit(event: dict[str, Any]) -> None:
         if event["event"] == "summary":
-            event.update(model=opened.name, variant=opened.variant, chunk_tokens=chunk_tokens)
+            event.update(model=opened.name, variant=opened.variant)
+            if not isinstance(opened, WindowedStream):
+                event["chunk_tokens"] = chunk_tokens or 8
         sys.stdout.write(dumps(event) + "\n")
         sys.stdout.flush()
 
     summary = opened.run(
         prompt, _chunks(source, first), emit, per_token=per_token, hold_back=hold_back
     )
-    if summary["flagged"]:
+    if summary.get("error") or summary["flagged"]:
         _close_stdout()
-        raise typer.Exit(int(ExitCode.FLAGGED))
+        raise typer.Exit(summary.get("exit_code", int(ExitCode.FLAGGED)))
 
 
 def _close_stdout() -> None:

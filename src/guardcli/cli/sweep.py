@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, encoder_options
 from guardcli.cli._options import (
     BackendOpt,
     BatchSizeOpt,
@@ -137,6 +138,8 @@ def sweep(
         Path | None,
         typer.Option("--plot", help="Draw PR and ROC curves to this PNG (needs guardcli[plot])."),
     ] = None,
+    long: LongOpt = None,
+    unsafe_labels: UnsafeLabelsOpt = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
     fmt: ReportFormatOpt = None,
@@ -180,6 +183,7 @@ def sweep(
             batch_size=batch_size,
             threads=threads,
             dtype=dtype,
+            options=encoder_options(long, unsafe_labels),
         )
         return load_guard(spec)
 

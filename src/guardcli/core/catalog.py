@@ -108,8 +108,11 @@ BUILTIN: dict[str, ModelEntry] = {
 }
 
 
-def _hf_seqcls(name: str, repo: str, threshold: float, description: str) -> ModelEntry:
-    """A transformers encoder classifier (families/hf_seqcls; unsafe labels listed there)."""
+def _hf_seqcls(
+    name: str, repo: str, threshold: float, description: str, checkpoint: bool = True
+) -> ModelEntry:
+    """A transformers encoder classifier (families/hf_seqcls; unsafe labels listed there).
+    A repo that ships no ONNX is a checkpoint that `guard fetch` exports locally."""
     return ModelEntry(
         name=name,
         family="hf-seqcls",
@@ -117,6 +120,7 @@ def _hf_seqcls(name: str, repo: str, threshold: float, description: str) -> Mode
         threshold=threshold,
         max_length=512,
         description=description,
+        checkpoint=checkpoint,
     )
 
 
@@ -130,14 +134,14 @@ BUILTIN.update(
                 "meta-llama/Llama-Prompt-Guard-2-86M",
                 0.9,
                 "Llama Prompt Guard 2 86M (mDeBERTa-v3-base): prompt injection/jailbreak, "
-                "MALICIOUS vs BENIGN; gated; ONNX made by `guard export`",
+                "MALICIOUS vs BENIGN; gated; ONNX made by `guard fetch`",
             ),
             _hf_seqcls(
                 "llama-prompt-guard-2-22m",
                 "meta-llama/Llama-Prompt-Guard-2-22M",
                 0.9,
                 "Llama Prompt Guard 2 22M (DeBERTa-v3-xsmall, English): prompt injection/"
-                "jailbreak; gated; ONNX made by `guard export`",
+                "jailbreak; gated; ONNX made by `guard fetch`",
             ),
             # llm-guard's PromptInjection default threshold.
             _hf_seqcls(
@@ -146,27 +150,28 @@ BUILTIN.update(
                 0.92,
                 "protectai DeBERTa-v3-base prompt-injection classifier (INJECTION vs SAFE); "
                 "the repo ships onnx/model.onnx",
+                checkpoint=False,
             ),
             _hf_seqcls(
                 "granite-guardian-hap-38m",
                 "ibm-granite/granite-guardian-hap-38m",
                 0.5,
                 "IBM Granite Guardian HAP 38M (4-layer RoBERTa): hate, abuse, profanity, "
-                "binary; ONNX made by `guard export`",
+                "binary; ONNX made by `guard fetch`",
             ),
             _hf_seqcls(
                 "granite-guardian-hap-125m",
                 "ibm-granite/granite-guardian-hap-125m",
                 0.5,
                 "IBM Granite Guardian HAP 125M (RoBERTa): hate, abuse, profanity, binary; "
-                "ONNX made by `guard export`",
+                "ONNX made by `guard fetch`",
             ),
             _hf_seqcls(
                 "unbiased-toxic-roberta",
                 "unitary/unbiased-toxic-roberta",
                 0.5,
                 "Detoxify unbiased RoBERTa: multi-label toxicity (sigmoid per label; the 7 harm "
-                "labels count); ONNX made by `guard export`",
+                "labels count); ONNX made by `guard fetch`",
             ),
         )
     }

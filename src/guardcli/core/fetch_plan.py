@@ -26,6 +26,8 @@ class FetchResult:
     total_bytes: int
     imported_from: Path | None = None
     synthetic: bool = False  # the imported folder is a random-weight model (`guard synth`)
+    # A checkpoint whose ONNX variants are still to be made (ModelEntry.checkpoint).
+    needs_export: bool = False
 
 
 def fetch_variants(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from guardcli.core.cache import hub_cache_dir
+from guardcli.core.cache import _matching, hub_cache_dir
+from guardcli.core.cache import _relative_files as files_of
 from guardcli.core.catalog import ModelEntry, get_entry
 from guardcli.core.errors import GuardError
 from guardcli.core.fetch_plan import (  # noqa: F401 - importable from here
@@ -19,6 +20,7 @@ from guardcli.core.fetch_plan import (  # noqa: F401 - importable from here
     variant_patterns,
 )
 from guardcli.core.hub_import import folder_family, import_folder  # noqa: F401
+from guardcli.core.model_entry import CHECKPOINT_FILES
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -45,7 +47,7 @@ def fetch(
     entry = get_entry(name)
     check_revision(revision)
     variants = fetch_variants(entry, variant)
-    patterns = variant_patterns(entry, variants)
+    patterns = list(CHECKPOINT_FILES) if entry.checkpoint else variant_patterns(entry, variants)
     if _is_true(os.environ.get("HF_HUB_OFFLINE")):
         raise GuardError(
             f"HF_HUB_OFFLINE is set, so '{entry.name}' cannot be downloaded.",
@@ -75,7 +77,28 @@ def fetch(
     finally:
         if silence:
             enable_progress_bars()
+    if entry.checkpoint:
+        return checkpoint_result(entry, variants, Path(snapshot))
     return fetch_result(entry, variants, Path(snapshot), patterns)
+
+
+def checkpoint_result(entry: ModelEntry, variants: list[str], snapshot: Path) -> FetchResult:
+    """A downloaded checkpoint: the variants it still needs exported (none when an earlier
+    fetch made them), or a GuardError when the repo holds no weights to export."""
+    files = _matching(files_of(snapshot), CHECKPOINT_FILES)
+    if not any(f.endswith(".safetensors") for f in files) or "config.json" not in files:
+        raise GuardError(
+            f"{entry.repo} has no transformers checkpoint to export (config.json and "
+            "model.safetensors).",
+            hint="Export a local copy yourself: `guard export SRC --out DIR`, then "
+            f"`guard fetch {entry.name} --from DIR`.",
+        )
+    patterns = variant_patterns(entry, variants)
+    missing = [v for v in variants if not _matching(files_of(snapshot), [entry.variants[v][0]])]
+    if not missing:
+        return fetch_result(entry, variants, snapshot, patterns)
+    total = sum((snapshot / f).stat().st_size for f in files)
+    return FetchResult(entry.name, entry.repo, variants, snapshot, files, total, needs_export=True)
 
 
 def _status_of(exc: BaseException) -> int | None:

@@ -21,6 +21,20 @@ ONNX_VARIANT_FILES = {
     "int8": "onnx/model_quantized.onnx",
 }
 VARIANTS = tuple(ONNX_VARIANT_FILES)
+# What a transformers checkpoint needs to be exported (an entry whose repo ships no ONNX):
+# weights (safetensors), config, and every tokenizer file a fast tokenizer may be built from.
+CHECKPOINT_FILES = (
+    *TOKENIZER_FILES,
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spm.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def check_count(value: object, where: str, code: ExitCode = ExitCode.INPUT) -> int:
@@ -53,6 +67,9 @@ class ModelEntry:
     required: tuple[str, ...] = ("tokenizer.json",)
     description: str = ""
     source: str = "built-in"
+    # The repo ships a transformers checkpoint and no ONNX graphs: `guard fetch` downloads
+    # CHECKPOINT_FILES and exports the variants locally (the family's `guard export` recipe).
+    checkpoint: bool = False
 
     @property
     def runs_onnx(self) -> bool:

@@ -33,6 +33,25 @@ ENTRY_POINT_GROUP = "guardcli.families"
 BUILTIN_PACKAGE = "guardcli.families"
 
 
+# The categories of OpenAI's moderation endpoint (omni-moderation), which OpenAI-style clients
+# read; a family maps its own categories onto these where they correspond.
+OPENAI_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
+
 @dataclass(frozen=True)
 class Family:
     """One model family's description.
@@ -78,6 +97,9 @@ class Family:
     # "module:function(name_or_dir, variant, *, chunk_tokens, strict, threads, cache_dir)" that
     # opens a model for `guard stream` (judging an answer as it arrives); None: it cannot.
     stream: str | None = None
+    # Its category names -> the OpenAI moderation categories each corresponds to (OPENAI_
+    # CATEGORIES), for `guard serve`'s /v1/moderations; names compare case-insensitively.
+    openai_categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def claims(self, folder: Path) -> bool:
         """Whether `folder` holds a model of this family (its marker file, or its detector)."""

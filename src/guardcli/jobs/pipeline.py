@@ -54,10 +54,13 @@ STAGE_KEYS = {
     "thresholds",
     "endpoint",
     "served_model",
+    "long",
+    "unsafe_labels",
 }
 FILE_HINT = (
     "A pipeline file is YAML with `stages:` (a list of {name, model, role: screen|judge, "
-    "variant, threshold, thresholds, endpoint, served_model}) and optionally `name:` and "
+    "variant, threshold, thresholds, endpoint, served_model, long, unsafe_labels}) and "
+    "optionally `name:` and "
     "`default_action: block|annotate`."
 )
 
@@ -278,6 +281,7 @@ def load_pipeline(
                 variant=str(entry.get("variant", "auto")),
                 threshold=entry.get("threshold"),
                 thresholds=thresholds,
+                options={k: entry[k] for k in ("long", "unsafe_labels") if k in entry},
             )
             stage.guard = load_guard(stage.spec)
         stages.append(stage)

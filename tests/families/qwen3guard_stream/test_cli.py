@@ -133,10 +133,12 @@ def test_missing_model_is_exit_3(runner: CliRunner, tmp_path: Path) -> None:
     assert "guard fetch qwen3guard-stream" in missing.stderr
 
 
-def test_a_model_of_another_family_is_refused(runner: CliRunner) -> None:
-    result = invoke(runner, ["stream", "-m", "csam-guard", "-p", "x"], "y")
+def test_window_options_are_refused_for_a_streaming_family(
+    runner: CliRunner, stream_model: Path
+) -> None:
+    result = invoke(runner, ["stream", "-m", str(stream_model), "-p", "x", "--window", "9"])
     assert result.exit_code == 2
-    assert "Model 'csam-guard' is a seqcls model" in result.stderr
+    assert "--window does not apply to a qwen3guard-stream model" in result.stderr
 
 
 def test_a_pipe_gets_verdicts_while_the_answer_is_still_arriving(stream_model: Path) -> None:
@@ -188,11 +190,12 @@ def test_hold_back_releases_text_only_after_n_more_tokens(
         assert any(c["end"] < c["judged_end"] for c in chunks[:-1])
 
 
-def test_a_folder_of_another_family_is_refused(runner: CliRunner, tiny_model: Path) -> None:
-    folder = tiny_model
-    result = invoke(runner, ["stream", "-m", str(folder), "-p", "x"], "y")
-    assert result.exit_code == 2
-    assert f"{folder} is a seqcls model; `guard stream` runs models of a streaming family" in (
-        result.stderr
-    )
-    assert result.stdout == ""
+def test_a_folder_of_another_family_streams_as_a_windowed_re_check(
+    runner: CliRunner, tiny_model: Path
+) -> None:
+    result = invoke(runner, ["stream", "-m", str(tiny_model), "-p", "x"], "y")
+    assert result.exit_code in (0, 1), result.stderr
+    assert "has no token-level heads: a windowed re-check" in result.stderr
+    events = lines(result.stdout)
+    assert events[0]["event"] == "prompt" and events[-1]["event"] == "summary"
+    assert {e["mode"] for e in events} == {"window"}

@@ -17,4 +17,13 @@ FAMILY = Family(
     synth={"hf-seqcls": "guardcli.families.hf_seqcls.synth:synth"},
     export="guardcli.families.hf_seqcls.export:export_checkpoint",
     exports="guardcli.families.hf_seqcls.detect:is_hf_seqcls_folder",
+    # The toxicity labels of Detoxify's models (unbiased-toxic-roberta and its kin).
+    openai_categories={
+        "toxicity": ("harassment",),
+        "severe_toxicity": ("harassment",),
+        "insult": ("harassment",),
+        "threat": ("harassment/threatening",),
+        "identity_attack": ("hate",),
+        "sexual_explicit": ("sexual",),
+    },
 )

@@ -17,6 +17,14 @@ FAMILY = Family(
     export="guardcli.families.opencc.export:export_checkpoint",
     exports="guardcli.families.opencc.export:is_opencc_folder",
     export_in_place=True,
+    openai_categories={
+        "CBRN": ("illicit/violent",),
+        "Hate Speech": ("hate",),
+        "Illegal Activities": ("illicit",),
+        "Physical Harm": ("violence",),
+        "Self-Harm": ("self-harm",),
+        "Sexual Content": ("sexual",),
+    },
     synth={
         "opencc-cm": "guardcli.families.opencc.synthetic:synth",
         "opencc-jb": "guardcli.families.opencc.synthetic:synth",

@@ -16,6 +16,12 @@ FAMILY = Family(
     synth={"qwen3guard-gen": "guardcli.families.qwen3guard_gen.synthetic:synth"},
     export="guardcli.families.qwen3guard_gen.export:export_checkpoint",
     exports="guardcli.families.qwen3guard_gen.export:is_causal_lm",
+    openai_categories={
+        "Violent": ("violence",),
+        "Non-violent Illegal Acts": ("illicit",),
+        "Sexual Content or Sexual Acts": ("sexual",),
+        "Suicide & Self-Harm": ("self-harm",),
+    },
     uncached_hint="Run `guard fetch {name}`, pass --model DIR, or use --endpoint URL for a "
     "served copy.",
 )

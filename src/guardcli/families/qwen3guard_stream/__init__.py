@@ -15,4 +15,10 @@ FAMILY = Family(
     variants="guardcli.families.qwen3guard_stream.resolve:folder_variants",
     synth={"qwen3guard-stream": "guardcli.families.qwen3guard_stream.synth:synth"},
     stream="guardcli.families.qwen3guard_stream.load:open_stream",
+    openai_categories={
+        "Violent": ("violence",),
+        "Non-violent Illegal Acts": ("illicit",),
+        "Sexual Content or Sexual Acts": ("sexual",),
+        "Suicide & Self-Harm": ("self-harm",),
+    },
 )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from guardcli.core.verdicts import Record, RecordError
 
@@ -28,6 +29,8 @@ class Policy:
     accepts_messages: bool = False  # dialogue / response families read `structured_messages`
     fail_closed: bool = True
     allow_unjudged: bool = False  # let content the model cannot read (images, audio) pass
+    # The family's categories -> OpenAI moderation categories (lower-cased keys).
+    openai: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # Error types a server decides on by policy rather than by --fail-closed/--fail-open.

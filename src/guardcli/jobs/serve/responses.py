@@ -82,9 +82,22 @@ def _categories(verdict: Verdict, policy: Policy, flagged: bool) -> tuple[dict, 
     return {policy.positive_class: flagged}, {policy.positive_class: float(score)}
 
 
+def with_openai_categories(
+    flags: dict[str, bool], scores: dict[str, float], policy: Policy
+) -> tuple[dict[str, bool], dict[str, float]]:
+    """The family's own categories, plus each OpenAI moderation category one of them
+    corresponds to (flagged if any of them is, scored by the highest), for OpenAI clients."""
+    flags, scores = dict(flags), dict(scores)
+    for name in list(flags):
+        for target in policy.openai.get(name.lower(), ()):
+            flags[target] = flags.get(target, False) or flags[name]
+            scores[target] = max(scores.get(target, 0.0), scores.get(name, 0.0))
+    return flags, scores
+
+
 def moderation_result(verdict: Verdict, policy: Policy) -> dict[str, Any]:
     flagged = decision(verdict, policy)
-    categories, scores = _categories(verdict, policy, flagged)
+    categories, scores = with_openai_categories(*_categories(verdict, policy, flagged), policy)
     result: dict[str, Any] = {
         "flagged": flagged,
         "categories": categories,

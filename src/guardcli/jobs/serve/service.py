@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from guardcli.core import registry
 from guardcli.core.verdicts import Record, RecordError, Verdict
 from guardcli.jobs.serve import protocols
 from guardcli.jobs.serve.batcher import MicroBatcher, QueueFull
@@ -68,7 +69,15 @@ def policy_for(guard: Guard, fail_closed: bool, allow_unjudged: bool = False) ->
         accepts_messages=bool(getattr(guard, "accepts_messages", False)),
         fail_closed=fail_closed,
         allow_unjudged=allow_unjudged,
+        openai=_openai_categories(guard),
     )
+
+
+def _openai_categories(guard: Guard) -> dict[str, tuple[str, ...]]:
+    family = getattr(guard, "family", None)
+    known = registry.families().get(family) if isinstance(family, str) else None
+    mapping = known.openai_categories if known is not None else {}
+    return {name.lower(): tuple(targets) for name, targets in mapping.items()}
 
 
 class GuardService:
