@@ -85,7 +85,8 @@ def fetch(
 def checkpoint_result(entry: ModelEntry, variants: list[str], snapshot: Path) -> FetchResult:
     """A downloaded checkpoint: the variants it still needs exported (none when an earlier
     fetch made them), or a GuardError when the repo holds no weights to export."""
-    files = _matching(files_of(snapshot), CHECKPOINT_FILES)
+    present = files_of(snapshot)
+    files = _matching(present, CHECKPOINT_FILES)
     if not any(f.endswith(".safetensors") for f in files) or "config.json" not in files:
         raise GuardError(
             f"{entry.repo} has no transformers checkpoint to export (config.json and "
@@ -94,7 +95,7 @@ def checkpoint_result(entry: ModelEntry, variants: list[str], snapshot: Path) ->
             f"`guard fetch {entry.name} --from DIR`.",
         )
     patterns = variant_patterns(entry, variants)
-    missing = [v for v in variants if not _matching(files_of(snapshot), [entry.variants[v][0]])]
+    missing = [v for v in variants if not _matching(present, [entry.variants[v][0]])]
     if not missing:
         return fetch_result(entry, variants, snapshot, patterns)
     total = sum((snapshot / f).stat().st_size for f in files)

@@ -97,8 +97,8 @@ class Family:
     # "module:function(name_or_dir, variant, *, chunk_tokens, strict, threads, cache_dir)" that
     # opens a model for `guard stream` (judging an answer as it arrives); None: it cannot.
     stream: str | None = None
-    # Its category names -> the OpenAI moderation categories each corresponds to (OPENAI_
-    # CATEGORIES), for `guard serve`'s /v1/moderations; names compare case-insensitively.
+    # Its category names -> the OpenAI moderation categories each corresponds to
+    # (OPENAI_CATEGORIES), for `guard serve`'s /v1/moderations; names compare case-insensitively.
     openai_categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def claims(self, folder: Path) -> bool:

@@ -42,19 +42,12 @@ def test_moderations_add_the_openai_categories(hf_multilabel) -> None:
 
 
 def _family_categories() -> dict[str, set[str]]:
+    from guardcli.families.hf_seqcls.guard import CATALOG_UNSAFE_LABELS
     from guardcli.families.opencc.frame import TAXONOMY
     from guardcli.families.qwen3guard_gen.format import CATEGORIES
     from guardcli.families.qwen3guard_stream.labels import QUERY_CATEGORIES
 
-    detoxify = {
-        "toxicity",
-        "severe_toxicity",
-        "obscene",
-        "threat",
-        "insult",
-        "identity_attack",
-        "sexual_explicit",
-    }
+    detoxify = set(CATALOG_UNSAFE_LABELS["unbiased-toxic-roberta"])
     return {
         "opencc": set(TAXONOMY),
         "qwen3guard-gen": set(CATEGORIES),
