@@ -16,6 +16,7 @@ from guardcli.jobs.serve.batcher import MicroBatcher, QueueFull
 from guardcli.jobs.serve.json_body import BadBody, dumps, parse_body
 from guardcli.jobs.serve.prometheus import Metrics
 from guardcli.jobs.serve.protocols import Limits, Policy
+from guardcli.jobs.serve.stream_service import StreamOptions, StreamService
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -37,6 +38,9 @@ class ServeOptions:
     api_key: str | None = None
     fail_closed: bool = True
     allow_unjudged: bool = False  # images, audio: pass them (with a note) instead of blocking
+    stream_cache_mb: float = 1024.0  # KV caches of open streams, together (LRU beyond it)
+    stream_ttl_s: float = 300.0  # an idle stream's cache is dropped (rebuilt on next use)
+    stream_expire_s: float = 3600.0  # an idle stream is closed
 
 
 # A prompt any working guard gives a finite score; run once at start (see GuardService).
@@ -93,6 +97,9 @@ class GuardService:
         )
         self.ready = False
         self.load_error: str | None = None
+        # Families with token-level verdicts judge streams too (/v1/streams, LiteLLM replies).
+        self.judges_streams = callable(getattr(guard, "stream_engine", None))
+        self._streams: StreamService | None = None
         self._policy: Policy | None = None
 
     @property
@@ -137,6 +144,23 @@ class GuardService:
 
     async def stop(self) -> None:
         await self.batcher.stop()
+        if self._streams is not None:
+            self._streams.stop()
+
+    def stream_service(self) -> StreamService:
+        """The streams of a guard that judges them, started on first use."""
+        if self._streams is None:
+            o = self.options
+            options = StreamOptions(
+                cache_mb=o.stream_cache_mb,
+                ttl_s=o.stream_ttl_s,
+                expire_s=o.stream_expire_s,
+                max_batch=o.max_batch,
+                max_wait_ms=o.max_wait_ms,
+            )
+            engine = getattr(self.guard, "stream_engine")()  # noqa: B009 (a family hook)
+            self._streams = StreamService(engine, options, self.metrics)
+        return self._streams
 
     # ------------------------------------------------------------ judging
 
