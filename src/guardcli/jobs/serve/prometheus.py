@@ -34,7 +34,7 @@ class Metrics:
     guard_stream_token_seconds (histogram), guard_stream_batch_size (histogram).
     """
 
-    def __init__(self, queue_depth: Callable[[], float] | None = None):
+    def __init__(self, queue_depth: Callable[[], float] | None = None, *, streams: bool = False):
         # Imported here, like Starlette and uvicorn: `guard --help` never pays for it, and a
         # missing `serve` extra is reported by `serve.server._uvicorn` before any app is built.
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -94,7 +94,14 @@ class Metrics:
             # Read at scrape time, so /metrics never shows a stale depth.
             self.queue_depth.set_function(queue_depth)
         self.ready = Gauge("ready", "1 when the model is loaded and warm.", namespace=p, registry=r)
-        # Streams (/v1/streams and LiteLLM's growing replies), for families that judge them.
+        if streams:
+            self._stream_series(r)
+
+    def _stream_series(self, r: CollectorRegistry) -> None:
+        """Streams (/v1/streams and LiteLLM's growing replies), for families that judge them."""
+        from prometheus_client import Counter, Gauge, Histogram
+
+        p = PREFIX
         self.streams_open = Gauge("streams_open", "Open streams.", namespace=p, registry=r)
         self.stream_cache_bytes = Gauge(
             "stream_cache_bytes", "Bytes of KV cache held by open streams.", namespace=p, registry=r

@@ -83,7 +83,11 @@ class GuardService:
         self.options = options
         self.limits = Limits(max_text_chars=options.max_text_chars, max_items=options.max_items)
         # Its own registry (see prometheus.py); the queue depth is read when scraped.
-        self.metrics = Metrics(queue_depth=lambda: self.batcher.pending)
+        # Families with token-level verdicts judge streams too (/v1/streams, LiteLLM replies).
+        self.judges_streams = callable(getattr(guard, "stream_engine", None))
+        self.metrics = Metrics(
+            queue_depth=lambda: self.batcher.pending, streams=self.judges_streams
+        )
         # One coalesced group is one model call unless the token budget splits it.
         guard.batch_size = max(guard.batch_size, options.max_batch)
         # Bad records (/v1/classify) follow the same rule as texts the model failed on.
@@ -97,8 +101,6 @@ class GuardService:
         )
         self.ready = False
         self.load_error: str | None = None
-        # Families with token-level verdicts judge streams too (/v1/streams, LiteLLM replies).
-        self.judges_streams = callable(getattr(guard, "stream_engine", None))
         self._streams: StreamService | None = None
         self._policy: Policy | None = None
 

@@ -65,7 +65,9 @@ class StreamService:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, stream: Stream, fn: Callable[[], Any]) -> Any:
-        """`fn` on a worker thread, the stream marked busy (never evicted meanwhile)."""
+        """`fn` on a worker thread, the stream marked busy (never evicted meanwhile). The
+        limits are applied before (idle streams past their TTL) and after (the memory cap)."""
+        self.store.enforce()
         stream.busy += 1
 
         def work() -> Any:
@@ -129,7 +131,7 @@ class StreamService:
             elif text:
                 verdicts += judge.push(text)
             if on_chunk is not None and verdicts:
-                on_chunk(verdicts)
+                on_chunk(list(verdicts))
             if final:
                 tail = judge.finish()
                 if on_chunk is not None and tail:
