@@ -43,9 +43,13 @@ async def run(service: StreamService, streams: int, tokens: int, chunk: int) -> 
         for piece in answer_pieces(i, tokens, chunk):
             judged[i] += len((await service.append(opened[i], text=piece))["verdicts"])
 
+    batches = service.metrics.value("stream_batch_size_count")
+    rows = service.metrics.value("stream_batch_size_sum")
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(streams)))
     seconds = time.perf_counter() - start
+    batches = service.metrics.value("stream_batch_size_count") - batches
+    rows = service.metrics.value("stream_batch_size_sum") - rows
     for s in opened:
         service.close(s.id)
     return {
@@ -53,6 +57,7 @@ async def run(service: StreamService, streams: int, tokens: int, chunk: int) -> 
         "tokens": sum(judged),
         "seconds": round(seconds, 3),
         "tokens_per_s": round(sum(judged) / seconds, 1),
+        "mean_streams_per_forward": round(rows / max(batches, 1), 2),
     }
 
 
@@ -67,7 +72,8 @@ def main() -> None:
     args = ap.parse_args()
     guard = load_guard(args.model, variant=args.variant)
     options = StreamOptions(max_batch=16, max_wait_ms=5.0)
-    service = StreamService(guard.stream_engine(), options, Metrics(streams=True))
+    metrics = Metrics(streams=True)
+    service = StreamService(guard.stream_engine(), options, metrics)
     counts = [int(n) for n in args.streams.split(",")]
     results = []
 

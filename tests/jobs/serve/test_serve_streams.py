@@ -326,3 +326,21 @@ def test_any_json_is_a_conversation_or_a_bad_request(body, ids) -> None:
         assert str(err)
     else:
         assert all(type(t) is int and 0 <= t < 50 for t in checked)
+
+
+def test_a_stream_cannot_grow_past_the_model_context(stream_model: Path) -> None:
+    """Past the model's context (here --max-length 64) verdicts would mean nothing: the
+    request that would cross it is refused, and the stream keeps what it had."""
+    message = "the stream would be longer than the model's 64 tokens (--max-length)"
+    with client(load_guard(stream_model, variant="fp32", max_length=64)) as c:
+        long_prompt = c.post("/v1/streams", json={"prompt": "word " * 60}).json()
+        assert message in long_prompt["error"]["message"]
+        sid = c.post("/v1/streams", json={"prompt": PROMPT}).json()["id"]
+        assert c.post(f"/v1/streams/{sid}", json={"text": "the river"}).status_code == 200
+        over = c.post(f"/v1/streams/{sid}", json={"text": " meadow" * 40})
+        assert over.status_code == 400 and message in over.json()["error"]["message"]
+        fed_ids = c.post("/v1/streams", json={"prompt": PROMPT}).json()["id"]
+        ids = c.post(f"/v1/streams/{fed_ids}", json={"token_ids": [11] * 60})
+        assert ids.status_code == 400 and message in ids.json()["error"]["message"]
+        last = c.post(f"/v1/streams/{sid}", json={"text": " kettle", "final": True}).json()
+    assert "".join(v["text"] for v in last["verdicts"]) == " river kettle"

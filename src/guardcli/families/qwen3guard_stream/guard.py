@@ -133,7 +133,9 @@ class StreamGuard(Guard):
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
-        return StreamEngine(self.runner, tokenizer, self.maps, strict=self.strict)
+        return StreamEngine(
+            self.runner, tokenizer, self.maps, strict=self.strict, max_tokens=self.max_length
+        )
 
     def weight_files(self) -> list[Path]:
         return [self.model.graph] if self.variant != "torch" else [self.model.path]

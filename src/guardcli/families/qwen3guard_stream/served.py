@@ -304,11 +304,22 @@ class StreamEngine:
     ServedJudge on a new SlotRunner; `forward_batch` runs several streams' new ids at once."""
 
     def __init__(
-        self, runner: Any, tokenizer: Any, maps: dict[str, dict[int, str]], *, strict: bool
+        self,
+        runner: Any,
+        tokenizer: Any,
+        maps: dict[str, dict[int, str]],
+        *,
+        strict: bool,
+        max_tokens: int = 8192,
     ):
         self.forward_batch = TorchBatch(runner) if hasattr(runner, "module") else OnnxBatch(runner)
         self.tokenizer, self.maps, self.strict = tokenizer, maps, strict
+        self.max_tokens = max_tokens  # the model's context: a stream may not grow past it
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def count(self, text: str) -> int:
+        """Tokens of `text` tokenized on its own (what a stream's unjudged text will cost)."""
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def judge(self, forward: Forward) -> ServedJudge:
         return ServedJudge(

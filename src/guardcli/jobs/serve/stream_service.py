@@ -16,9 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from guardcli.jobs.serve.policy import BadRequest
 from guardcli.jobs.serve.prometheus import Metrics
 from guardcli.jobs.serve.streams import Coalescer, Stream, StreamStore
 
+# Template tokens around each turn (<|im_start|>, role, newlines, <|im_end|>), and the header.
+HEADER_TOKENS = 16
 # The fields of a token verdict that go on the wire.
 TOKEN_FIELDS = ("index", "start", "end", "text", "risk_level", "category", "p_unsafe")
 
@@ -86,8 +89,21 @@ class StreamService:
 
     # ------------------------------------------------------------ the /v1/streams API
 
+    def check_length(self, stream: Stream | None, text: str, tokens: int = 0) -> None:
+        """BadRequest when judging `text` (or `tokens` more ids) would take the stream past
+        the model's context, where its verdicts would mean nothing."""
+        engine = self.engine
+        have = 0 if stream is None else stream.judge.runner.length
+        pending = "" if stream is None else stream.judge.retok.pending
+        if have + engine.count(pending + text) + tokens + HEADER_TOKENS > engine.max_tokens:
+            raise BadRequest(
+                f"the stream would be longer than the model's {engine.max_tokens} tokens "
+                f"(--max-length); judge the rest in a new stream"
+            )
+
     async def open(self, messages: list[dict[str, Any]]) -> Stream:
         """A new stream for the conversation ending in `messages[-1]` (the user's prompt)."""
+        self.check_length(None, "".join(f"{m['role']}\n{m['content']}" for m in messages))
         judge = self.engine.judge(self.coalescer.feed)
         stream = Stream(id=f"strm-{uuid.uuid4().hex}", judge=judge, prompt={}, last_used=0.0)
         stream.lock = asyncio.Lock()
@@ -141,6 +157,7 @@ class StreamService:
 
         start = time.perf_counter()
         async with stream.lock:
+            self.check_length(stream, text or "", len(token_ids or ()))
             verdicts = await self._run(stream, work)
             stream.finished = stream.finished or final
         self._latency(time.perf_counter() - start, len(verdicts))
@@ -184,6 +201,7 @@ class StreamService:
             k: v for k, v in self.conversations.items() if now - v[1] < self.options.expire_s
         }
         self.conversations[call_id] = (messages, now)
+        self.calls = {k: v for k, v in self.calls.items() if v in self.store}  # expired ones
 
     def conversation(self, call_id: str) -> list[dict[str, Any]] | None:
         found = self.conversations.get(call_id)
@@ -216,6 +234,7 @@ class StreamService:
             return decision
 
         async with stream.lock:
+            self.check_length(stream, text[len(judge.answer) :])
             before = judge.state.tokens
             start = time.perf_counter()
             decision = await self._run(stream, work)

@@ -7,8 +7,9 @@ A stream is closed only by DELETE, or after `expire_s` without use.
 
 Threads: the event loop owns the store; appends run on worker threads (a push tokenizes, then
 blocks in `Coalescer.feed`); one model thread runs the batches. The coalescer waits for
-company while some stream being appended has not yet reached it (at most `max_wait_s`), so a
-lone stream never waits and eight appending together share one forward.
+company while some stream being appended has not yet reached it, or fewer have than shared the
+last forward (at most `max_wait_s`), so a lone stream never waits and eight appending together
+share one forward.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ class Coalescer:
         self._cond = threading.Condition()
         self._queue: list[_Feed] = []
         self._active = 0  # pushes in progress (each will feed, or is waiting in the queue)
+        self._last = 0  # streams in the last forward
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="guard-streams", daemon=True)
         self._thread.start()
@@ -184,13 +186,17 @@ class Coalescer:
                     item.error = RuntimeError("server shutting down")
                     item.done.set()
                 return None
+            # Company expected: the pushes under way, or as many streams as shared the last
+            # forward (their next feeds are on their way back from the event loop).
+            want = min(max(self._active, self._last), self.max_batch)
             deadline = time.monotonic() + self.max_wait
-            while len(self._queue) < min(self._active, self.max_batch):
+            while len(self._queue) < want:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._last = len(batch)
             return batch
 
     def _loop(self) -> None:
