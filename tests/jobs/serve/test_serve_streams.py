@@ -344,3 +344,15 @@ def test_a_stream_cannot_grow_past_the_model_context(stream_model: Path) -> None
         assert ids.status_code == 400 and message in ids.json()["error"]["message"]
         last = c.post(f"/v1/streams/{sid}", json={"text": " kettle", "final": True}).json()
     assert "".join(v["text"] for v in last["verdicts"]) == " river kettle"
+
+
+@pytest.mark.slow
+def test_the_torch_reference_serves_streams_too(stream_model, stream_reference, stream_tokenizer):
+    """--variant torch: one stream at a time on the PyTorch module, caches evicted and rebuilt
+    as on ONNX, verdicts equal to the one-shot forward's."""
+    from guardcli.families.qwen3guard_stream.guard import load_stream_guard
+
+    with client(load_stream_guard(str(stream_model), "torch"), stream_cache_mb=0.001) as c:
+        _, verdicts, _ = run_stream(c, PROMPT, pieces(ANSWER, 3))
+    levels = expected(stream_reference, stream_tokenizer, PROMPT, ANSWER)[1]
+    assert [v["risk_level"] for v in verdicts] == levels
