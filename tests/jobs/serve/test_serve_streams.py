@@ -356,3 +356,20 @@ def test_the_torch_reference_serves_streams_too(stream_model, stream_reference, 
         _, verdicts, _ = run_stream(c, PROMPT, pieces(ANSWER, 3))
     levels = expected(stream_reference, stream_tokenizer, PROMPT, ANSWER)[1]
     assert [v["risk_level"] for v in verdicts] == levels
+
+
+def test_a_conversation_before_the_prompt_is_judged_as_classify_judges_it(guard) -> None:
+    turns = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "zorblax at the harbor"},
+        {"role": "assistant", "content": "a kettle"},
+    ]
+    fresh = guard.classify([{"messages": [*turns, {"role": "user", "content": PROMPT}]}])[0]
+    with client(guard) as c:
+        opened = c.post("/v1/streams", json={"messages": turns, "prompt": PROMPT}).json()
+        whole = c.post(
+            "/v1/streams", json={"messages": [*turns, {"role": "user", "content": PROMPT}]}
+        )
+    assert opened["prompt"]["risk_level"] == fresh.severity
+    assert opened["prompt"]["p_unsafe"] == pytest.approx(fresh.score, abs=1e-5)
+    assert whole.json()["prompt"] == opened["prompt"]
