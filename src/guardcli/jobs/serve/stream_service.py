@@ -20,6 +20,8 @@ from guardcli.jobs.serve.policy import BadRequest
 from guardcli.jobs.serve.prometheus import Metrics
 from guardcli.jobs.serve.streams import Coalescer, Stream, StreamStore
 
+# LiteLLM calls whose conversation is remembered for their replies, at most (the oldest go).
+MAX_CONVERSATIONS = 4096
 # Template tokens around each turn (<|im_start|>, role, newlines, <|im_end|>), and the header.
 HEADER_TOKENS = 16
 # The fields of a token verdict that go on the wire.
@@ -201,6 +203,8 @@ class StreamService:
             k: v for k, v in self.conversations.items() if now - v[1] < self.options.expire_s
         }
         self.conversations[call_id] = (messages, now)
+        while len(self.conversations) > MAX_CONVERSATIONS:  # the oldest first
+            del self.conversations[next(iter(self.conversations))]
         self.calls = {k: v for k, v in self.calls.items() if v in self.store}  # expired ones
 
     def conversation(self, call_id: str) -> list[dict[str, Any]] | None:
