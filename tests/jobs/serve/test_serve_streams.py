@@ -199,7 +199,7 @@ def test_evicted_streams_are_rebuilt_not_lost(guard, stream_reference, stream_to
     assert "guard_stream_token_seconds_count" in metrics
 
 
-def test_idle_streams_lose_their_cache_after_the_ttl(guard) -> None:
+def test_idle_streams_lose_their_cache_after_the_ttl_and_close_later(guard) -> None:
     import time
 
     with client(guard, stream_ttl_s=0.01) as c:
@@ -210,6 +210,11 @@ def test_idle_streams_lose_their_cache_after_the_ttl(guard) -> None:
         metrics = c.get("/metrics").text
     assert 'guard_stream_evictions_total{reason="ttl"}' in metrics
     assert answer["flagged"]
+    with client(guard, stream_expire_s=0.01) as c:
+        sid = c.post("/v1/streams", json={"prompt": PROMPT}).json()["id"]
+        time.sleep(0.05)
+        c.post("/v1/streams", json={"prompt": PROMPT})  # any stream request applies the limits
+        assert c.post(f"/v1/streams/{sid}", json={"text": "the"}).status_code == 404
 
 
 def test_concurrent_streams_share_a_forward_and_keep_their_verdicts(guard) -> None:
