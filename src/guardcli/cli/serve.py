@@ -26,6 +26,7 @@ from guardcli.core.spec import GuardSpec
 EPILOG = (
     "Endpoints: POST /beta/litellm_basic_guardrail_api (LiteLLM generic_guardrail_api), "
     "POST /v1/moderations (OpenAI), POST /check (OpenCC), POST /v1/classify (guard's records); "
+    "POST /v1/streams, POST|DELETE /v1/streams/{id} (token-level stream families); "
     "GET /healthz, /readyz, /metrics (Prometheus).\n\n"
     "Examples:\n\n"
     "  guard serve --model csam-guard --variant int8\n\n"
@@ -104,6 +105,27 @@ def serve(
             "Default: block it.",
         ),
     ] = False,
+    stream_cache_mb: Annotated[
+        float,
+        PositiveFloatOption(
+            "--stream-cache-mb",
+            help="Memory for the KV caches of open streams (/v1/streams, LiteLLM replies), "
+            "together; beyond it the least recently used are dropped and rebuilt on next use.",
+        ),
+    ] = 1024.0,
+    stream_ttl: Annotated[
+        float,
+        PositiveFloatOption(
+            "--stream-ttl",
+            help="Seconds an idle stream keeps its KV cache (rebuilt when it is used again).",
+        ),
+    ] = 300.0,
+    stream_expire: Annotated[
+        float,
+        PositiveFloatOption(
+            "--stream-expire", help="Seconds after which an idle stream is closed (then 404)."
+        ),
+    ] = 3600.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: debug|info|warning|error.")
     ] = "info",
@@ -145,6 +167,9 @@ def serve(
         api_key=api_key or None,
         fail_closed=fail_closed,
         allow_unjudged=allow_unjudged,
+        stream_cache_mb=stream_cache_mb,
+        stream_ttl_s=stream_ttl,
+        stream_expire_s=stream_expire,
     )
     sock = bind(host, port)
     console = stderr()

@@ -26,6 +26,7 @@ from guardcli.families import register_family
 from guardcli.families.base import Guard, Judgement
 from guardcli.families.qwen3guard_stream.labels import IM_END, IM_START, USER, label_maps
 from guardcli.families.qwen3guard_stream.resolve import NAME
+from guardcli.families.qwen3guard_stream.served import StreamEngine
 from guardcli.families.qwen3guard_stream.stream import softmax
 
 THINK_END = 151668  # </think>
@@ -125,6 +126,15 @@ class StreamGuard(Guard):
             label=level.lower(),
             categories=None if level == "Safe" else [category],
             severity=level,
+        )
+
+    def stream_engine(self) -> StreamEngine:
+        """What `guard serve` judges many streams with, on this guard's loaded model (served.py)."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
+        return StreamEngine(
+            self.runner, tokenizer, self.maps, strict=self.strict, max_tokens=self.max_length
         )
 
     def weight_files(self) -> list[Path]:

@@ -12,7 +12,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from guardcli.jobs.serve import protocols
+from guardcli.jobs.serve import protocols, stream_routes
 from guardcli.jobs.serve.json_body import dumps
 from guardcli.jobs.serve.protocols import BadRequest
 
@@ -95,6 +95,9 @@ def _route(service: GuardService, endpoint: str, handler: Handler, *, auth: bool
 
 async def _guardrail(service: GuardService, request: Request) -> Any:
     body = await service.body(request)
+    fast = await stream_routes.litellm_reply(service, body)
+    if fast is not None:
+        return fast
     records, threshold = protocols.guardrail_request(body, service.policy, service.limits)
     verdicts = await service.judge(records, threshold, "guardrail")
     return protocols.guardrail_response(verdicts, service.policy)
@@ -170,6 +173,13 @@ def create_app(guard: Guard, options: ServeOptions | None = None) -> Starlette:
         post("/v1/moderations", "moderations", _moderations),
         post("/check", "check", _check),
         post("/v1/classify", "classify", _classify),
+        post("/v1/streams", "streams_open", stream_routes.open_stream),
+        post("/v1/streams/{stream_id}", "streams_append", stream_routes.append),
+        Route(
+            "/v1/streams/{stream_id}",
+            _route(service, "streams_delete", stream_routes.delete),
+            methods=["DELETE"],
+        ),
         get("/healthz", "healthz", _healthz, auth=False),
         get("/readyz", "readyz", _readyz, auth=False),
         get("/metrics", "metrics", _metrics, auth=True),

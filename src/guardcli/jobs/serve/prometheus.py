@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 PREFIX = "guard"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 class Metrics:
@@ -28,10 +29,12 @@ class Metrics:
     guard_requests_total{endpoint,code}, guard_texts_total{endpoint},
     guard_flagged_total{endpoint}, guard_errors_total{kind}, guard_truncated_total{endpoint},
     guard_request_duration_seconds{endpoint} (histogram), guard_batch_size (histogram),
-    guard_queue_depth, guard_ready.
+    guard_queue_depth, guard_ready; for stream families: guard_streams_open,
+    guard_stream_cache_bytes, guard_stream_evictions_total{reason},
+    guard_stream_token_seconds (histogram), guard_stream_batch_size (histogram).
     """
 
-    def __init__(self, queue_depth: Callable[[], float] | None = None):
+    def __init__(self, queue_depth: Callable[[], float] | None = None, *, streams: bool = False):
         # Imported here, like Starlette and uvicorn: `guard --help` never pays for it, and a
         # missing `serve` extra is reported by `serve.server._uvicorn` before any app is built.
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -91,6 +94,39 @@ class Metrics:
             # Read at scrape time, so /metrics never shows a stale depth.
             self.queue_depth.set_function(queue_depth)
         self.ready = Gauge("ready", "1 when the model is loaded and warm.", namespace=p, registry=r)
+        if streams:
+            self._stream_series(r)
+
+    def _stream_series(self, r: CollectorRegistry) -> None:
+        """Streams (/v1/streams and LiteLLM's growing replies), for families that judge them."""
+        from prometheus_client import Counter, Gauge, Histogram
+
+        p = PREFIX
+        self.streams_open = Gauge("streams_open", "Open streams.", namespace=p, registry=r)
+        self.stream_cache_bytes = Gauge(
+            "stream_cache_bytes", "Bytes of KV cache held by open streams.", namespace=p, registry=r
+        )
+        self.stream_evictions = Counter(
+            "stream_evictions",
+            "Stream KV caches dropped (rebuilt on next use), by reason: ttl, memory.",
+            ["reason"],
+            namespace=p,
+            registry=r,
+        )
+        self.stream_token_seconds = Histogram(
+            "stream_token_seconds",
+            "Per-token latency of stream appends (an append's time over its tokens).",
+            namespace=p,
+            registry=r,
+            buckets=TOKEN_BUCKETS,
+        )
+        self.stream_batch_size = Histogram(
+            "stream_batch_size",
+            "Streams run together in one forward.",
+            namespace=p,
+            registry=r,
+            buckets=BATCH_BUCKETS,
+        )
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when the series does not exist yet), for tests and logs.

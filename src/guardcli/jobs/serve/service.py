@@ -17,6 +17,7 @@ from guardcli.jobs.serve.batcher import MicroBatcher, QueueFull
 from guardcli.jobs.serve.json_body import BadBody, dumps, parse_body
 from guardcli.jobs.serve.prometheus import Metrics
 from guardcli.jobs.serve.protocols import Limits, Policy
+from guardcli.jobs.serve.stream_service import StreamOptions, StreamService
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -38,6 +39,9 @@ class ServeOptions:
     api_key: str | None = None
     fail_closed: bool = True
     allow_unjudged: bool = False  # images, audio: pass them (with a note) instead of blocking
+    stream_cache_mb: float = 1024.0  # KV caches of open streams, together (LRU beyond it)
+    stream_ttl_s: float = 300.0  # an idle stream's cache is dropped (rebuilt on next use)
+    stream_expire_s: float = 3600.0  # an idle stream is closed
 
 
 # A prompt any working guard gives a finite score; run once at start (see GuardService).
@@ -88,7 +92,11 @@ class GuardService:
         self.options = options
         self.limits = Limits(max_text_chars=options.max_text_chars, max_items=options.max_items)
         # Its own registry (see prometheus.py); the queue depth is read when scraped.
-        self.metrics = Metrics(queue_depth=lambda: self.batcher.pending)
+        # Families with token-level verdicts judge streams too (/v1/streams, LiteLLM replies).
+        self.judges_streams = callable(getattr(guard, "stream_engine", None))
+        self.metrics = Metrics(
+            queue_depth=lambda: self.batcher.pending, streams=self.judges_streams
+        )
         # One coalesced group is one model call unless the token budget splits it.
         guard.batch_size = max(guard.batch_size, options.max_batch)
         # Bad records (/v1/classify) follow the same rule as texts the model failed on.
@@ -102,6 +110,7 @@ class GuardService:
         )
         self.ready = False
         self.load_error: str | None = None
+        self._streams: StreamService | None = None
         self._policy: Policy | None = None
 
     @property
@@ -146,6 +155,23 @@ class GuardService:
 
     async def stop(self) -> None:
         await self.batcher.stop()
+        if self._streams is not None:
+            self._streams.stop()
+
+    def stream_service(self) -> StreamService:
+        """The streams of a guard that judges them, started on first use."""
+        if self._streams is None:
+            o = self.options
+            options = StreamOptions(
+                cache_mb=o.stream_cache_mb,
+                ttl_s=o.stream_ttl_s,
+                expire_s=o.stream_expire_s,
+                max_batch=o.max_batch,
+                max_wait_ms=o.max_wait_ms,
+            )
+            engine = getattr(self.guard, "stream_engine")()  # noqa: B009 (a family hook)
+            self._streams = StreamService(engine, options, self.metrics)
+        return self._streams
 
     # ------------------------------------------------------------ judging
 
