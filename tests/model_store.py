@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -122,6 +123,14 @@ def _not_model(_folder: str, names: list[str]) -> list[str]:
     return [n for n in names if n in {".cache", DONE}]
 
 
+def _drop_stale(name: str, keep: Path) -> None:
+    """Remove `name`'s entries built from older sources, so the store does not grow per edit."""
+    own = re.compile(re.escape(name) + r"-[0-9a-f]{20}")
+    for old in STORE.iterdir():
+        if old != keep and own.fullmatch(old.name):
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def cached_build(
     name: str, builder: str, recipe: str, build: Callable[[Path], object], out: Path
 ) -> Path:
@@ -140,5 +149,6 @@ def cached_build(
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        _drop_stale(name, entry)
     shutil.copytree(entry, out, ignore=_not_model, symlinks=True)
     return out
