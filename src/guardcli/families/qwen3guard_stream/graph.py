@@ -50,7 +50,7 @@ def gqa_function(torch):
 
         @staticmethod
         def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, heads, kv_heads):
-            return g.op(
+            outs = g.op(
                 "com.microsoft::GroupQueryAttention",
                 q,
                 k,
@@ -63,6 +63,10 @@ def gqa_function(torch):
                 kv_num_heads_i=kv_heads,
                 outputs=3,
             )
+            # Typed here (dims left symbolic): the exporter has no shape inference for the op.
+            for out, like in zip(outs, (q, past_k, past_v), strict=True):
+                out.setType(like.type().with_sizes([None] * 3 if like is q else [None] * 4))
+            return outs
 
     return GroupQueryAttention
 
