@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from guardcli.cli._bench_stream import ChunkTokensListOpt, ContextsOpt, bench_stream, stream_mode
 from guardcli.cli._options import (
     BackendOpt,
     CountOption,
@@ -35,6 +36,7 @@ EPILOG = (
     "  guard bench --data prompts.jsonl --price-per-hour 0.10\n\n"
     "  head -n 200 prompts.jsonl | guard bench --data - --variant fp32,int8\n\n"
     "  guard bench -m ./qwen3guard-gen-tiny --mode generate,score --batch-size 1,4\n\n"
+    "  guard bench -m ./qwen3guard-stream-tiny --mode stream --chunk-tokens 1,8 --contexts 128\n\n"
     "  guard bench -m ./opencc-cm --batch-size 1,8    # torch + peft: the lora path"
 )
 
@@ -83,12 +85,15 @@ def bench(
             "--mode",
             help="Generative guards (qwen3guard-gen): comma list of generate (greedy decoding, "
             "the verdict from its text, as classify --no-score) and score (one forward pass); "
-            "each gets rows of its own. Default: both. Other families run one way.",
+            "each gets rows of its own. Default: both. stream (qwen3guard-stream): per-token "
+            "cost of judging a stream, see --chunk-tokens, --contexts. Others run one way.",
         ),
     ] = None,
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="Comma list of batch sizes.")
     ] = "1,8,32",
+    chunk_tokens: ChunkTokensListOpt = None,
+    contexts: ContextsOpt = None,
     seq_len: Annotated[
         int | None,
         CountOption("--seq-len", help="Synthetic prompts of this many tokens. Default: 48."),
@@ -166,6 +171,10 @@ def bench(
                 raise
             err.hint = f"{err.hint} Or benchmark the architecture alone with --synthetic."
             raise
+    if stream_mode(mode, chunk_tokens, contexts):
+        lists = (chunk_tokens, contexts)
+        bench_stream(model_dir, variant, backend, lists, threads=threads, fmt=fmt, quiet=quiet)
+        return
     variants = parse_variants(variant, model_variants(model_dir), backend)
     if variant.strip() == "all":
         variants, emulated = without_emulated(variants, cpu.read_cpu().flags)

@@ -49,17 +49,18 @@ def test_every_output_matches_the_reference(stream_model: Path, stream_reference
 
 
 def padded_batch(runner: OnnxRunner, rows: list[list[int]]) -> list[np.ndarray]:
-    """Risk logits of left-padded rows in one call (empty caches)."""
+    """Risk logits of right-padded rows in one call (empty caches; GroupQueryAttention reads
+    each row's length from its mask)."""
     width = max(len(r) for r in rows)
     ids = np.zeros((len(rows), width), dtype=np.int64)
     mask = np.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = r
-        mask[i, width - len(r) :] = 1
-    pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    pos = np.tile(np.arange(width, dtype=np.int64), (len(rows), 1))
     empty = np.zeros((len(rows), runner.kv_heads, 0, runner.head_dim), dtype=np.float32)
     logits, _ = runner.run_batch(ids, mask, pos, [empty] * len(runner.past_names))
-    return [logits[0][i, width - len(r) :] for i, r in enumerate(rows)]
+    return [logits[0][i, : len(r)] for i, r in enumerate(rows)]
 
 
 @pytest.mark.parametrize("variant", [fp32, int8])
