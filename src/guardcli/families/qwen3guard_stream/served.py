@@ -4,9 +4,10 @@ Each served stream keeps its KV cache as numpy arrays of its own (`SlotRunner`),
 ids that built it. So a server may drop a stream's cache (evict it) to bound its memory and
 rebuild it on the stream's next use by re-running those ids with the new ones (one forward;
 the model is causal, so the verdicts are those the kept cache would have given), and streams
-that append at the same time run as one padded batch (`forward_batch`): each row's cache is
-left-padded to the longest and masked, each row's new tokens right-padded, so a row's positions
-see exactly its own tokens. The per-row INT8 recipe keeps a row's numbers independent of its
+that append at the same time run as one padded batch (`forward_batch`): each row's cache and
+new tokens are right-padded, so a row's positions see exactly its own tokens (GroupQueryAttention
+reads each row's cache length from its mask; a graph exported before it, with attention as
+plain ops, gets its caches left-padded and masked instead). The per-row INT8 recipe keeps a row's numbers independent of its
 neighbours; in FP32 only summation order may differ (verdicts equal, probabilities ~1e-6).
 
 `ServedJudge` is the family's StreamJudge with what a server needs besides: a conversation
@@ -106,9 +107,16 @@ class OnnxBatch:
         ids = np.full((b, q), PAD_ID, dtype=np.int64)
         mask = np.zeros((b, p + q), dtype=np.int64)
         pos = np.zeros((b, q), dtype=np.int64)
+        # Where row i's cache starts in the batch's past: GroupQueryAttention takes caches
+        # right-padded (its rows' lengths from the mask, padded new tokens counted so that
+        # length minus q is the cache's); plain attention takes them left-padded and masked.
+        start = [0 if r.shared else p - n for n in lengths]
         for i, ((_, run), n) in enumerate(zip(plans, lengths, strict=True)):
             ids[i, : len(run)] = run
-            mask[i, p - n : p + len(run)] = 1
+            if r.shared:
+                mask[i, : n + q] = 1
+            else:
+                mask[i, p - n : p + len(run)] = 1
             pos[i] = np.arange(n, n + q)
         past = []
         for k in range(len(r.past_names)):
@@ -118,16 +126,16 @@ class OnnxBatch:
             layer = np.zeros((b, r.kv_heads, p, r.head_dim), dtype=self.dtype)
             for i, (cache, _) in enumerate(plans):
                 if cache is not None:
-                    layer[i, :, p - lengths[i] :] = cache[k]
+                    layer[i, :, start[i] : start[i] + lengths[i]] = cache[k]
             past.append(layer)
         logits, present = r.run_batch(ids, mask, pos, past)
         out = []
         for i, ((slot, new), (cache, run), n) in enumerate(zip(items, plans, lengths, strict=True)):
-            end = p + len(run)
             if b == 1 and n == p and len(run) == q:
                 kept = [a[0] for a in present]  # the output is exactly this stream's cache
             else:
-                kept = [np.ascontiguousarray(a[i, :, p - n : end]) for a in present]
+                first = start[i]
+                kept = [np.ascontiguousarray(a[i, :, first : first + n + len(run)]) for a in present]
             slot.advance(new, kept, rebuilt=cache is None and len(run) > len(new))
             rows = slice(len(run) - len(new), len(run))
             out.append(tuple(np.asarray(x[i, rows], dtype=np.float32) for x in logits))
