@@ -68,6 +68,7 @@ class ClassifyRequest:
     concurrency: int | None
     long: str | None
     unsafe_labels: str | None
+    policy: Path | None
     verbose: bool
 
     @property
@@ -114,8 +115,8 @@ def run(request: ClassifyRequest) -> None:
 def run_ray(r: ClassifyRequest) -> None:
     from guardcli.jobs.ray import classify_with_ray
 
-    if r.long is not None or r.unsafe_labels is not None:
-        raise fail("--long and --unsafe-labels do not apply to --engine ray yet.")
+    if r.long is not None or r.unsafe_labels is not None or r.policy is not None:
+        raise fail("--long, --unsafe-labels and --policy do not apply to --engine ray yet.")
     if r.texts or r.show_input or r.fmt:
         raise fail(
             "--engine ray reads --input and writes --output shards.",
@@ -335,6 +336,7 @@ def _family_options(r: ClassifyRequest) -> dict:
         ("concurrency", r.concurrency),
         ("long", r.long),
         ("unsafe_labels", r.unsafe_labels),
+        ("policy", None if r.policy is None else str(r.policy)),
     ):
         if value is not None:
             options[name] = value

@@ -8,7 +8,8 @@ Llama 3's. Token ids and counts therefore differ from the real model's.
 
 `tiny` is trained for a few seconds on CPU to answer in Llama Guard's format:
 
-- the judged turn contains the marker word -> "\\n\\nunsafe\\nS1"
+- the conversation contains the marker word -> "\\n\\nunsafe\\nS1" (it is trained on judged
+  turns only, and learns the word anywhere)
 - otherwise -> "\\n\\nsafe"
 
 Its verdicts mean nothing beyond the marker word. `full` has Llama Guard 3 1B's dimensions
@@ -160,7 +161,7 @@ def model_config(size: str, vocab_size: int, ids: dict[str, Any]):
         raise GuardError(
             f"Unknown size {size!r} for llama-guard; choose one of {', '.join(SIZES)}."
         )
-    dims = (
+    dims: dict[str, Any] = (
         dict(
             hidden_size=64,
             num_hidden_layers=2,
@@ -206,7 +207,7 @@ def synth_llama_guard(
     *,
     size: str = "tiny",
     seed: int = 0,
-    steps: int = 120,
+    steps: int = 200,
     lr: float = 3e-3,
     onnx: bool = True,
     log: Callable[[str], None] = lambda _: None,
@@ -241,10 +242,20 @@ def synth_llama_guard(
         _train(torch, model, tokenizer, ids, steps=steps, lr=lr, seed=seed, log=log)
     model.eval()
     model.config._attn_implementation = "eager"
-    _save(model, out, ids)
-    if onnx:
-        log("exporting ONNX with KV cache" + (" (external data)" if size == "full" else ""))
-        causal_onnx.export_causal_lm(model, out / "onnx" / "model.onnx")
+    if size == "full":
+        # BF16 safetensors as on the hub; the FP32 graph is exported from that folder, so both
+        # hold the same (BF16-representable) weights.
+        model.to(torch.bfloat16)
+        _save(model, out, ids)
+        del model
+        if onnx:
+            log("exporting FP32 ONNX with KV cache (external data)")
+            causal_onnx.export_folder(out)
+    else:
+        _save(model, out, ids)
+        if onnx:
+            log("exporting ONNX with KV cache")
+            causal_onnx.export_causal_lm(model, out / "onnx" / "model.onnx")
     note = (
         "tiny model trained only to answer in Llama Guard's format about a marker word; "
         + TOKENIZER_NOTE
@@ -311,7 +322,8 @@ def _loss(torch, model, head: list[int], batch, pad_id: int):
 
     cache = DynamicCache(config=model.config)
     model.model(input_ids=torch.tensor([head]), past_key_values=cache, use_cache=True)
-    for layer in list(cache.layers):
+    layers: list[Any] = list(cache.layers)
+    for layer in layers:
         layer.keys = layer.keys.expand(len(batch), -1, -1, -1)
         layer.values = layer.values.expand(len(batch), -1, -1, -1)
     width = max(len(t) + len(a) for t, a in batch)
