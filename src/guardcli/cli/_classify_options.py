@@ -160,16 +160,3 @@ UnsafeLabelsOpt = Annotated[
         "entry's, else every label but index 0 (single-label) or every label (multi-label).",
     ),
 ]
-PolicyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--policy",
-        help="Generative guards (llama-guard): your own taxonomy, a YAML (or .toml) file with "
-        "`categories: [{code, name, description}]` (replaces the model's, in order) and/or "
-        "`exclude: [S3]` (drops codes). The prompt lists it, the answer may name only its codes, "
-        "and verdicts name its categories. A policy far from the model's training taxonomy is "
-        "outside what the model was trained for: measure it on labelled data with "
-        "`guard sweep` and `guard compare` before relying on it.",
-        dir_okay=False,
-    ),
-]

@@ -14,6 +14,7 @@ from guardcli.cli._options import (
     DtypeOpt,
     FractionOption,
     IdFieldOpt,
+    PolicyOpt,
     QuietOpt,
     ReportFormatOpt,
     TextFieldOpt,
@@ -69,6 +70,7 @@ def sweep(
     variant: VariantOpt = "auto",
     backend: BackendOpt = None,
     dtype: DtypeOpt = None,
+    policy: PolicyOpt = None,
     threshold: ThresholdOpt = None,
     label_field: Annotated[
         str | None,
@@ -180,6 +182,7 @@ def sweep(
             batch_size=batch_size,
             threads=threads,
             dtype=dtype,
+            options={} if policy is None else {"policy": str(policy)},
         )
         return load_guard(spec)
 

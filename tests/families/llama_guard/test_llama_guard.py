@@ -184,7 +184,9 @@ def test_cli_policy_categories_fail_closed_on_foreign_codes(runner, lg_tiny, tmp
         and "'S1' is not a category" in (row["error"]["message"])
     )
     closed = invoke(runner, [*base, "--fail-closed", f"a {MARKER_WORD} lighthouse please"])
-    assert closed.exit_code == 1 and json.loads(closed.stdout)["flagged"] is True
+    # Flagged under --fail-closed; the exit code says a record could not be judged (an error
+    # outranks a flag).
+    assert json.loads(closed.stdout)["flagged"] is True and closed.exit_code == 2
 
 
 @pytest.mark.parametrize(
@@ -201,3 +203,45 @@ def test_cli_bad_policy_is_a_usage_error(runner, lg_tiny, tmp_path, content, mes
     result = invoke(runner, ["classify", "-m", str(lg_tiny), "--policy", str(policy), "hi"])
     assert result.exit_code == 2
     assert message in result.stderr and result.stdout == ""
+
+
+def test_export_checks_against_transformers_and_runs_the_same(runner, lg_tiny, tmp_path):
+    """`guard export` claims a Llama Guard checkpoint (not qwen3guard-gen's recipe), checks its
+    graph against transformers, and the exported folder judges as the original does."""
+    src = tmp_path / "checkpoint"
+    src.mkdir()
+    for path in lg_tiny.iterdir():
+        if path.is_file() and path.name != "guardcli_synthetic.json":
+            (src / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "exported"
+    result = invoke(runner, ["export", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "greedy generation equal to transformers" in result.stderr + result.stdout
+    records = [{"messages": c} for c in CONVERSATIONS]
+    a = load_guard(out, variant="fp32").classify(records)
+    b = load_guard(lg_tiny, variant="fp32").classify(records)
+    assert [(v.flagged, v.categories) for v in a] == [(v.flagged, v.categories) for v in b]
+    assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) <= 1e-5
+
+
+def test_sweep_measures_a_policy(runner, lg_tiny, tmp_path):
+    """`guard sweep --policy` scores labelled records under the policy (the docs' way to
+    measure one); a bad policy is a usage error there too."""
+    data = tmp_path / "labelled.jsonl"
+    rows = [
+        {"id": "1", "text": f"a {MARKER_WORD} lighthouse please", "label": 1},
+        {"id": "2", "text": "How do I bake bread?", "label": 0},
+        {"id": "3", "text": f"teacup {MARKER_WORD} meadow", "label": 1},
+        {"id": "4", "text": "garden river morning", "label": 0},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("exclude: [S6]\n")
+    args = ["sweep", str(data), "-m", str(lg_tiny), "--policy", str(policy), "--format", "json"]
+    result = invoke(runner, args)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["n"], report["positives"], report["roc_auc"]) == (4, 2, 1.0)
+    policy.write_text("exclude: [S99]\n")
+    bad = invoke(runner, args)
+    assert bad.exit_code == 2 and "exclude: S99" in bad.stderr

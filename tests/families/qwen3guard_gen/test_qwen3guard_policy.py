@@ -63,7 +63,7 @@ def test_cli_policy_shows_and_fails_closed(runner, qwen_tiny, tmp_path):
     closed = invoke(runner, [*base, "--fail-closed", f"a {MARKER} lighthouse"])
     row = json.loads(closed.stdout)
     assert row["error"]["type"] == "model_output" and row["flagged"] is True
-    assert closed.exit_code == 1
+    assert closed.exit_code == 2  # an error outranks a flag
 
 
 @pytest.mark.parametrize(
