@@ -31,13 +31,13 @@ from guardcli.core.synthetic import SIZES, write_marker
 from guardcli.families.llama_guard.format import packaged_template, render
 from guardcli.families.llama_guard.synth_tokenizer import (
     EOS_TOKENS,
+    MARKER_WORD,
     PAD_TOKEN,
     TOKENIZER_NOTE,
-    WORDS,
+    training_conversations,
     write_tokenizer,
 )
 
-MARKER_WORD = "zorblax"
 FULL_VOCAB = 128_256
 FULL_NOTE = (
     "random, untrained weights at Llama Guard 3 1B's dimensions and a stand-in tokenizer: "
@@ -49,29 +49,6 @@ def expected_answer(messages: list[dict[str, str]]) -> str:
     """What the tiny model is trained to write after the assistant header."""
     unsafe = MARKER_WORD in messages[-1]["content"].lower()
     return "\n\nunsafe\nS1" if unsafe else "\n\nsafe"
-
-
-def _sentence(rng: random.Random, marker: bool) -> str:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
-    if marker:
-        words.insert(rng.randint(0, len(words)), MARKER_WORD)
-    return " ".join(words)
-
-
-def training_conversations(n: int, seed: int) -> list[list[dict[str, str]]]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        if i % 2 == 0:
-            out.append([{"role": "user", "content": _sentence(rng, rng.random() < 0.5)}])
-        else:
-            out.append(
-                [
-                    {"role": "user", "content": _sentence(rng, False)},
-                    {"role": "assistant", "content": _sentence(rng, rng.random() < 0.5)},
-                ]
-            )
-    return out
 
 
 def model_config(size: str, vocab_size: int, ids: dict[str, Any]):

@@ -1,4 +1,5 @@
-"""The stand-in tokenizer of synthetic Llama Guard models: no Llama 3 vocabulary ships offline
+"""The stand-in tokenizer of synthetic Llama Guard models, and the conversations it and the tiny
+model are trained on: no Llama 3 vocabulary ships offline
 with guardcli's dependencies, so a small byte-level BPE is trained on the fly with Llama 3's
 pre-tokenizer pattern and special tokens, on the template's own text and neutral sentences.
 "safe", "unsafe" and "\\n\\n" are single tokens, as in Llama 3's; ids and counts differ."""
@@ -6,6 +7,7 @@ pre-tokenizer pattern and special tokens, on the template's own text and neutral
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +45,36 @@ WORDS = (
 ).split()
 
 
-def _conversations() -> list[list[dict[str, str]]]:
-    """Deterministic prompt and response conversations over WORDS (and the marker word)."""
-    n = len(WORDS)
+MARKER_WORD = "zorblax"
+
+
+def _sentence(rng: random.Random, marker: bool) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
+    if marker:
+        words.insert(rng.randint(0, len(words)), MARKER_WORD)
+    return " ".join(words)
+
+
+def training_conversations(n: int, seed: int) -> list[list[dict[str, str]]]:
+    """Prompt and response conversations over WORDS, half of each kind with the marker word in
+    the judged turn (the tiny model's training data; the tokenizer's corpus too)."""
+    rng = random.Random(seed)
     out = []
-    for i in range(40):
-        words = [WORDS[(i * k + k * k) % n] for k in range(1, 2 + i % 8)]
-        text = " ".join(words + (["zorblax"] if i % 3 == 0 else []))
-        conv = [{"role": "user", "content": text}]
-        if i % 2:
-            conv.append({"role": "assistant", "content": " ".join(reversed(words))})
-        out.append(conv)
+    for i in range(n):
+        if i % 2 == 0:
+            out.append([{"role": "user", "content": _sentence(rng, rng.random() < 0.5)}])
+        else:
+            out.append(
+                [
+                    {"role": "user", "content": _sentence(rng, False)},
+                    {"role": "assistant", "content": _sentence(rng, rng.random() < 0.5)},
+                ]
+            )
     return out
 
 
 def _corpus(template: str) -> list[str]:
-    texts = [render(conv, template) for conv in _conversations()]
+    texts = [render(conv, template) for conv in training_conversations(40, 1)]
     texts += ["safe", "unsafe", "\n\nsafe", "\n\nunsafe\nS1,S2"] * 50
     texts.append(" ".join(WORDS))
     return texts
