@@ -205,6 +205,7 @@ def test_cli_bad_policy_is_a_usage_error(runner, lg_tiny, tmp_path, content, mes
     assert message in result.stderr and result.stdout == ""
 
 
+@pytest.mark.slow
 def test_export_checks_against_transformers_and_runs_the_same(runner, lg_tiny, tmp_path):
     """`guard export` claims a Llama Guard checkpoint (not qwen3guard-gen's recipe), checks its
     graph against transformers, and the exported folder judges as the original does."""
