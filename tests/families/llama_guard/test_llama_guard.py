@@ -208,7 +208,8 @@ def test_cli_bad_policy_is_a_usage_error(runner, lg_tiny, tmp_path, content, mes
 @pytest.mark.slow
 def test_export_checks_against_transformers_and_runs_the_same(runner, lg_tiny, tmp_path):
     """`guard export` claims a Llama Guard checkpoint (not qwen3guard-gen's recipe), checks its
-    graph against transformers, and the exported folder judges as the original does."""
+    graph against transformers, and the exported folder judges as the original does; `guard
+    quantize --to int8` makes its INT8 graph."""
     src = tmp_path / "checkpoint"
     src.mkdir()
     for path in lg_tiny.iterdir():
@@ -223,6 +224,11 @@ def test_export_checks_against_transformers_and_runs_the_same(runner, lg_tiny, t
     b = load_guard(lg_tiny, variant="fp32").classify(records)
     assert [(v.flagged, v.categories) for v in a] == [(v.flagged, v.categories) for v in b]
     assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) <= 1e-5
+    # The KV-cache graph quantizes with the causal recipe; INT8 keeps the tiny model's verdicts.
+    quantized = invoke(runner, ["quantize", str(out), "--to", "int8"])
+    assert quantized.exit_code == 0, quantized.stderr
+    c = load_guard(out, variant="int8").classify(records)
+    assert [(v.flagged, v.categories) for v in c] == [(v.flagged, v.categories) for v in b]
 
 
 def test_sweep_measures_a_policy(runner, lg_tiny, tmp_path):
