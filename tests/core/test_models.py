@@ -31,6 +31,8 @@ def test_builtin_catalog(runner) -> None:
         "deberta-v3-prompt-injection-v2",
         "granite-guardian-hap-125m",
         "granite-guardian-hap-38m",
+        "llama-guard-3-1b",
+        "llama-guard-3-8b",
         "llama-prompt-guard-2-22m",
         "llama-prompt-guard-2-86m",
         "opencc-cm",

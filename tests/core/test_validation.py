@@ -200,7 +200,8 @@ def test_unknown_family_in_a_new_entry(runner, monkeypatch, tmp_path) -> None:
     assert result.exit_code == 2
     assert f"{path}: [models.x] family = 'nope'" in result.stderr
     known = (
-        "Known families: seqcls, dialogue, opencc, qwen3guard-gen, qwen3guard-stream, hf-seqcls."
+        "Known families: seqcls, dialogue, opencc, qwen3guard-gen, llama-guard, qwen3guard-stream, "
+        "hf-seqcls."
     )
     assert known in result.stderr
 

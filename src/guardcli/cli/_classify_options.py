@@ -162,8 +162,14 @@ UnsafeLabelsOpt = Annotated[
 ]
 
 
-def encoder_options(long: str | None, unsafe_labels: str | None) -> dict[str, str]:
-    """--long and --unsafe-labels as family options, only those given (a family they do not
-    apply to then says so)."""
-    given = {"long": long, "unsafe_labels": unsafe_labels}
+def family_options(
+    long: str | None, unsafe_labels: str | None, policy: Path | None = None
+) -> dict[str, str]:
+    """--long, --unsafe-labels and --policy as family options, only those given (a family they
+    do not apply to then says so)."""
+    given = {
+        "long": long,
+        "unsafe_labels": unsafe_labels,
+        "policy": None if policy is None else str(policy),
+    }
     return {name: value for name, value in given.items() if value is not None}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from guardcli.cli._classify_options import encoder_options
+from guardcli.cli._classify_options import family_options
 from guardcli.cli._output import choose_format, fail, stderr, verbose_env
 from guardcli.cli._tables import InputTexts, verdict_table
 from guardcli.core import timings as timing
@@ -69,6 +69,7 @@ class ClassifyRequest:
     concurrency: int | None
     long: str | None
     unsafe_labels: str | None
+    policy: Path | None
     verbose: bool
 
     @property
@@ -128,7 +129,7 @@ def run_ray(r: ClassifyRequest) -> None:
     spec = replace(
         r.spec,
         thresholds=read_thresholds(r.thresholds) if r.thresholds else None,
-        options=encoder_options(r.long, r.unsafe_labels),
+        options=family_options(r.long, r.unsafe_labels, r.policy),
     )
     # Ray Data reports progress as INFO log lines when stderr is no terminal (~25 a run): bars
     # for a person at a terminal, nothing in a pipe or a CI log unless --verbose.
@@ -338,6 +339,7 @@ def _family_options(r: ClassifyRequest) -> dict:
         ("concurrency", r.concurrency),
         ("long", r.long),
         ("unsafe_labels", r.unsafe_labels),
+        ("policy", None if r.policy is None else str(r.policy)),
     ):
         if value is not None:
             options[name] = value

@@ -199,3 +199,18 @@ VerboseOpt = Annotated[
         "through to stderr; by default only guard's own lines are there. Also GUARD_VERBOSE=1.",
     ),
 ]
+
+
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--policy",
+        help="Generative guards (llama-guard, qwen3guard-gen): your own taxonomy, a YAML (or "
+        ".toml) file with `categories: [{code, name, description}]` (replaces the model's, in "
+        "order) and/or `exclude: [CODE]` (drops categories; qwen3guard-gen: by name). The prompt "
+        "lists it, the answer may name only its categories, and verdicts name them. A policy far "
+        "from the model's training taxonomy is outside what the model was trained for: measure "
+        "it on labelled data with `guard sweep --policy` before relying on it.",
+        dir_okay=False,
+    ),
+]

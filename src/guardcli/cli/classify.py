@@ -40,6 +40,7 @@ from guardcli.cli._options import (
     IdFieldOpt,
     MaxLengthOpt,
     ModelOpt,
+    PolicyOpt,
     QuietOpt,
     TextFieldOpt,
     ThreadsOpt,
@@ -60,7 +61,8 @@ EPILOG = (
     "  guard classify --input prompts.jsonl --variant int8 --format csv\n\n"
     "  guard classify --engine ray --input 'logs/*.jsonl' --output verdicts/ --workers 4\n\n"
     "  guard classify -m opencc-cm --thresholds thresholds.json --input prompts.jsonl\n\n"
-    "  guard classify --pipeline escalation.yaml --input prompts.jsonl"
+    "  guard classify --pipeline escalation.yaml --input prompts.jsonl\n\n"
+    "  guard classify -m llama-guard-3-1b --policy policy.yaml --input prompts.jsonl"
 )
 
 
@@ -80,6 +82,7 @@ def classify(
     max_length: MaxLengthOpt = None,
     long: LongOpt = None,
     unsafe_labels: UnsafeLabelsOpt = None,
+    policy: PolicyOpt = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
     text_field: TextFieldOpt = None,

@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
+from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, family_options
 from guardcli.cli._options import (
     BatchSizeOpt,
     FractionOption,
     IdFieldOpt,
+    PolicyOpt,
     QuietOpt,
     ReportFormatOpt,
     TextFieldOpt,
@@ -78,6 +80,9 @@ def compare(
             help="Exit 1 when a variant's decision-flip rate against FP32 is above this.",
         ),
     ] = None,
+    long: LongOpt = None,
+    unsafe_labels: UnsafeLabelsOpt = None,
+    policy: PolicyOpt = None,
     batch_size: BatchSizeOpt = None,
     threads: ThreadsOpt = None,
     fmt: ReportFormatOpt = None,
@@ -104,6 +109,7 @@ def compare(
         stability=stability,
         batch_size=batch_size,
         threads=threads,
+        options=family_options(long, unsafe_labels, policy),
     )
     records = _read(data, ReadOptions(text_field=text_field, id_field=id_field))
     log = (lambda m: None) if quiet else (lambda m: console.print(f"compare: {m}", markup=False))

@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, encoder_options
+from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, family_options
 from guardcli.cli._options import (
     BackendOpt,
     DtypeOpt,
     MaxLengthOpt,
     ModelOpt,
     NonNegativeFloatOption,
+    PolicyOpt,
     PositiveFloatOption,
     ThreadsOpt,
     ThresholdOpt,
@@ -48,6 +49,7 @@ def serve(
     max_length: MaxLengthOpt = None,
     long: LongOpt = None,
     unsafe_labels: UnsafeLabelsOpt = None,
+    policy: PolicyOpt = None,
     threads: ThreadsOpt = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on. Default: loopback only.")
@@ -154,7 +156,7 @@ def serve(
             threads=threads,
             fail_closed=fail_closed,
             dtype=dtype,
-            options=encoder_options(long, unsafe_labels),
+            options=family_options(long, unsafe_labels, policy),
         )
     )
     options = ServeOptions(

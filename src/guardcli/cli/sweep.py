@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, encoder_options
+from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, family_options
 from guardcli.cli._options import (
     BackendOpt,
     BatchSizeOpt,
     DtypeOpt,
     FractionOption,
     IdFieldOpt,
+    PolicyOpt,
     QuietOpt,
     ReportFormatOpt,
     TextFieldOpt,
@@ -70,6 +71,7 @@ def sweep(
     variant: VariantOpt = "auto",
     backend: BackendOpt = None,
     dtype: DtypeOpt = None,
+    policy: PolicyOpt = None,
     threshold: ThresholdOpt = None,
     label_field: Annotated[
         str | None,
@@ -183,7 +185,7 @@ def sweep(
             batch_size=batch_size,
             threads=threads,
             dtype=dtype,
-            options=encoder_options(long, unsafe_labels),
+            options=family_options(long, unsafe_labels, policy),
         )
         return load_guard(spec)
 

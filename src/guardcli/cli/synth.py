@@ -28,8 +28,8 @@ def synth(
     family: Annotated[
         str,
         typer.Argument(
-            help="Model: csam-guard, qwen3guard-gen, qwen3guard-stream, opencc-cm, opencc-jb, "
-            "intent-ctx or hf-seqcls (a transformers encoder classifier; see --arch)."
+            help="Model: csam-guard, qwen3guard-gen, llama-guard, qwen3guard-stream, opencc-cm, "
+            "opencc-jb, intent-ctx or hf-seqcls (a transformers encoder classifier; see --arch)."
         ),
     ],
     *,
@@ -94,6 +94,10 @@ def synth(
     qwen3guard-stream writes Qwen3ForGuardModel (safetensors + onnx/model.onnx with KV cache and
     the four head outputs): tiny flags 'zorblax' (Unsafe) and 'quibblex' (Controversial) token
     by token; full has Qwen3Guard-Stream-0.6B's dimensions and untrained weights.
+    llama-guard writes a LlamaForCausalLM with Llama Guard 3 1B's template and a stand-in
+    tokenizer (a small byte-level BPE with Llama 3's special tokens: no Llama 3 vocabulary ships
+    offline): tiny answers 'unsafe' (S1) for 'zorblax', else 'safe'; full has Llama Guard 3
+    1B's dimensions and untrained weights.
     Needs the 'export' extra (torch, transformers, onnx).
     """
     from guardcli.core.registry import load, synth_builders

@@ -176,6 +176,34 @@ BUILTIN.update(
         )
     }
 )
+
+
+def _llama_guard(size: str, what: str) -> ModelEntry:
+    """Llama Guard 3 at a size: BF16 safetensors, the tokenizer files and the chat template."""
+    return ModelEntry(
+        name=f"llama-guard-3-{size.lower()}",
+        family="llama-guard",
+        repo=f"meta-llama/Llama-Guard-3-{size}",
+        threshold=0.5,
+        max_length=131072,
+        variants=dict(_QWEN3GUARD_BF16),
+        common=_TOKENIZER_GEN,
+        required=("tokenizer.json", "config.json"),
+        description=f"Llama Guard 3 {size} ({what}): generative guard (safe/unsafe + S-codes), "
+        "BF16 safetensors; gated; threshold applies to score mode",
+    )
+
+
+# Llama Guard 4 12B is left out: its chat template is not established (docs/llama-guard.md).
+BUILTIN.update(
+    {
+        e.name: e
+        for e in (
+            _llama_guard("1B", "Llama-3.2-1B, S1-S13, --policy via its categories"),
+            _llama_guard("8B", "Llama-3.1-8B, S1-S14"),
+        )
+    }
+)
 # Kept for callers that read the built-ins directly.
 CATALOG = BUILTIN
 

@@ -56,10 +56,11 @@ STAGE_KEYS = {
     "served_model",
     "long",
     "unsafe_labels",
+    "policy",
 }
 FILE_HINT = (
     "A pipeline file is YAML with `stages:` (a list of {name, model, role: screen|judge, "
-    "variant, threshold, thresholds, endpoint, served_model, long, unsafe_labels}) and "
+    "variant, threshold, thresholds, endpoint, served_model, long, unsafe_labels, policy}) and "
     "optionally `name:` and "
     "`default_action: block|annotate`."
 )
@@ -275,13 +276,16 @@ def load_pipeline(
             thresholds = entry.get("thresholds")
             if thresholds is not None:
                 thresholds = str((path.parent / str(thresholds)).expanduser())
+            options = {k: entry[k] for k in ("long", "unsafe_labels") if k in entry}
+            if "policy" in entry:  # a file, relative to the pipeline file like thresholds
+                options["policy"] = str((path.parent / str(entry["policy"])).expanduser())
             stage.spec = dataclasses.replace(
                 screen_base,
                 model=_model_ref(entry["model"], path.parent),
                 variant=str(entry.get("variant", "auto")),
                 threshold=entry.get("threshold"),
                 thresholds=thresholds,
-                options={k: entry[k] for k in ("long", "unsafe_labels") if k in entry},
+                options=options,
             )
             stage.guard = load_guard(stage.spec)
         stages.append(stage)

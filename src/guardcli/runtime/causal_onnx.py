@@ -99,6 +99,7 @@ def export_causal_lm(model, path: Path) -> None:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     wrapper = kv_wrapper(model)
     ids, mask, pos, past, past_names, present_names, axes = kv_example(layers, kv_heads, head_dim)
+    ids = ids % config.vocab_size  # a small stand-in vocabulary (synthetic Llama Guard)
     axes["logits"] = {0: "batch"}
     export_torchscript(
         wrapper,

@@ -98,17 +98,38 @@ def _compiled(template: str):
     return env.from_string(template)
 
 
-def render(messages: list[dict[str, str]], template: str | None = None) -> str:
+def render(
+    messages: list[dict[str, str]],
+    template: str | None = None,
+    categories: list[str] | None = None,
+) -> str:
     """The exact model input for a conversation (add_generation_prompt is irrelevant: the
-    template always ends with the assistant header)."""
+    template always ends with the assistant header). `categories` (a --policy's lines, each
+    "Name." and an optional description) replace the template's category list."""
     compiled = _compiled(template if template is not None else packaged_template())
-    return compiled.render(
+    text = compiled.render(
         messages=messages, tools=None, documents=None, add_generation_prompt=False
     )
+    return text if categories is None else with_categories(text, categories)
+
+
+CATEGORY_BLOCK = re.compile(
+    r"(<BEGIN UNSAFE CONTENT CATEGORIES>\n)(.*?)(<END UNSAFE CONTENT CATEGORIES>)", re.S
+)
+
+
+def with_categories(text: str, lines: list[str]) -> str:
+    """`text` with the lines of its (one) category block replaced."""
+    if len(CATEGORY_BLOCK.findall(text)) != 1:
+        raise GuardError("This chat template has no single category list to replace (--policy).")
+    body = "".join(line + "\n" for line in lines)
+    return CATEGORY_BLOCK.sub(lambda m: m.group(1) + body + m.group(3), text, count=1)
 
 
 def template_heads(
-    encode: Callable[[str], list[int]], template: str | None = None
+    encode: Callable[[str], list[int]],
+    template: str | None = None,
+    categories: list[str] | None = None,
 ) -> list[list[int]]:
     """The token heads every rendered prompt-moderation and response-moderation input starts
     with: what two renderings with different contents share, less its last token (which a
@@ -119,7 +140,9 @@ def template_heads(
     )
     heads = []
     for kind in kinds:
-        a, b = (encode(render(kind(content), template)) for content in ("alpha", "omega"))
+        a, b = (
+            encode(render(kind(content), template, categories)) for content in ("alpha", "omega")
+        )
         shared = next(
             (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
         )
@@ -155,7 +178,13 @@ def _shown(value: str, limit: int = 60) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
-def parse(text: str, *, response: bool, line: int | None = None) -> Assessment:
+def parse(
+    text: str,
+    *,
+    response: bool,
+    line: int | None = None,
+    names: frozenset[str] | None = None,
+) -> Assessment:
     """Generated text -> Assessment, accepting exactly the canonical answer and nothing else:
 
         Safety: Safe|Unsafe|Controversial
@@ -166,9 +195,11 @@ def parse(text: str, *, response: bool, line: int | None = None) -> Assessment:
     skip_special_tokens, so the closing <|im_end|> is gone and no newline is left). The
     authors' own patterns (`re.search` anywhere) read "Safety: Safe\\nSafety: Unsafe" or a
     quoted "Safety: Safe" as safe; a guard must not, so anything else is a `model_output`
-    error carrying the raw output, never a verdict.
+    error carrying the raw output, never a verdict. `names`: the categories a --policy allows
+    (default: the authors').
     """
-    names = RESPONSE_CATEGORIES if response else PROMPT_CATEGORIES
+    if names is None:
+        names = RESPONSE_CATEGORIES if response else PROMPT_CATEGORIES
     kind = "response" if response else "prompt"
     expected = ["Safety", "Categories", *(["Refusal"] if response else [])]
     lines = text.split("\n")

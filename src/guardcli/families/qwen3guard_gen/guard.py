@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from guardcli.core.catalog import load_catalog
 from guardcli.core.errors import GuardError, input_error
+from guardcli.core.policy import Category, as_policy
 from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded
 from guardcli.core.torch_dtype import SHORT, resolve_dtype
@@ -52,9 +53,17 @@ class Qwen3GuardGen(Guard):
         concurrency: int | None = None,
         max_new_tokens: int = 128,
         dtype: str | None = None,
+        policy: Any = None,
         **options: Any,
     ):
         super().__init__(model, **options)
+        self.policy = as_policy(policy)
+        if self.policy is not None and endpoint:
+            raise input_error(
+                "--policy does not apply with --endpoint: the server renders its own template.",
+                "Drop --policy, or run the model locally.",
+            )
+        self.policy_names  # noqa: B018 - a bad policy is a usage error before any work
         backend = runtime_name(backend)
         if backend not in BACKENDS:
             raise input_error(
@@ -93,8 +102,43 @@ class Qwen3GuardGen(Guard):
     def template(self) -> str:
         return fmt.model_template(self.model.path)
 
+    @cached_property
+    def policy_names(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The category names a --policy allows (prompts, responses); None: the authors'."""
+        if self.policy is None:
+            return None
+        own = [Category(name, name) for name in fmt.CATEGORIES]
+        kept = self.policy.apply(own)
+        for c in kept:
+            if "," in c.name:
+                raise input_error(
+                    f"--policy {self.policy.source}: category name {c.name!r} has a comma, "
+                    "which Qwen3Guard's answer uses between names."
+                )
+        names = frozenset(c.name for c in kept)
+        response = names - {"Jailbreak"} if self.policy.categories is None else names
+        return names, response
+
+    @cached_property
+    def policy_lines(self) -> tuple[list[str], list[str]] | None:
+        """The category lines the prompt lists for prompts and responses under a --policy."""
+        if self.policy is None or self.policy_names is None:
+            return None
+        own = [Category(name, name) for name in fmt.CATEGORIES]
+        kept = self.policy.apply(own)
+
+        def line(c: Category) -> str:
+            return f"{c.name}." + (f"\n{c.description}" if c.description else "")
+
+        response = self.policy_names[1]
+        return [line(c) for c in kept], [line(c) for c in kept if c.name in response]
+
     def render(self, record: Record) -> str:
-        return fmt.render(fmt.record_messages(record), self.template)
+        messages = fmt.record_messages(record)
+        lines = None
+        if self.policy_lines is not None:
+            lines = self.policy_lines[1 if fmt.is_response(messages) else 0]
+        return fmt.render(messages, self.template, lines)
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         if self.backend == "remote" and not (self.model.path / "tokenizer.json").is_file():
@@ -108,7 +152,14 @@ class Qwen3GuardGen(Guard):
         if self.backend == "onnxruntime":
             from guardcli.runtime.causal_lm import OnnxCausalLM
 
-            heads = fmt.template_heads(lambda t: self.tokenizer.encode([t])[0].ids, self.template)
+            encode = lambda t: self.tokenizer.encode([t])[0].ids  # noqa: E731
+            if self.policy_lines is None:
+                heads = fmt.template_heads(encode, self.template)
+            else:  # each kind's head holds its own category list
+                heads = [
+                    fmt.template_heads(encode, self.template, lines)[kind]
+                    for kind, lines in enumerate(self.policy_lines)
+                ]
             return OnnxCausalLM(
                 self.model.graph, self.model.path, threads=self.threads, prefixes=heads
             )
@@ -210,7 +261,8 @@ class Qwen3GuardGen(Guard):
         self, text: str, response: bool, probs: dict[str, float] | None
     ) -> Judgement | RecordError:
         try:
-            found = fmt.parse(text, response=response)
+            names = None if self.policy_names is None else self.policy_names[int(response)]
+            found = fmt.parse(text, response=response, names=names)
         except RecordError as err:
             return err
         flagged = found.flagged(self.strict)

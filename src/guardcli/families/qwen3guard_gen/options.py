@@ -19,3 +19,4 @@ class Qwen3GuardOptions:
     api_key: str | None = None
     concurrency: int | None = None
     max_new_tokens: int = 128
+    policy: str | None = None  # a --policy file (core.policy): the category list and names

@@ -7,8 +7,9 @@ the model is causal, so the verdicts are those the kept cache would have given),
 that append at the same time run as one padded batch (`forward_batch`): each row's cache and
 new tokens are right-padded, so a row's positions see exactly its own tokens (GroupQueryAttention
 reads each row's cache length from its mask; a graph exported before it, with attention as
-plain ops, gets its caches left-padded and masked instead). The per-row INT8 recipe keeps a row's numbers independent of its
-neighbours; in FP32 only summation order may differ (verdicts equal, probabilities ~1e-6).
+plain ops, gets its caches left-padded and masked instead). The per-row INT8 recipe keeps a
+row's numbers independent of its neighbours; in FP32 only summation order may differ
+(verdicts equal, probabilities ~1e-6).
 
 `ServedJudge` is the family's StreamJudge with what a server needs besides: a conversation
 before the prompt, answers given as token ids, and `peek()` (what `finish()` would say now,
@@ -69,7 +70,7 @@ class SlotRunner:
         self.past = None
         return freed
 
-    def truncate(self, length: int) -> None:
+    def crop(self, length: int) -> None:
         """Forget every position from `length` on (a speculative feed rolled back)."""
         self.ids = self.ids[:length]
         self.length = length
@@ -134,8 +135,8 @@ class OnnxBatch:
             if b == 1 and n == p and len(run) == q:
                 kept = [a[0] for a in present]  # the output is exactly this stream's cache
             else:
-                first = start[i]
-                kept = [np.ascontiguousarray(a[i, :, first : first + n + len(run)]) for a in present]
+                span = slice(start[i], start[i] + n + len(run))
+                kept = [np.ascontiguousarray(a[i, :, span]) for a in present]
             slot.advance(new, kept, rebuilt=cache is None and len(run) > len(new))
             rows = slice(len(run) - len(new), len(run))
             out.append(tuple(np.asarray(x[i, rows], dtype=np.float32) for x in logits))
@@ -264,7 +265,7 @@ class ServedJudge(StreamJudge):
             self.state, self._starts, self.ready, length, text_state = saved
             retok.text, retok.committed, retok.done, decoder = text_state
             retok.decoder.setstate(decoder)
-            self.runner.truncate(length)
+            self.runner.crop(length)
         return verdicts, decision
 
 

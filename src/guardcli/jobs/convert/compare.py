@@ -14,7 +14,7 @@ Every figure is measured against FP32 on the same records, with the same thresho
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,7 @@ class CompareOptions:
     stability: bool = True
     batch_size: int | None = None
     threads: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the family's (--long, --policy...)
 
 
 def parse_variants(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -166,6 +167,7 @@ def compare_variants(
             threshold=opts.threshold,
             batch_size=opts.batch_size,
             threads=opts.threads,
+            **opts.options,
         )
     for v in variants[1:]:
         # One folder, one tokenizer: loading Qwen's tokenizer.json once saves ~1 s per variant.
