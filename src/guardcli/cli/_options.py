@@ -199,3 +199,19 @@ VerboseOpt = Annotated[
         "through to stderr; by default only guard's own lines are there. Also GUARD_VERBOSE=1.",
     ),
 ]
+CacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Judge each distinct input once: a repeat (same model, options and input as the "
+        "model sees it) gets the first one's verdict with its own id. --no-cache judges every "
+        "record.",
+    ),
+]
+CacheMbOpt = Annotated[
+    float,
+    PositiveFloatOption(
+        "--cache-mb",
+        help="Memory cap of the verdict cache in MiB; the least recently used verdicts go first.",
+    ),
+]

@@ -8,6 +8,8 @@ import typer
 
 from guardcli.cli._options import (
     BackendOpt,
+    CacheMbOpt,
+    CacheOpt,
     DtypeOpt,
     MaxLengthOpt,
     ModelOpt,
@@ -21,6 +23,7 @@ from guardcli.cli._options import (
 )
 from guardcli.cli._output import handle_errors, stderr
 from guardcli.core.spec import GuardSpec
+from guardcli.core.verdict_cache import DEFAULT_CACHE_MB
 
 EPILOG = (
     "Endpoints: POST /beta/litellm_basic_guardrail_api (LiteLLM generic_guardrail_api), "
@@ -101,6 +104,8 @@ def serve(
             "Default: block it.",
         ),
     ] = False,
+    cache: CacheOpt = True,
+    cache_mb: CacheMbOpt = DEFAULT_CACHE_MB,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: debug|info|warning|error.")
     ] = "info",
@@ -141,6 +146,7 @@ def serve(
         api_key=api_key or None,
         fail_closed=fail_closed,
         allow_unjudged=allow_unjudged,
+        cache_mb=cache_mb if cache else None,
     )
     sock = bind(host, port)
     console = stderr()

@@ -14,15 +14,29 @@ import dataclasses
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from guardcli.core.errors import GuardError
 from guardcli.core.verdict_cache import VerdictCache, digest
 from guardcli.core.verdicts import Record, Verdict
 from guardcli.families.judgement import cut_record
 
-if TYPE_CHECKING:
-    from guardcli.families.base import Guard
+
+class Guard(Protocol):
+    """What the cache needs of a guard (families/base.py's Guard, which calls into here)."""
+
+    @property
+    def truncation_side(self) -> str: ...
+
+    @property
+    def char_limit(self) -> int: ...
+
+    def prepare(self, record: Record) -> tuple[str, bool]: ...
+
+    def classify_records(
+        self, records: list[Record], on_batch: Callable[[int], None] | None = None
+    ) -> list[Verdict]: ...
+
 
 # Attributes that say how fast a guard runs, not what it answers.
 RUNTIME_ONLY = frozenset({"batch_size", "token_budget", "threads", "one_shot", "verdict_cache"})
