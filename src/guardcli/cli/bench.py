@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from guardcli.cli._bench_columns import _num, extra_cells, extra_headers, extra_notes
 from guardcli.cli._options import (
     BackendOpt,
     CountOption,
     DtypeOpt,
+    FractionOption,
     PositiveFloatOption,
     QuietOpt,
     ReportFormatOpt,
@@ -105,6 +107,14 @@ def bench(
             "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
         ),
     ] = None,
+    duplicates: Annotated[
+        float,
+        FractionOption(
+            "--duplicates",
+            help="Share of the timed prompts that repeat earlier ones (e.g. 0.3); each row is "
+            "then also timed through the verdict cache, with the speed-up.",
+        ),
+    ] = 0.0,
     fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -178,6 +188,7 @@ def bench(
         duration=duration,
         price_per_hour=price_per_hour,
         dtype=dtype,
+        duplicates=duplicates,
     )
     if not quiet:
         if synthetic or is_synthetic(model_dir):
@@ -200,15 +211,6 @@ def bench(
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
         render_table(report)
-
-
-def _num(value: Any) -> str:
-    """Three significant figures or so: 1,234 / 56.7 / 0.89."""
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 def _delta(value: float | None) -> str:
@@ -272,7 +274,7 @@ def render_table(report: dict[str, Any]) -> None:
         f"max |Δ|\nvs {ref}",
         f"agree\nvs {ref}",
     ]
-    for name in headers + (["$ per 1M\ntokens"] if cost else []):
+    for name in headers + (["$ per 1M\ntokens"] if cost else []) + extra_headers(report):
         left = name in ("variant", "mode")
         table.add_column(name, justify="left" if left else "right", no_wrap=True)
     last = None
@@ -303,6 +305,7 @@ def render_table(report: dict[str, Any]) -> None:
         ]
         if cost:
             cells.append(_usd(r.get("usd_per_1m_tokens")))
+        cells += extra_cells(report, r)
         table.add_row(*cells, style="bold" if r["winner"] else None)
     # Numbers are never cut short: a narrow terminal gets a table wider than itself.
     out.width = max(out.width, Measurement.get(out, out.options.update_width(1000), table).maximum)
@@ -330,3 +333,5 @@ def render_table(report: dict[str, Any]) -> None:
             else ""
         )
     )
+    for line in extra_notes(report):
+        out.print(line)

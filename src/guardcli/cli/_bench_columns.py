@@ -1,0 +1,48 @@
+"""`guard bench`'s optional columns: the verdict cache's (--duplicates) and the distance to this
+machine's limit (share of the measured GEMM rate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(value: Any) -> str:
+    """Three significant figures or so: 1,234 / 56.7 / 0.89."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def extra_headers(report: dict[str, Any]) -> list[str]:
+    headers = []
+    if report["settings"].get("duplicates"):
+        headers += ["no cache\nprompts/s", "cache\nprompts/s", "×cache", "hits", "same"]
+    return headers
+
+
+def extra_cells(report: dict[str, Any], row: dict[str, Any]) -> list[str]:
+    cells = []
+    if report["settings"].get("duplicates"):
+        speedup, hits = row.get("cache_speedup"), row.get("cache_hit_share")
+        same = row.get("cache_identical")
+        cells += [
+            _num(row.get("no_cache_e2e_prompts_per_s")),
+            _num(row.get("cache_e2e_prompts_per_s")),
+            "-" if speedup is None else f"{speedup:.2f}×",
+            "-" if hits is None else f"{100 * hits:.0f}%",
+            "-" if same is None else ("yes" if same else "NO"),
+        ]
+    return cells
+
+
+def extra_notes(report: dict[str, Any]) -> list[str]:
+    share = report["settings"].get("duplicates")
+    if not share:
+        return []
+    return [
+        f"--duplicates {share:g}: {100 * share:.0f}% of the timed prompts repeat earlier ones; "
+        "no cache/cache: e2e prompts/s on that stream without and with the verdict cache; "
+        "same: verdicts byte-identical both ways."
+    ]
