@@ -37,21 +37,28 @@ class DuplicateStream:
         self.share = share
         self.rng = random.Random(seed)
         self.seen: list[str] = []
+        self._fresh: set[str] = set()
 
     def fresh(self, n: int) -> str:
-        """The n-th new prompt: the given ones first, then their words reshuffled."""
+        """The n-th new prompt: the given ones first, then their words reshuffled (a shuffle
+        met before is drawn again; a prompt too short to give a new one gets a number)."""
         base = self.texts[n % len(self.texts)]
-        if n < len(self.texts):
-            return base
         words = base.split(" ")
-        random.Random(n).shuffle(words)
-        return " ".join(words)
+        rng = random.Random(n)
+        text = base
+        for _ in range(20):
+            if text not in self._fresh:
+                return text
+            rng.shuffle(words)
+            text = " ".join(words)
+        return f"{base} {n}"
 
     def next(self) -> str:
         if self.seen and self.rng.random() < self.share:
             return self.rng.choice(self.seen)
         text = self.fresh(len(self.seen))
         self.seen.append(text)
+        self._fresh.add(text)
         return text
 
     def take(self, count: int) -> list[str]:
