@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardcli.jobs.bench.duplicates import DuplicateStream
@@ -12,6 +12,7 @@ from guardcli.jobs.bench.duplicates import DuplicateStream
 from ..conftest import invoke
 
 
+@settings(max_examples=20, deadline=None)
 @given(share=st.sampled_from([0.0, 0.3, 0.7]), seed=st.integers(0, 1000))
 def test_the_stream_repeats_the_share_asked(share, seed):
     texts = [f"w{i} a b c d e f" for i in range(8)]

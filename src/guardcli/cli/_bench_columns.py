@@ -17,6 +17,8 @@ def _num(value: Any) -> str:
 
 def extra_headers(report: dict[str, Any]) -> list[str]:
     headers = []
+    if "limits" in report:
+        headers += ["GOP/s", "% of\nlimit"]
     if report["settings"].get("duplicates"):
         headers += ["no cache\nprompts/s", "cache\nprompts/s", "×cache", "hits", "same"]
     return headers
@@ -24,6 +26,9 @@ def extra_headers(report: dict[str, Any]) -> list[str]:
 
 def extra_cells(report: dict[str, Any], row: dict[str, Any]) -> list[str]:
     cells = []
+    if "limits" in report:
+        share = row.get("share_of_limit")
+        cells += [_num(row.get("achieved_gops")), "-" if share is None else f"{100 * share:.0f}%"]
     if report["settings"].get("duplicates"):
         speedup, hits = row.get("cache_speedup"), row.get("cache_hit_share")
         same = row.get("cache_identical")

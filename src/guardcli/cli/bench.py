@@ -26,6 +26,7 @@ from guardcli.core import cpu
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.strict_json import dumps
 from guardcli.core.synthetic import is_synthetic
+from guardcli.jobs.bench.limits import limit_lines
 
 SIZES = ("tiny", "full")
 
@@ -115,6 +116,15 @@ def bench(
             "then also timed through the verdict cache, with the speed-up.",
         ),
     ] = 0.0,
+    limits: Annotated[
+        bool,
+        typer.Option(
+            "--limits/--no-limits",
+            envvar="GUARD_BENCH_LIMITS",
+            help="Measure this machine's GEMM rate on the model's own MatMul shapes (once per "
+            "CPU, cached) and show each row's GOP/s and share of it.",
+        ),
+    ] = True,
     fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -189,6 +199,7 @@ def bench(
         price_per_hour=price_per_hour,
         dtype=dtype,
         duplicates=duplicates,
+        limits=limits,
     )
     if not quiet:
         if synthetic or is_synthetic(model_dir):
@@ -252,6 +263,8 @@ def render_table(report: dict[str, Any]) -> None:
     out.print(f"features: {' '.join(m['features']) or 'none detected'}")
     note = " (SYNTHETIC: random weights; timings hold for its architecture and size)"
     out.print(f"model: {model['path']}{note if model['synthetic'] else ''}")
+    for line in limit_lines(report):
+        out.print(line)
     cost = any("usd_per_1m_tokens" in r for r in report["results"])
     modes = any(r.get("mode") for r in report["results"])
     generates = any(r.get("mode") == "generate" for r in report["results"])

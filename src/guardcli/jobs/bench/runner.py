@@ -35,6 +35,7 @@ from guardcli.jobs.bench.inputs import (  # noqa: F401 (re-exported)
     synthetic_prompts,
     weights_size,
 )
+from guardcli.jobs.bench.limits import add_limits
 from guardcli.jobs.bench.plan import (  # noqa: F401 (re-exported)
     AGREEMENT_PROMPTS,
     BENCH_VARIANTS,
@@ -224,7 +225,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         machine[runtime] = versions.get(runtime) or machine[runtime]
     if any(v in TORCH_PATHS for v in variants):
         machine["torch"] = versions.get("torch")
-    return {
+    report = {
         "machine": machine,
         "model": {
             "path": str(model_dir),
@@ -248,3 +249,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         "results": rows,
         "definitions": {**DEFINITIONS, **(CACHE_DEFINITIONS if config.duplicates else {})},
     }
+    if config.limits:
+        progress("measuring this machine's GEMM limits on the model's shapes")
+        add_limits(report, model_dir, config.threads)
+    return report
