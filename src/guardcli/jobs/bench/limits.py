@@ -39,9 +39,8 @@ def add_limits(report: dict[str, Any], model_dir: Path, threads: int | None) -> 
     ops = graph_ops(graph)
     rows = report["results"]
     settings = report["settings"]
-    seq = settings.get("seq_len")
-    if seq is None and rows:
-        seq = max(1, round(rows[0]["tokens"] / max(rows[0]["prompts"], 1)))
+    # The tokens a prompt really has (a chat template adds to --seq-len): the limit's M.
+    seq = max(1, round(sum(r["tokens"] for r in rows) / max(sum(r["prompts"] for r in rows), 1)))
     info = read_cpu()
     cores = threads or usable_cpus()
     by_batch: dict[str, Any] = {}
