@@ -44,3 +44,26 @@ def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model):
     assert again["limits"]["by_batch"]["2"]["cached"] is True  # once per CPU and shapes
     table = invoke(runner, [*args[:-2], "-f", "table"]).stdout
     assert "limit at batch 2 (M=24" in table and "% of" in table
+
+
+@pytest.mark.slow  # --verify times the default shape on every path too
+def test_probe_cpu_verify_model_measures_the_limit_bench_reuses(runner, tiny_model):
+    probe = ["probe-cpu", "--verify", "-m", str(tiny_model), "--batch-size", "3"]
+    report = json.loads(invoke(runner, [*probe, "--seq-len", "10", "-f", "json"]).stdout)
+    measured = report["limits"]["by_batch"]["3"]
+    assert measured["m"] == 30 and measured["limits"]["fp32"]["gops"] > 0
+    ops = graph_ops(tiny_model / "onnx" / "model.onnx")
+    assert report["limits"]["ops"]["ops_per_token"] == pytest.approx(ops.per_token(10))
+    bench = ["bench", "-m", str(tiny_model), "--variant", "fp32", "--batch-size", "3"]
+    again = json.loads(
+        invoke(
+            runner, [*bench, "--seq-len", "10", "--duration", "0.2", "--limits", "-f", "json"]
+        ).stdout
+    )
+    assert again["limits"]["by_batch"]["3"]["cached"] is True
+    assert again["limits"]["by_batch"]["3"]["paths"] == measured["paths"]
+
+
+def test_probe_cpu_model_needs_verify(runner, tiny_model):
+    result = invoke(runner, ["probe-cpu", "-m", str(tiny_model)])
+    assert result.exit_code == 2 and "--verify" in result.stderr
