@@ -15,6 +15,18 @@ def _num(value: Any) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
+def _delta(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def extra_headers(report: dict[str, Any]) -> list[str]:
     headers = []
     if "limits" in report:

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from guardcli.cli._bench_columns import _num, extra_cells, extra_headers, extra_notes
+from guardcli.cli._bench_columns import (
+    _delta,
+    _num,
+    _percent,
+    _usd,
+    extra_cells,
+    extra_headers,
+    extra_notes,
+)
 from guardcli.cli._options import (
     BackendOpt,
     CountOption,
@@ -224,23 +232,11 @@ def bench(
         render_table(report)
 
 
-def _delta(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}"
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
 def _agreement(row: dict[str, Any]) -> float | None:
     """Severity agreement for generated verdicts, flag agreement otherwise."""
     if row.get("mode") == "generate":
         return row.get("severity_agreement_vs_ref")
     return row.get("flag_agreement_vs_ref")
-
-
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
 def render_table(report: dict[str, Any]) -> None:
