@@ -151,9 +151,12 @@ def _auth(key: str | None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_process(args, model: str, max_batch: int) -> Iterator[str]:
+def serve_process(
+    args, model: str, max_batch: int, extra: list[str] | None = None
+) -> Iterator[str]:
     """`guard serve` in its own process (as deployed), on a free port; yields its URL."""
     cmd = [sys.executable, "-m", "guardcli", "serve", "-m", model, "--variant", args.variant]
+    cmd += extra or []
     cmd += ["--port", "0", "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms)]
     cmd += ["--max-queue", str(max(1024, 4 * args.concurrency)), "--log-level", "warning"]
     if args.threads:

@@ -55,6 +55,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
     os.environ["GUARD_CACHE"] = str(home / "cache" / "guardcli")
     os.environ["COLUMNS"] = "120"
+    # `guard bench` measures the GEMM limit on the model's shapes (seconds); the tests that
+    # check it ask with --limits.
+    os.environ["GUARD_BENCH_LIMITS"] = "0"
     # `--variant auto` follows a stored `probe-cpu --verify` measurement: never the user's.
     os.environ["GUARD_PROBE_RESULT"] = str(home / "probe-cpu.json")
     # The converted Qwen3 tokenizers (seconds to build) start in the cache, from the store.

@@ -21,6 +21,7 @@ from guardcli.core.spec import GuardSpec
 from guardcli.core.strict_json import dumps
 from guardcli.core.synthetic import is_synthetic
 from guardcli.core.thresholds import read_thresholds
+from guardcli.core.verdict_cache import VerdictCache
 from guardcli.core.verdicts import Record
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class ClassifyRequest:
     workers: int | None
     cpus_per_worker: float | None
     timings: bool
+    cache: bool
+    cache_mb: float
     loose: bool
     score: bool
     response: str | None
@@ -176,6 +179,8 @@ def run_local(r: ClassifyRequest) -> None:
             options=_family_options(r),
         )
     )
+    if r.cache:
+        guard.verdict_cache = VerdictCache(max_bytes=int(r.cache_mb * 1024 * 1024))
     console = stderr()
     if is_synthetic(guard.model.path) and not r.quiet:
         console.print(

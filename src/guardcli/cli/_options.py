@@ -214,3 +214,19 @@ PolicyOpt = Annotated[
         dir_okay=False,
     ),
 ]
+CacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Judge each distinct input once: a repeat (same model, options and input as the "
+        "model sees it) gets the first one's verdict with its own id. --no-cache judges every "
+        "record.",
+    ),
+]
+CacheMbOpt = Annotated[
+    float,
+    PositiveFloatOption(
+        "--cache-mb",
+        help="Memory cap of the verdict cache in MiB; the least recently used verdicts go first.",
+    ),
+]

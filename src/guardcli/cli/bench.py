@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from guardcli.cli._bench_stream import ChunkTokensListOpt, ContextsOpt, bench_stream, stream_mode
+from guardcli.cli._bench_table import render_table
 from guardcli.cli._options import (
     BackendOpt,
     CountOption,
     DtypeOpt,
+    FractionOption,
     PositiveFloatOption,
     QuietOpt,
     ReportFormatOpt,
@@ -119,6 +121,23 @@ def bench(
             "--price-per-hour", help="Machine price in USD/hour: adds cost per 1M tokens."
         ),
     ] = None,
+    duplicates: Annotated[
+        float,
+        FractionOption(
+            "--duplicates",
+            help="Share of the timed prompts that repeat earlier ones (e.g. 0.3); each row is "
+            "then also timed through the verdict cache, with the speed-up.",
+        ),
+    ] = 0.0,
+    limits: Annotated[
+        bool,
+        typer.Option(
+            "--limits/--no-limits",
+            envvar="GUARD_BENCH_LIMITS",
+            help="Measure this machine's GEMM rate on the model's own MatMul shapes (once per "
+            "CPU, cached) and show each row's GOP/s and share of it.",
+        ),
+    ] = True,
     fmt: ReportFormatOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -198,6 +217,8 @@ def bench(
         duration=duration,
         price_per_hour=price_per_hour,
         dtype=dtype,
+        duplicates=duplicates,
+        limits=limits,
     )
     if not quiet:
         if synthetic or is_synthetic(model_dir):
@@ -220,133 +241,3 @@ def bench(
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
         render_table(report)
-
-
-def _num(value: Any) -> str:
-    """Three significant figures or so: 1,234 / 56.7 / 0.89."""
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
-def _delta(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}"
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
-def _agreement(row: dict[str, Any]) -> float | None:
-    """Severity agreement for generated verdicts, flag agreement otherwise."""
-    if row.get("mode") == "generate":
-        return row.get("severity_agreement_vs_ref")
-    return row.get("flag_agreement_vs_ref")
-
-
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def render_table(report: dict[str, Any]) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.measure import Measurement
-    from rich.table import Table
-
-    from guardcli.jobs.bench.runner import AGREEMENT_PROMPTS
-
-    out = Console(file=sys.stdout, highlight=False)
-    m, model = report["machine"], report["model"]
-    out.print(
-        f"{m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads, "
-        f"onnxruntime {m['onnxruntime']}"
-        + (f", openvino {m['openvino']}" if m.get("openvino") else "")
-        + (f", torch {m['torch']}" if m.get("torch") else "")
-        + f", guardcli {m['guardcli']}"
-    )
-    out.print(f"features: {' '.join(m['features']) or 'none detected'}")
-    note = " (SYNTHETIC: random weights; timings hold for its architecture and size)"
-    out.print(f"model: {model['path']}{note if model['synthetic'] else ''}")
-    cost = any("usd_per_1m_tokens" in r for r in report["results"])
-    modes = any(r.get("mode") for r in report["results"])
-    generates = any(r.get("mode") == "generate" for r in report["results"])
-    ref = report["settings"].get("reference", "fp32")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    headers = [
-        "variant",
-        *(["mode"] if modes else []),
-        "batch",
-        "prompts\n/s",
-        "tokens\n/s",
-        *(["new tok/s\n(generate)"] if generates else []),
-        "×fp32",
-        "ms/request\np50 p95 p99",
-        "ms/batch\np50",
-        "e2e\nprompts/s",
-        "load\ns",
-        "RSS\nMB",
-        "size MB\n(×fp32)",
-        f"max |Δ|\nvs {ref}",
-        f"agree\nvs {ref}",
-    ]
-    for name in headers + (["$ per 1M\ntokens"] if cost else []):
-        left = name in ("variant", "mode")
-        table.add_column(name, justify="left" if left else "right", no_wrap=True)
-    last = None
-    for r in report["results"]:
-        group = (r["batch_size"], r.get("mode"))
-        if last is not None and group != last:
-            table.add_section()
-        last = group
-        ratio = "-" if r["ratio_to_fp32"] is None else f"{r['ratio_to_fp32']:.2f}×"
-        size_ratio = r["size_ratio_to_fp32"]
-        size = f"{r['size_mb']:,.0f}" + ("" if size_ratio is None else f" ({size_ratio:.2f}×)")
-        cells = [
-            ("★ " if r["winner"] else "  ") + r["variant"],
-            *([r.get("mode") or "-"] if modes else []),
-            str(r["batch_size"]),
-            _num(r["prompts_per_s"]),
-            _num(r["tokens_per_s"]),
-            *([_num(r.get("generated_tokens_per_s"))] if generates else []),
-            ratio,
-            " ".join(_num(r[k]) for k in ("p50_ms", "p95_ms", "p99_ms")),
-            _num(r["batch_p50_ms"]),
-            _num(r["e2e_prompts_per_s"]),
-            _num(r["load_s"]),
-            _num(r["peak_rss_mb"]),
-            size,
-            _delta(r.get("max_abs_diff_vs_ref")),
-            _percent(_agreement(r)),
-        ]
-        if cost:
-            cells.append(_usd(r.get("usd_per_1m_tokens")))
-        table.add_row(*cells, style="bold" if r["winner"] else None)
-    # Numbers are never cut short: a narrow terminal gets a table wider than itself.
-    out.width = max(out.width, Measurement.get(out, out.options.update_width(1000), table).maximum)
-    out.print(table)
-    for r in report["results"]:
-        if r["winner"]:
-            vs = "" if r["ratio_to_fp32"] is None else f", {r['ratio_to_fp32']:.2f}× FP32"
-            how = f" ({r['mode']})" if r.get("mode") else ""
-            out.print(
-                f"★ fastest at batch {r['batch_size']}{how}: {r['variant']} "
-                f"({_num(r['prompts_per_s'])} prompts/s{vs})"
-            )
-    s = report["settings"]
-    prompts = f"{s['seq_len']}-token synthetic prompts" if "seq_len" in s else s.get("data")
-    out.print(
-        f"{prompts}; {s['duration_s']:g}s per variant × {'mode × ' if modes else ''}batch in "
-        f"{s['rounds']} interleaved "
-        "round(s). ms/req: a batch's model time per prompt. e2e: tokenization included. "
-        "RSS: peak of a process holding only that variant. agree: share of the first "
-        f"{s.get('agreement_prompts', AGREEMENT_PROMPTS)} prompts judged alike (flag; severity "
-        "in generate mode)."
-        + (
-            " generate: greedy decoding to EOS or 128 new tokens; score: one forward pass."
-            if modes
-            else ""
-        )
-    )

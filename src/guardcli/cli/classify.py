@@ -35,6 +35,8 @@ from guardcli.cli._classify_run import ClassifyRequest, run
 from guardcli.cli._options import (
     BackendOpt,
     BatchSizeOpt,
+    CacheMbOpt,
+    CacheOpt,
     DtypeOpt,
     FormatOpt,
     IdFieldOpt,
@@ -50,6 +52,7 @@ from guardcli.cli._options import (
     backend_name,
 )
 from guardcli.cli._output import handle_errors
+from guardcli.core.verdict_cache import DEFAULT_CACHE_MB
 
 EPILOG = (
     "Exit codes: 0 nothing flagged, 1 at least one record flagged, "
@@ -102,6 +105,8 @@ def classify(
     workers: WorkersOpt = None,
     cpus_per_worker: CpusPerWorkerOpt = None,
     timings: TimingsOpt = False,
+    cache: CacheOpt = True,
+    cache_mb: CacheMbOpt = DEFAULT_CACHE_MB,
     loose: LooseOpt = False,
     score: ScoreOpt = True,
     response: ResponseOpt = None,

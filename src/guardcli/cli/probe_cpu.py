@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from guardcli.cli._options import ReportFormatOpt, VerboseOpt
+from guardcli.cli._options import CountOption, ReportFormatOpt, VerboseOpt
 from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
 from guardcli.core.cpu import probe, usable_cpus
 from guardcli.core.strict_json import dumps
@@ -20,6 +20,7 @@ EPILOG = (
     "Examples:\n\n"
     "  guard probe-cpu\n\n"
     "  guard probe-cpu --verify      # time the MatMuls; --variant auto then follows them\n\n"
+    "  guard probe-cpu --verify -m ./csam-guard --batch-size 1,8   # and the model's own shapes\n\n"
     "  guard probe-cpu --cpuinfo other-host-cpuinfo.txt --format json"
 )
 
@@ -74,6 +75,36 @@ def _render(report: dict[str, Any]) -> None:
         out("auto order:   from the flags above; `guard probe-cpu --verify` measures and stores it")
 
 
+def _model_limits(model: Path, batch_size: str, seq_len: int) -> dict[str, Any]:
+    from guardcli.jobs.bench.limits import fp32_graph
+    from guardcli.jobs.bench.plan import parse_batch_sizes
+    from guardcli.runtime.gemm_limits import measure
+    from guardcli.runtime.graph_ops import graph_ops
+
+    graph = fp32_graph(model)
+    if graph is None:
+        raise fail(f"{model} has no FP32 ONNX graph (onnx/model.onnx) to read its MatMuls from.")
+    ops = graph_ops(graph)
+    sizes = parse_batch_sizes(batch_size)
+    return {
+        "graph": str(graph),
+        "seq_len": seq_len,
+        "ops": ops.as_dict(seq_len),
+        "by_batch": {str(b): measure(b * seq_len, ops.weights) for b in sizes},
+    }
+
+
+def _render_limits(limits: dict[str, Any]) -> None:
+    ops = limits["ops"]
+    typer.echo(
+        f"model:        {limits['graph']}: {ops['ops_per_token'] / 1e9:.3g} GOP/token at "
+        f"{limits['seq_len']} tokens"
+    )
+    for size, m in limits["by_batch"].items():
+        paths = ", ".join(f"{p} {rate:,.0f}" for p, rate in m["paths"].items())
+        typer.echo(f"  batch {size} (M={m['m']}), its own shapes, GOP/s: {paths}")
+
+
 @handle_errors
 def probe_cpu(
     *,
@@ -96,6 +127,21 @@ def probe_cpu(
             "ratios and store them: `--variant auto` then follows the measurement.",
         ),
     ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="With --verify: also time this model folder's own MatMul shapes (read from "
+            "its FP32 ONNX graph) at M = batch x --seq-len rows on every path: the limit "
+            "`guard bench` shows each row's share of (stored per CPU, and reused by it).",
+            file_okay=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", help="With --model: comma list of batch sizes.")
+    ] = "8",
+    seq_len: Annotated[int, CountOption("--seq-len", help="With --model: tokens per prompt.")] = 48,
     verbose: VerboseOpt = False,
 ) -> None:
     """Report CPU features, usable cores and onnxruntime, and recommend the variant
@@ -122,6 +168,10 @@ def probe_cpu(
             "fastest": max(ok, key=lambda t: t.ratio).variant,
         }
         save_measurement(report["verify"]["timings"], report["verify"]["shape"])
+    if model is not None:
+        if not verify:
+            raise fail("--model says whose shapes --verify times: add --verify.")
+        report["limits"] = _model_limits(model, batch_size, seq_len)
     if cpuinfo is None and (stored := load_measurement()) is not None:
         report["measured"] = {
             "order": stored["order"],
@@ -132,3 +182,5 @@ def probe_cpu(
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
         _render(report)
+        if "limits" in report:
+            _render_limits(report["limits"])

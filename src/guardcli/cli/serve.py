@@ -9,6 +9,8 @@ import typer
 from guardcli.cli._classify_options import LongOpt, UnsafeLabelsOpt, family_options
 from guardcli.cli._options import (
     BackendOpt,
+    CacheMbOpt,
+    CacheOpt,
     DtypeOpt,
     MaxLengthOpt,
     ModelOpt,
@@ -23,6 +25,7 @@ from guardcli.cli._options import (
 )
 from guardcli.cli._output import handle_errors, stderr
 from guardcli.core.spec import GuardSpec
+from guardcli.core.verdict_cache import DEFAULT_CACHE_MB
 
 EPILOG = (
     "Endpoints: POST /beta/litellm_basic_guardrail_api (LiteLLM generic_guardrail_api), "
@@ -128,6 +131,8 @@ def serve(
             "--stream-expire", help="Seconds after which an idle stream is closed (then 404)."
         ),
     ] = 3600.0,
+    cache: CacheOpt = True,
+    cache_mb: CacheMbOpt = DEFAULT_CACHE_MB,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: debug|info|warning|error.")
     ] = "info",
@@ -172,6 +177,7 @@ def serve(
         stream_cache_mb=stream_cache_mb,
         stream_ttl_s=stream_ttl,
         stream_expire_s=stream_expire,
+        cache_mb=cache_mb if cache else None,
     )
     sock = bind(host, port)
     console = stderr()

@@ -17,7 +17,9 @@ from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.records import ReadOptions, as_records, chunked
 from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded, TextTokenizer
+from guardcli.core.verdict_cache import VerdictCache
 from guardcli.core.verdicts import Record, RecordError, Verdict
+from guardcli.families.cached import classify_cached
 from guardcli.families.judgement import (  # noqa: F401 - importable from here
     CHARS_PER_TOKEN,
     Judgement,
@@ -47,6 +49,9 @@ class Guard(ABC):
     # The dataclass of the family's own options, when it has typed ones: a GuardSpec may carry
     # an instance (GuardSpec(options=...)), whose fields load_guard passes as keywords.
     options_type: ClassVar[type | None] = None
+    # Set one (VerdictCache) to judge each distinct input once: `guard classify` does per run,
+    # `guard serve` across requests.
+    verdict_cache: VerdictCache | None = None
 
     def __init__(
         self,
@@ -143,7 +148,7 @@ class Guard(ABC):
         self, items: Iterable[str | dict[str, Any] | Record], *, read: ReadOptions | None = None
     ) -> list[Verdict]:
         """Judge strings, JSON-like dicts or Records; one Verdict per item, in order."""
-        return self.classify_records(as_records(items, read or ReadOptions()))
+        return self.judge_records(as_records(items, read or ReadOptions()))
 
     def classify_stream(
         self,
@@ -154,7 +159,16 @@ class Guard(ABC):
     ) -> Iterator[list[Verdict]]:
         """Verdicts chunk by chunk, in input order, as records arrive."""
         for chunk in chunked(records, max_items=chunk_size, max_wait=max_wait):
-            yield self.classify_records(chunk)
+            yield self.judge_records(chunk)
+
+    def judge_records(
+        self, records: list[Record], on_batch: Callable[[int], None] | None = None
+    ) -> list[Verdict]:
+        """`classify_records` through `verdict_cache` when one is set: each distinct input
+        judged once (families/cached.py)."""
+        if self.verdict_cache is None:
+            return self.classify_records(records, on_batch)
+        return classify_cached(self, records, self.verdict_cache, on_batch)
 
     def classify_records(
         self, records: list[Record], on_batch: Callable[[int], None] | None = None

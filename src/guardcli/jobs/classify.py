@@ -21,6 +21,7 @@ class Summary:
     tokens: int = 0
     truncated: int = 0
     seconds: float = 0.0
+    cached: int = 0  # records answered from the verdict cache
     error_types: dict[str, int] = field(default_factory=dict)
 
     def add(self, verdicts: Iterable[Verdict]) -> None:
@@ -48,6 +49,8 @@ class Summary:
         parts = [f"{self.records} records", f"{self.flagged} flagged", f"{self.errors} errors"]
         if self.truncated:
             parts.append(f"{self.truncated} truncated")
+        if self.cached:
+            parts.append(f"{self.cached} from cache")
         return ", ".join(parts) + f" in {self.seconds:.2f}s ({rate:.1f} records/s)"
 
 
@@ -66,11 +69,15 @@ def classify_into(
 ) -> Summary:
     """Classify a stream, handing each chunk of verdicts to `write` as soon as it is ready."""
     summary = Summary()
+    cache = getattr(guard, "verdict_cache", None)
+    hits = 0 if cache is None else cache.stats().hits
     start = time.perf_counter()
     for verdicts in guard.classify_stream(records):
         write(verdicts)
         summary.add(verdicts)
         summary.seconds = time.perf_counter() - start
+        if cache is not None:
+            summary.cached = cache.stats().hits - hits
         if on_chunk:
             on_chunk(summary)
     summary.seconds = time.perf_counter() - start

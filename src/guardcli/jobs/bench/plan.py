@@ -46,6 +46,8 @@ class BenchConfig:
     agreement_prompts: int = AGREEMENT_PROMPTS  # judged once by every variant, for agreement
     extra: dict[str, Any] = field(default_factory=dict)  # copied into the report's `model`
     dtype: str | None = None  # torch paths (--dtype); None: auto
+    duplicates: float = 0.0  # share of repeats in the timed stream; > 0 adds cached runs
+    limits: bool = False  # measure this machine's GEMM limit on the model's shapes (cached)
 
 
 def parse_list(text: str, what: str) -> list[str]:

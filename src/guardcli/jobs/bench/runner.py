@@ -26,6 +26,8 @@ from typing import IO, Any
 
 from guardcli.core.errors import ExitCode, GuardError, input_error
 from guardcli.core.synthetic import is_synthetic
+from guardcli.jobs.bench.duplicates import DEFINITIONS as CACHE_DEFINITIONS
+from guardcli.jobs.bench.duplicates import add_cache_columns
 from guardcli.jobs.bench.inputs import (  # noqa: F401 (re-exported)
     _WORDS,
     machine_info,
@@ -33,6 +35,7 @@ from guardcli.jobs.bench.inputs import (  # noqa: F401 (re-exported)
     synthetic_prompts,
     weights_size,
 )
+from guardcli.jobs.bench.limits import add_limits
 from guardcli.jobs.bench.plan import (  # noqa: F401 (re-exported)
     AGREEMENT_PROMPTS,
     BENCH_VARIANTS,
@@ -151,6 +154,8 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
     workers: dict[str, _WorkerProcess] = {}
     setup: dict[str, dict[str, Any]] = {}
     batches: dict[tuple[str, str | None, int], list[list[float]]] = {}
+    cached_batches: dict[tuple[str, str | None, int], list[list[float]]] = {}
+    conditions = (False, True) if config.duplicates else (False,)
     try:
         for variant in variants:  # one at a time, so load times do not contend
             progress(f"loading {variant}")
@@ -165,6 +170,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
                 warmup=list(config.batch_sizes),
                 modes=modes,
                 agreement=config.agreement_prompts,
+                duplicates=config.duplicates,
             )
         slice_s = config.duration / rounds
         order = list(variants)
@@ -174,10 +180,18 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
                     for variant in order:
                         what = f"{variant} ({mode})" if mode else variant
                         progress(f"round {r + 1}/{rounds}: {what} at batch {size}")
-                        got = workers[variant].ask(
-                            cmd="run", batch_size=size, seconds=slice_s, mode=mode
-                        )
-                        batches.setdefault((variant, mode, size), []).extend(got["batches"])
+                        for cached in conditions:
+                            got = workers[variant].ask(
+                                cmd="run",
+                                batch_size=size,
+                                seconds=slice_s,
+                                mode=mode,
+                                cached=cached,
+                            )
+                            key = (variant, mode, size)
+                            (cached_batches if cached else batches).setdefault(key, []).extend(
+                                got["batches"]
+                            )
                     order = order[1:] + order[:1]  # A B C, then B C A: no variant always last
         peaks = {v: w.ask(cmd="stop").get("peak_rss_mb") for v, w in workers.items()}
     finally:
@@ -201,6 +215,11 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         for m in modes
         for v in variants
     ]
+    if config.duplicates:
+        for row in rows:
+            key = (row["variant"], row["mode"], row["batch_size"])
+            identical = setup[row["variant"]].get("cache_identical", {}).get(row["mode"] or "")
+            add_cache_columns(row, cached_batches[key], identical)
     add_ratios(rows, sizes)
     add_agreement(rows, variants[0], {v: s["agreement"] for v, s in setup.items()})
     machine = machine_info(config.threads)
@@ -209,7 +228,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
         machine[runtime] = versions.get(runtime) or machine[runtime]
     if any(v in TORCH_PATHS for v in variants):
         machine["torch"] = versions.get("torch")
-    return {
+    report = {
         "machine": machine,
         "model": {
             "path": str(model_dir),
@@ -227,8 +246,18 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _: N
             "rounds": rounds,
             "price_per_hour": config.price_per_hour,
             "agreement_prompts": config.agreement_prompts,
+            "duplicates": config.duplicates,
             **prompt_source,
         },
         "results": rows,
-        "definitions": DEFINITIONS,
+        "definitions": {**DEFINITIONS, **(CACHE_DEFINITIONS if config.duplicates else {})},
     }
+    if config.limits:
+        progress("measuring this machine's GEMM limits on the model's shapes")
+        try:
+            add_limits(report, model_dir, config.threads)
+        except GuardError:
+            raise
+        except Exception as exc:  # the timings stand without it; say why it is missing
+            report["limits"] = {"error": f"could not measure: {type(exc).__name__}: {exc}"}
+    return report

@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from guardcli.core.verdict_cache import VerdictCache
+from guardcli.jobs.bench.duplicates import DuplicateStream
+from guardcli.jobs.bench.plan import AGREEMENT_PROMPTS
+
 
 def rss_mb(field: str = "VmHWM") -> float | None:
     """This process's resident memory from /proc (VmHWM: peak, VmRSS: now), in MB.
@@ -38,7 +42,7 @@ def rss_mb(field: str = "VmHWM") -> float | None:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-Batch = tuple[int, int, int, float, float, int]
+Batch = tuple[int, int, int, float, float, int, int]
 
 
 class Worker:
@@ -53,6 +57,10 @@ class Worker:
         self.base_rss_mb = rss_mb("VmRSS")  # interpreter and libraries, no model yet
         self.texts: list[str] = setup["texts"]
         self.cursor = 0
+        # --duplicates: each condition (no cache, cache) walks its own copy of one stream.
+        self.duplicates = float(setup.get("duplicates") or 0.0)
+        self.streams = {c: DuplicateStream(self.texts, self.duplicates) for c in (False, True)}
+        self.cache = VerdictCache()
         start = time.perf_counter()
         calls = self.guard.runtime_calls()
         self.load_s = time.perf_counter() - start
@@ -93,18 +101,24 @@ class Worker:
         if mode is not None:
             self.guard.use_mode(mode)
 
-    def batch(self, size: int) -> Batch:
-        """One batch through the whole classify path; (prompts, real tokens, padded tokens,
-        model seconds, end-to-end seconds, generated tokens)."""
-        n = len(self.texts)
-        texts = [self.texts[(self.cursor + i) % n] for i in range(size)]
-        self.cursor = (self.cursor + size) % n
+    def batch(self, size: int, cached: bool = False) -> Batch:
+        """One batch through the whole classify path; (prompts judged by the model, real
+        tokens, padded tokens, model seconds, end-to-end seconds, generated tokens, prompts in).
+        `cached`: through the verdict cache (with --duplicates)."""
+        if self.duplicates:
+            texts = self.streams[cached].take(size)
+        else:
+            n = len(self.texts)
+            texts = [self.texts[(self.cursor + i) % n] for i in range(size)]
+            self.cursor = (self.cursor + size) % n
         self.guard.batch_size = size
         self.guard.token_budget = size * self.guard.max_length  # one model call per batch
+        self.guard.verdict_cache = self.cache if cached else None
         self.samples.clear()
         t0 = time.perf_counter()
         self.guard.classify(texts)
         e2e = time.perf_counter() - t0
+        self.guard.verdict_cache = None
         s = self.samples
         return (
             sum(x[0] for x in s),
@@ -113,7 +127,22 @@ class Worker:
             sum(x[3] for x in s),
             e2e,
             sum(x[4] for x in s),
+            size,
         )
+
+    def cache_identical(self, count: int) -> bool:
+        """Whether the first `count` prompts of a duplicate stream get byte-identical verdicts
+        with the verdict cache and without it."""
+        from guardcli.core.strict_json import dumps
+
+        texts = DuplicateStream(self.texts, self.duplicates, seed=1).take(count)
+        plain = [dumps(v.to_dict()) for v in self.guard.classify(texts)]
+        self.guard.verdict_cache = VerdictCache()
+        try:
+            cached = [dumps(v.to_dict()) for v in self.guard.classify(texts)]
+        finally:
+            self.guard.verdict_cache = None
+        return plain == cached
 
     def judged(self, count: int) -> list[dict[str, Any]]:
         """Verdicts on the first `count` prompts, one batch of 8 at a time, for agreement."""
@@ -124,12 +153,12 @@ class Worker:
             for v in self.guard.classify(texts)
         ]
 
-    def run(self, size: int, seconds: float) -> list[Batch]:
+    def run(self, size: int, seconds: float, cached: bool = False) -> list[Batch]:
         """Batches for `seconds` of wall time, at least one."""
         out: list[Batch] = []
         deadline = time.perf_counter() + seconds
         while not out or time.perf_counter() < deadline:
-            out.append(self.batch(size))
+            out.append(self.batch(size, cached))
         return out
 
 
@@ -180,24 +209,29 @@ def main() -> int:
             if msg["cmd"] == "setup":
                 worker = Worker(msg)
                 agreement: dict[str, list[dict[str, Any]]] = {}
+                identical: dict[str, bool] = {}
                 for mode in msg.get("modes") or [None]:
                     worker.use_mode(mode)
                     for size in msg.get("warmup", []):
                         worker.batch(size)
                     agreement[mode or ""] = worker.judged(int(msg.get("agreement", 0)))
+                    if worker.duplicates:
+                        identical[mode or ""] = worker.cache_identical(2 * AGREEMENT_PROMPTS)
                 reply(
                     ok=True,
                     load_s=worker.load_s,
                     tokenizer_load_s=worker.tokenizer_s,
                     base_rss_mb=worker.base_rss_mb,
                     agreement=agreement,
+                    cache_identical=identical,
                     threshold=worker.guard.threshold,
                     **_versions(),
                 )
             elif msg["cmd"] == "run":
                 assert worker is not None
                 worker.use_mode(msg.get("mode"))
-                reply(ok=True, batches=worker.run(int(msg["batch_size"]), float(msg["seconds"])))
+                size, seconds = int(msg["batch_size"]), float(msg["seconds"])
+                reply(ok=True, batches=worker.run(size, seconds, bool(msg.get("cached"))))
             elif msg["cmd"] == "stop":
                 reply(ok=True, peak_rss_mb=rss_mb("VmHWM"))
                 return 0

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from guardcli.core import registry
+from guardcli.core.verdict_cache import DEFAULT_CACHE_MB
 from guardcli.core.verdicts import Record, RecordError, Verdict
-from guardcli.jobs.serve import protocols
+from guardcli.jobs.serve import protocols, verdict_cache
 from guardcli.jobs.serve.batcher import MicroBatcher, QueueFull
 from guardcli.jobs.serve.json_body import BadBody, dumps, parse_body
 from guardcli.jobs.serve.prometheus import Metrics
@@ -42,6 +43,7 @@ class ServeOptions:
     stream_cache_mb: float = 1024.0  # KV caches of open streams, together (LRU beyond it)
     stream_ttl_s: float = 300.0  # an idle stream's cache is dropped (rebuilt on next use)
     stream_expire_s: float = 3600.0  # an idle stream is closed
+    cache_mb: float | None = DEFAULT_CACHE_MB  # the verdict cache's cap; None: no cache
 
 
 # A prompt any working guard gives a finite score; run once at start (see GuardService).
@@ -101,8 +103,11 @@ class GuardService:
         guard.batch_size = max(guard.batch_size, options.max_batch)
         # Bad records (/v1/classify) follow the same rule as texts the model failed on.
         guard.fail_closed = options.fail_closed
+        cache = verdict_cache.attach(guard, options.cache_mb)
+        if cache is not None:
+            verdict_cache.register_metrics(self.metrics.registry, cache)
         self.batcher = MicroBatcher(
-            guard.classify_records,
+            guard.judge_records if cache is not None else guard.classify_records,
             max_batch=options.max_batch,
             max_wait_ms=options.max_wait_ms,
             max_queue=options.max_queue,
@@ -181,9 +186,7 @@ class GuardService:
         """Verdicts for records, in order; never raises for model trouble (see fail_closed)."""
         clipped = [protocols.clip(r, self.limits) for r in records]
         try:
-            verdicts = await asyncio.wait_for(
-                self.batcher.submit(records), timeout=self.options.timeout_s
-            )
+            verdicts = await asyncio.wait_for(self._submit(records), timeout=self.options.timeout_s)
         except QueueFull as full:
             self.metrics.errors.labels(kind="queue_full").inc()
             raise HTTPError(
@@ -208,6 +211,11 @@ class GuardService:
             out.append(verdict)
         self._count(out, endpoint)
         return out
+
+    def _submit(self, records: list[Record]) -> Awaitable[list[Verdict]]:
+        if getattr(self.guard, "verdict_cache", None) is None:
+            return self.batcher.submit(records)
+        return verdict_cache.judge_cached(self.guard, records, self.batcher.submit)
 
     def _strict(self, record: Record, verdict: Verdict) -> Verdict:
         """A verdict that strict JSON cannot carry (a NaN score that slipped past the family,

@@ -1,0 +1,69 @@
+"""`guard bench --limits`: each row's GOP/s and its share of this machine's GEMM limit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from guardcli.runtime.gemm_limits import theoretical_peak
+from guardcli.runtime.graph_ops import graph_ops
+
+from ..conftest import invoke
+
+
+def test_theoretical_peak_from_simd_width_and_clock():
+    avx512 = theoretical_peak({"avx512f", "avx512_vnni", "avx2"}, cores=2, ghz=2.0)
+    assert avx512["gops"] == {"fp32": 2 * 16 * 2 * 2.0 * 2, "int8": 2 * 16 * 8 * 2.0 * 2}
+    amx = theoretical_peak({"avx512f", "amx_int8", "amx_bf16"}, cores=1, ghz=1.0)["gops"]
+    assert amx["int8"] == 2048 and amx["bf16"] == 1024
+    assert theoretical_peak({"avx2"}, cores=2, ghz=None)["gops"] is None
+
+
+@pytest.mark.slow  # measures GEMMs on the model's shapes with onnxruntime and OpenVINO
+def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model):
+    args = ["bench", "-m", str(tiny_model), "--variant", "fp32,int8", "--batch-size", "2"]
+    args += ["--seq-len", "12", "--duration", "0.2", "--limits", "-f", "json"]
+    first = json.loads(invoke(runner, args).stdout)
+    limits = first["limits"]
+    assert limits["seq_len"] == 12 and limits["by_batch"]["2"]["m"] == 24
+    assert limits["by_batch"]["2"]["cached"] is False
+    measured = limits["by_batch"]["2"]
+    ops = graph_ops(tiny_model / "onnx" / "model.onnx")
+    for row in first["results"]:
+        precision = {"fp32": "fp32", "int8": "int8"}[row["variant"]]
+        limit = measured["limits"][precision]
+        paths = (row["variant"], f"ov-{row['variant']}")
+        assert limit["gops"] == max(r for p, r in measured["paths"].items() if p in paths)
+        tokens = row["tokens"] / row["prompts"]
+        assert row["ops_per_token"] == pytest.approx(ops.per_token(tokens))
+        achieved = row["ops_per_token"] * row["tokens_per_s"] / 1e9
+        assert row["achieved_gops"] == pytest.approx(achieved)
+        assert row["share_of_limit"] == pytest.approx(row["achieved_gops"] / limit["gops"])
+    again = json.loads(invoke(runner, args).stdout)
+    assert again["limits"]["by_batch"]["2"]["cached"] is True  # once per CPU and shapes
+    table = invoke(runner, [*args[:-2], "-f", "table"]).stdout
+    assert "limit at batch 2 (M=24" in table and "% of" in table
+
+
+@pytest.mark.slow  # --verify times the default shape on every path too
+def test_probe_cpu_verify_model_measures_the_limit_bench_reuses(runner, tiny_model):
+    probe = ["probe-cpu", "--verify", "-m", str(tiny_model), "--batch-size", "3"]
+    report = json.loads(invoke(runner, [*probe, "--seq-len", "10", "-f", "json"]).stdout)
+    measured = report["limits"]["by_batch"]["3"]
+    assert measured["m"] == 30 and measured["limits"]["fp32"]["gops"] > 0
+    ops = graph_ops(tiny_model / "onnx" / "model.onnx")
+    assert report["limits"]["ops"]["ops_per_token"] == pytest.approx(ops.per_token(10))
+    bench = ["bench", "-m", str(tiny_model), "--variant", "fp32", "--batch-size", "3"]
+    again = json.loads(
+        invoke(
+            runner, [*bench, "--seq-len", "10", "--duration", "0.2", "--limits", "-f", "json"]
+        ).stdout
+    )
+    assert again["limits"]["by_batch"]["3"]["cached"] is True
+    assert again["limits"]["by_batch"]["3"]["paths"] == measured["paths"]
+
+
+def test_probe_cpu_model_needs_verify(runner, tiny_model):
+    result = invoke(runner, ["probe-cpu", "-m", str(tiny_model)])
+    assert result.exit_code == 2 and "--verify" in result.stderr
