@@ -275,27 +275,5 @@ class OnnxCausalLM:
                 break
             mask = np.concatenate([mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
             pos = pos + 1
-            logits, past = self._step(nxt[:, None], mask, pos, past)
+            logits, past = self._run(nxt[:, None], mask, pos, past)
         return out
-
-    def _step(self, ids, mask, pos, past):
-        """One decoding step with I/O binding: the KV cache stays in onnxruntime's own values
-        from one step to the next instead of a round trip through numpy (a copy of the whole
-        cache per token). The same graph on the same inputs: the same logits."""
-        session = self.session
-        io = session.io_binding()
-        for name, value in (("input_ids", ids), ("attention_mask", mask), ("position_ids", pos)):
-            io.bind_cpu_input(name, value)
-        for name, value in zip(self.past_names, past, strict=True):
-            if isinstance(value, np.ndarray):
-                io.bind_cpu_input(name, value)
-            else:
-                io.bind_ortvalue_input(name, value)
-        for output in session.get_outputs():
-            io.bind_output(output.name, "cpu")
-        try:
-            session.run_with_iobinding(io)
-        except Exception as exc:
-            raise GuardError(f"onnxruntime failed on {self.path.name}: {exc}") from exc
-        logits, *present = io.get_outputs()
-        return logits.numpy(), present
