@@ -50,6 +50,10 @@ class SeqClsGuard(Guard):
         start = time.perf_counter()
         logits = session.run(ids, mask).astype(np.float64)
         record("inference", time.perf_counter() - start)
+        return self.judgements(logits)
+
+    def judgements(self, logits: np.ndarray) -> list[Judgement]:
+        """Verdicts from class logits [batch, labels] (float64)."""
         if logits.shape[-1] == 1:
             scores = 1.0 / (1.0 + np.exp(-logits[:, 0]))
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,12 @@ class TorchCausalLM:
             ).logits
         return logits[:, -1].float().numpy()
 
+    def score_logits(
+        self, prompts: list[list[int]], ids: Sequence[int], *, own_head: bool = True
+    ) -> np.ndarray:
+        """`next_logits(prompts)[:, ids]` (the same interface as OnnxCausalLM's)."""
+        return self.next_logits(prompts)[:, list(ids)]
+
 
 def _until_eos(tokens: list[int], eos: list[int]) -> list[int]:
     for i, t in enumerate(tokens):
@@ -127,30 +134,45 @@ class OnnxCausalLM:
         threads: int | None = None,
         prefixes: Sequence[Sequence[int]] = (),
     ):
-        import onnxruntime as ort
-
         from guardcli.runtime.int8_rows import PerRowGraph
         from guardcli.runtime.onnx_session import cache_enabled
 
         # A per-tensor dynamic-INT8 graph is rewritten per row, or run a prompt at a time.
         self.graph = PerRowGraph(Path(graph), cache=cache_enabled())
         self.rows_alone = self.graph.rows_alone
+        self.threads = threads or usable_cpus()
+        self.path = Path(graph)
+        self.pad_id, self.eos_ids = stop_ids(model_dir)
+        heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
+        self.prefixes = sorted(heads, key=len, reverse=True)  # the longest that fits wins
+        # Both heads (full vocabulary, restricted) run on the same trunk: one cache serves both.
+        self.prefix_kv: dict[tuple[int, ...], list[np.ndarray]] = {}
+        # Graphs whose head computes only some token ids' logits, by ids (None: not derivable).
+        self.score_sessions: dict[tuple[int, ...], object | None] = {}
+
+    @cached_property
+    def session(self):
+        """The graph with its full-vocabulary head, loaded on first use (score mode alone may
+        never need it)."""
+        return self._load(self.graph.path)
+
+    def _load(self, path: Path):
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or usable_cpus()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(self.graph.path), sess_options=opts, providers=["CPUExecutionProvider"]
+            session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise GuardError(f"onnxruntime could not load {graph}: {exc}") from exc
-        self.path = Path(graph)
-        self.pad_id, self.eos_ids = stop_ids(model_dir)
-        inputs = {i.name: i for i in self.session.get_inputs()}
+            raise GuardError(f"onnxruntime could not load {self.path}: {exc}") from exc
+        inputs = {i.name: i for i in session.get_inputs()}
         self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
-        self.present_names = [o.name for o in self.session.get_outputs()][1:]
+        self.present_names = [o.name for o in session.get_outputs()][1:]
         if not self.past_names or len(self.past_names) != len(self.present_names):
             raise GuardError(
                 f"{self.path.name} is not a causal LM graph with KV cache.",
@@ -159,15 +181,13 @@ class OnnxCausalLM:
         shape = inputs[self.past_names[0]].shape
         self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
         self.dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
-        heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
-        self.prefixes = sorted(heads, key=len, reverse=True)  # the longest that fits wins
-        self.prefix_kv: dict[tuple[int, ...], list[np.ndarray]] = {}
+        return session
 
-    def _run(self, ids, mask, pos, past):
+    def _run(self, ids, mask, pos, past, session=None):
         feed = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
         feed.update(zip(self.past_names, past, strict=True))
         try:
-            logits, *present = self.session.run(None, feed)
+            logits, *present = (session or self.session).run(None, feed)
         except Exception as exc:
             raise GuardError(f"onnxruntime failed on {self.path.name}: {exc}") from exc
         return logits, present
@@ -184,30 +204,59 @@ class OnnxCausalLM:
                 return head
         return None
 
-    def _prefill(self, prompts: list[list[int]]):
+    def _prefill(self, prompts: list[list[int]], session=None):
+        session = session or self.session
         head = self.shared_prefix(prompts)
         if head is None:
             ids, mask = left_pad(prompts, self.pad_id)
-            logits, present = self._run(ids, mask, positions(mask), self._empty(len(prompts)))
+            empty = self._empty(len(prompts))
+            logits, present = self._run(ids, mask, positions(mask), empty, session)
             return logits, present, mask
         n, batch = len(head), len(prompts)
         cached = self.prefix_kv.get(head)
         if cached is None:
             ids = np.array([head], dtype=np.int64)
             _, cached = self._run(
-                ids, np.ones_like(ids), positions(np.ones_like(ids)), self._empty(1)
+                ids, np.ones_like(ids), positions(np.ones_like(ids)), self._empty(1), session
             )
             self.prefix_kv[head] = cached
         tails, tail_mask = left_pad([p[n:] for p in prompts], self.pad_id)
         mask = np.concatenate([np.ones((batch, n), dtype=np.int64), tail_mask], axis=1)
         past = [np.repeat(kv, batch, axis=0) for kv in cached]
-        logits, present = self._run(tails, mask, n + positions(tail_mask), past)
+        logits, present = self._run(tails, mask, n + positions(tail_mask), past, session)
         return logits, present, mask
 
     def next_logits(self, prompts: list[list[int]]) -> np.ndarray:
         if self.rows_alone and len(prompts) > 1:
             return np.concatenate([self.next_logits([p]) for p in prompts])
         return self._prefill(prompts)[0].astype(np.float32)
+
+    def score_session(self, ids: Sequence[int]):
+        """A session on this graph with its head restricted to `ids` (runtime.score_head),
+        made once; None where the head cannot be restricted."""
+        key = tuple(int(i) for i in ids)
+        if key not in self.score_sessions:
+            from guardcli.runtime.score_head import score_graph
+
+            try:
+                path = score_graph(self.graph.path, key)
+            except ImportError:  # no `onnx` package: the full head serves
+                path = None
+            self.score_sessions[key] = None if path is None else self._load(path)
+        return self.score_sessions[key]
+
+    def score_logits(
+        self, prompts: list[list[int]], ids: Sequence[int], *, own_head: bool = True
+    ) -> np.ndarray:
+        """Logits of token `ids` after each prompt: [batch, len(ids)] float32, equal to
+        `next_logits(prompts)[:, ids]`. With `own_head`, a graph computing only those columns
+        runs (skipping the vocabulary projection; one more session in memory)."""
+        if self.rows_alone and len(prompts) > 1:
+            return np.concatenate([self.score_logits([p], ids, own_head=own_head) for p in prompts])
+        session = self.score_session(ids) if own_head else None
+        if session is None:
+            return self.next_logits(prompts)[:, list(ids)]
+        return self._prefill(prompts, session)[0].astype(np.float32)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         if self.rows_alone and len(prompts) > 1:

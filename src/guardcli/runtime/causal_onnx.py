@@ -47,8 +47,10 @@ def _torch():
     return require_torch("Exporting a causal LM to ONNX")
 
 
-def kv_wrapper(model):
-    """A module with flat tensor inputs/outputs around `model`, for the TorchScript exporter."""
+def kv_wrapper(model, *, classifier: bool = False):
+    """A module with flat tensor inputs/outputs around `model`, for the TorchScript exporter.
+    `classifier`: `model` is a *ForSequenceClassification (trunk `model.model`, head
+    `model.score`) and `logits` are its class logits at the last position."""
     torch = _torch()
     from transformers import DynamicCache
 
@@ -73,31 +75,44 @@ def kv_wrapper(model):
             additive = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
                 ~allowed, torch.finfo(torch.float32).min
             )
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=additive,
-                position_ids=position_ids,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            if classifier:
+                out = self.model.model(
+                    input_ids=input_ids,
+                    attention_mask=additive,
+                    position_ids=position_ids,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                logits = self.model.score(out.last_hidden_state[:, -1])
+            else:
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=additive,
+                    position_ids=position_ids,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                logits = out.logits[:, -1]
             flat = []
             for layer in out.past_key_values.layers:
                 flat += [layer.keys, layer.values]
-            return (out.logits[:, -1], *flat)
+            return (logits, *flat)
 
     return WithCache().eval()
 
 
-def export_causal_lm(model, path: Path) -> None:
-    """Write `model` (a transformers causal LM, eval mode, eager attention) to `path`."""
+def export_causal_lm(model, path: Path, *, classifier: bool = False) -> None:
+    """Write `model` (a transformers causal LM, eval mode, eager attention) to `path`; with
+    `classifier`, a decoder *ForSequenceClassification whose logits are its class logits at
+    the last position (a classifier whose prompts share a head can then start from its KV)."""
     _torch()  # fail plainly when the export extra is missing
     from guardcli.runtime.onnx_recipes import export_torchscript
 
     config = model.config
     layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    wrapper = kv_wrapper(model)
+    wrapper = kv_wrapper(model, classifier=classifier)
     ids, mask, pos, past, past_names, present_names, axes = kv_example(layers, kv_heads, head_dim)
     ids = ids % config.vocab_size  # a small stand-in vocabulary (synthetic Llama Guard)
     axes["logits"] = {0: "batch"}

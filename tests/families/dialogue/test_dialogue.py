@@ -190,3 +190,23 @@ def test_sweep_on_dialogues_matches_scikit_learn(runner, intent_model: Path, tmp
     assert [v["id"] for v in verdicts] == [r["id"] for r in records]
     expected = roc_auc_score([r["label"] for r in records], [v["score"] for v in verdicts])
     assert report["roc_auc"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_task_description_prefix_is_computed_once_with_the_same_scores(
+    intent_model: Path, variant: str
+) -> None:
+    """With the KV graph beside the variant, the task-description prefix runs once and rows
+    continue from its KV: scores equal the whole-prompt graph's within 1e-5, and a row scores
+    the same alone as in a batch (INT8 quantizes per row)."""
+    records = [{"messages": d} for d in DIALOGUES]
+    reused = load_guard(intent_model, variant=variant)
+    whole = load_guard(intent_model, variant=variant)
+    whole.__dict__["prefix_lm"] = None  # the whole-prompt path: the variant's own graph
+    assert reused.prefix_lm is not None and reused.prefix_lm.path.name.startswith("model_kv")
+    got = [v.score for v in reused.classify(records)]
+    want = [v.score for v in whole.classify(records)]
+    assert len(reused.prefix_lm.prefix_kv) == 1  # the prefix's KV was computed and kept
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    alone = [reused.classify([r])[0].score for r in records]
+    np.testing.assert_allclose(alone, got, atol=1e-5, rtol=0)

@@ -15,3 +15,6 @@ FAMILY = Family(
     runs_onnx=True,
     synth={"intent-ctx": "guardcli.families.dialogue.synthetic:synth"},
 )
+
+# The classifier with past-KV inputs, beside a variant's graph (families.dialogue.prefix).
+KV_GRAPHS = {"fp32": "model_kv.onnx", "int8": "model_kv_quantized.onnx"}

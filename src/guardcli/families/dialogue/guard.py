@@ -8,16 +8,21 @@ the model ships, trimmed from the left to fit 4,096 tokens; left padding and tru
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from guardcli.core.errors import GuardError
+from guardcli.core.timings import record
 from guardcli.core.tokenize import Encoded, TextTokenizer
 from guardcli.core.verdicts import Record, RecordError
 from guardcli.families import register_family
+from guardcli.families.base import Judgement
 from guardcli.families.classifier import SeqClsGuard
-from guardcli.families.dialogue import DIALOGUE_MARKER
+from guardcli.families.dialogue import DIALOGUE_MARKER, KV_GRAPHS
 
 ROLES = {"user": "user", "you": "user", "assistant": "assistant", "bot": "assistant"}
 ROLES["system"] = "system"
@@ -118,3 +123,35 @@ class DialogueGuard(SeqClsGuard):
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         return self.tokenizer.encode(texts)
+
+    # ------------------------------------------------------------------ prefix reuse
+
+    @cached_property
+    def prefix_lm(self):
+        """The classifier with past-KV inputs (KV_GRAPHS, beside the variant's graph) when the
+        folder has one for this variant and onnxruntime runs it; else None (whole prompts)."""
+        name = KV_GRAPHS.get(self.model.variant)
+        graph = self.model.graph.parent / name if name else None
+        if self.model.backend != "onnxruntime" or graph is None or not graph.is_file():
+            return None
+        from guardcli.runtime.causal_lm import OnnxCausalLM
+
+        tok = self.tokenizer.tokenizer
+        # Less its last token, which the context could merge with; every row is checked to
+        # start with these very ids before it reuses their KV.
+        head = tok.encode(model_prefix(self.task_description), add_special_tokens=False).ids[:-1]
+        return OnnxCausalLM(graph, self.model.path, threads=self.threads, prefixes=[head])
+
+    def runtime_calls(self) -> list[tuple[object, str]]:
+        if self.prefix_lm is None:
+            return super().runtime_calls()
+        return [(self.prefix_lm, "next_logits")]
+
+    def score_batch(self, batch: list[Encoded]) -> list[Judgement]:
+        lm = self.prefix_lm
+        if lm is None or lm.shared_prefix([e.ids for e in batch]) is None:
+            return super().score_batch(batch)
+        start = time.perf_counter()
+        logits = lm.next_logits([e.ids for e in batch]).astype(np.float64)
+        record("inference", time.perf_counter() - start)
+        return self.judgements(logits)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from guardcli.core.errors import GuardError, missing_extra
 from guardcli.core.synthetic import SIZES, write_marker
-from guardcli.families.dialogue import DIALOGUE_MARKER, FAMILY
+from guardcli.families.dialogue import DIALOGUE_MARKER, FAMILY, KV_GRAPHS
+from guardcli.runtime import causal_onnx
 from guardcli.runtime.onnx_recipes import to_fp16, to_int8_dynamic
 from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
 from guardcli.runtime.synthetic import (
@@ -93,6 +94,7 @@ def export_dialogue_onnx(
     model_dir: Path,
     *,
     variants: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    kv: bool = True,
     log: Callable[[str], None] = lambda _: None,
 ) -> list[Path]:
     """Export a Qwen3ForSequenceClassification folder to onnx/model.onnx (FP32), then the card's
@@ -124,6 +126,16 @@ def export_dialogue_onnx(
         log("quantizing INT8, activations per row (down_proj kept FP32)")
         to_int8_dynamic(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx")
         written.append(onnx_dir / "model_quantized.onnx")
+    if kv:
+        # The same classifier with past-KV inputs: the task-description prefix every input
+        # starts with is computed once and rows continue from its KV (families.dialogue.prefix).
+        log("exporting FP32 ONNX with KV cache (prefix reuse)")
+        kv_fp32 = onnx_dir / KV_GRAPHS["fp32"]
+        causal_onnx.export_causal_lm(model.eval(), kv_fp32, classifier=True)
+        written.append(kv_fp32)
+        if "int8" in variants:
+            to_int8_dynamic(kv_fp32, onnx_dir / KV_GRAPHS["int8"])
+            written.append(onnx_dir / KV_GRAPHS["int8"])
     return written
 
 

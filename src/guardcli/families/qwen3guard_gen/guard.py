@@ -179,7 +179,7 @@ class Qwen3GuardGen(Guard):
                 "A remote endpoint is not timed here: guard bench runs local backends.",
                 "Drop --endpoint, and pass a model folder with --model.",
             )
-        return [(self.lm, "next_logits"), (self.lm, "generate")]
+        return [(self.lm, "score_logits"), (self.lm, "generate")]
 
     def weight_files(self) -> list[Path]:
         if self.backend != "torch":
@@ -229,8 +229,15 @@ class Qwen3GuardGen(Guard):
         probs: list[dict[str, float] | None] = [None] * len(batch)
         if self.use_score:
             suffix, firsts = self.score_ids
-            logits = self.lm.next_logits([e.ids + suffix for e in batch])
-            probs = [fmt.score_probabilities(row, firsts) for row in logits]
+            # Score mode alone runs a head computing only the severities' logits; with
+            # generation on, the full-vocabulary graph is loaded anyway and serves both.
+            logits = self.lm.score_logits(
+                [e.ids + suffix for e in batch],
+                list(firsts.values()),
+                own_head=not self.use_generation,
+            )
+            columns = {s: j for j, s in enumerate(firsts)}
+            probs = [fmt.score_probabilities(row, columns) for row in logits]
         if not self.use_generation:
             return [self._from_score(p) for p in probs]
         decode = self.tokenizer.tokenizer.decode
