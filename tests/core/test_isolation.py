@@ -36,6 +36,7 @@ def test_guard_caches_and_config_live_in_the_session_tmp(
 def test_the_users_guard_settings_do_not_leak_in() -> None:
     """The session drops every GUARD_* variable it inherits, then sets only its own."""
     assert sorted(n for n in os.environ if n.startswith("GUARD_")) == [
+        "GUARD_BENCH_LIMITS",
         "GUARD_CACHE",
         "GUARD_PROBE_RESULT",
     ]

@@ -338,14 +338,7 @@ def _family_options(r: ClassifyRequest) -> dict:
         options["strict"] = False
     if not r.score:
         options["score"] = False
-    for name, value in (
-        ("served_model", r.served_model),
-        ("api_key", r.api_key),
-        ("concurrency", r.concurrency),
-        ("long", r.long),
-        ("unsafe_labels", r.unsafe_labels),
-        ("policy", None if r.policy is None else str(r.policy)),
-    ):
-        if value is not None:
-            options[name] = value
+    given = {"served_model": r.served_model, "api_key": r.api_key, "concurrency": r.concurrency}
+    options.update({name: value for name, value in given.items() if value is not None})
+    options.update(family_options(r.long, r.unsafe_labels, r.policy))
     return options
