@@ -239,3 +239,32 @@ def test_ray_takes_the_encoder_options(ray_cluster, runner, tmp_path: Path) -> N
         assert rows[str(i)]["score"] == pytest.approx(v.score, abs=1e-6)
         assert rows[str(i)].get("segment") == v.segment
     assert any(v.segment and v.segment["count"] > 1 for v in guard.classify(texts))
+
+
+@pytest.mark.slow
+def test_ray_takes_the_policy(ray_cluster, runner, tmp_path: Path) -> None:
+    """--policy reaches every worker's guard (llama-guard): the tiny model's S1 answer is not a
+    category of a C1-only policy, so that record is an error, as it is locally."""
+    from guardcli.families.llama_guard.synth import MARKER_WORD, synth_llama_guard
+
+    from .. import model_store
+
+    folder = model_store.cached_build(
+        "llama-guard-tiny",
+        "guardcli.families.llama_guard.synth",
+        "synth_llama_guard(size='tiny', seed=0)",
+        lambda out: synth_llama_guard(out, size="tiny", seed=0),
+        tmp_path / "llama-guard-tiny",
+    )
+    policy = tmp_path / "c1.toml"
+    policy.write_text('[[categories]]\ncode = "C1"\nname = "Discount Codes"\n')
+    path = tmp_path / "in.jsonl"
+    texts = ["How do I bake bread?", f"a {MARKER_WORD} lighthouse please"]
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "verdicts"
+    args = ["classify", "-m", str(folder), "--policy", str(policy), "--engine", "ray"]
+    result = invoke(runner, [*args, "--workers", "2", "-i", str(path), "-o", str(out)])
+    assert result.exit_code == 2, result.stderr  # a record could not be judged
+    rows = by_id([json.loads(line) for s in sorted(out.glob("part-*.jsonl")) for line in s.open()])
+    assert rows["0"]["flagged"] is False
+    assert "is not a category of this policy (C1)" in rows["1"]["error"]["message"]
