@@ -33,6 +33,7 @@ from guardcli.core.variants import (
     LORA_VARIANT,
     OPENVINO_SOURCES,
     OPENVINO_VARIANT_FILES,
+    TORCH_VARIANT,
     auto_order,
     backend_of,
     openvino_available,
@@ -88,6 +89,47 @@ def _missing_hint(variant: str) -> str:
 def entry_threshold(entry: ModelEntry) -> float:
     """A catalog entry's threshold, else its family's."""
     return entry.threshold if entry.threshold is not None else registry.get(entry.family).threshold
+
+
+def entry_settings(family: str, path: Path, entry: ModelEntry | None) -> tuple[str, float, int]:
+    """(name, threshold, max_length) of a folder: its catalog entry's, else its family's."""
+    if entry is None:
+        return path.name, *registry.get(family).defaults
+    max_length = entry.max_length or registry.get(family).max_length
+    return entry.name, entry_threshold(entry), max_length
+
+
+def config_architectures(model_dir: Path) -> list[str] | None:
+    """config.json's `architectures` (None: no readable config)."""
+    config = model_dir / "config.json"
+    try:
+        return list(json.loads(config.read_text(encoding="utf-8")).get("architectures") or [])
+    except (ValueError, OSError, AttributeError, TypeError):
+        return None
+
+
+def resolve_causal(family: str, path: Path, variant: str, entry: ModelEntry | None):
+    """A generative guard's folder: an exported KV-cache graph on onnxruntime (OpenVINO's
+    variants do not apply), else (`auto`) the checkpoint with torch, whose `graph` is the
+    folder itself."""
+    name, threshold, max_length = entry_settings(family, path, entry)
+    present = [v for v in present_variants(path) if v in ONNX_VARIANT_FILES]
+    chosen = pick_variant(variant, present)
+    if chosen is None and variant == "auto":
+        chosen = TORCH_VARIANT  # no exported graph: run the checkpoint with torch
+    if chosen is None:
+        raise GuardError(
+            f"{path} has no {variant} variant (found: {', '.join(present) or 'none'}).",
+            hint="Use --variant auto to run the checkpoint with torch.",
+        )
+    graph = path if chosen == TORCH_VARIANT else path / ONNX_VARIANT_FILES[chosen]
+    return ResolvedModel(name, family, path, chosen, graph, threshold, max_length)
+
+
+def checkpoint_variants(model_dir: Path) -> list[str]:
+    """The exported graphs and the checkpoint (torch), when there."""
+    weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
+    return onnx_graphs(model_dir) + ([TORCH_VARIANT] if weights else [])
 
 
 def local_defaults(model_dir: Path, family: str) -> tuple[str, float, int]:

@@ -11,11 +11,11 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from guardcli.core.chat_template import render_template
 from guardcli.core.errors import GuardError
 from guardcli.core.verdicts import RecordError
 from guardcli.core.verdicts import (
@@ -71,33 +71,6 @@ def model_template(model_dir: Path) -> str:
     return packaged_template()
 
 
-@lru_cache(maxsize=8)
-def _compiled(template: str):
-    """The template compiled in transformers' chat-template environment
-    (transformers/utils/chat_template_utils.py, _cached_compile_jinja_template)."""
-    from datetime import datetime
-
-    import jinja2
-    from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(
-            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-        )
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-    )
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(template)
-
-
 def render(
     messages: list[dict[str, str]],
     template: str | None = None,
@@ -106,10 +79,7 @@ def render(
     """The exact model input for a conversation (add_generation_prompt is irrelevant: the
     template always ends with the assistant header). `categories` (a --policy's lines, each
     "Name." and an optional description) replace the template's category list."""
-    compiled = _compiled(template if template is not None else packaged_template())
-    text = compiled.render(
-        messages=messages, tools=None, documents=None, add_generation_prompt=False
-    )
+    text = render_template(template if template is not None else packaged_template(), messages)
     return text if categories is None else with_categories(text, categories)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from guardcli.core.catalog import ModelEntry
 from guardcli.core.errors import ExitCode, GuardError
-from guardcli.core.registry import get, marker_family
-from guardcli.core.resolve import ResolvedModel, entry_threshold
+from guardcli.core.registry import marker_family
+from guardcli.core.resolve import ResolvedModel, entry_settings
 from guardcli.core.variants import TORCH_VARIANT
 from guardcli.families.qwen3guard_stream.export import FP32_GRAPH, INT8_GRAPH
 from guardcli.families.qwen3guard_stream.reference import read_config
@@ -61,12 +61,7 @@ def resolve_folder(path: Path, variant: str, entry: ModelEntry | None) -> Resolv
             hint="Pick another --variant (torch runs the checkpoint).",
             code=ExitCode.MODEL,
         )
-    if entry is None:
-        name, (threshold, max_length) = path.name, get(NAME).defaults
-    else:
-        name = entry.name
-        threshold = entry_threshold(entry)
-        max_length = entry.max_length or get(NAME).max_length
+    name, threshold, max_length = entry_settings(NAME, path, entry)
     # The torch variant has no graph: `graph` is the folder itself.
     graph = path / GRAPHS[variant] if variant in GRAPHS else path
     return ResolvedModel(name, NAME, path, variant, graph, threshold, max_length)
