@@ -25,6 +25,7 @@ from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app  # no
 
 from ...cli.test_docs import without  # noqa: E402
 from ...conftest import LITELLM, ROOT, SAMPLES, invoke  # noqa: E402
+from .litellm_proxy import free_port, start_litellm  # noqa: E402
 
 KEY = "test-key"
 PROMPTS = [json.loads(line)["text"] for line in (SAMPLES / "prompts.jsonl").open()][:48]
@@ -59,14 +60,6 @@ def classify_cli(runner, model: Path, texts: list[str], threshold: float) -> lis
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["id"] for r in rows] == list(range(len(texts)))
     return rows
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -403,54 +396,19 @@ def litellm_proxy(guard_port: int, tmp_path_factory: pytest.TempPathFactory):
             ],
             "general_settings": {"master_key": "sk-master"},
         }
-        path = tmp / "litellm.yaml"
-        path.write_text(json.dumps(config))  # YAML is a superset of JSON
-        port = free_port()
-        # Without LITELLM_LOCAL_MODEL_COST_MAP the proxy fetches a price list at start.
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": "*"}
-        log_path = tmp / "litellm.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                [str(LITELLM), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            try:
-                yield {
-                    "url": f"http://127.0.0.1:{port}",
-                    "proc": proc,
-                    "log": log_path,
-                    "seen": seen,
-                }
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with start_litellm(config, tmp) as proxy:
+            yield {"proxy": proxy, "seen": seen}
 
 
 def test_litellm_proxy_pre_call_guardrail(litellm_bin, litellm_proxy, served, reference) -> None:
     """Prompts guard flags get HTTP 400 with guard's reason and never reach the model; the rest
     pass through. Decisions are those of `guard classify --threshold 0.2`."""
     openai = pytest.importorskip("openai")
-    proxy, proc = litellm_proxy["url"], litellm_proxy["proc"]
     rows = reference[LITELLM_THRESHOLD]
     flagged = [t for t, r in zip(PROMPTS, rows, strict=True) if r["flagged"]][:5]
     passed = [t for t, r in zip(PROMPTS, rows, strict=True) if not r["flagged"]][:5]
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, litellm_proxy["log"].read_text()[-3000:]
-        try:
-            if httpx.get(f"{proxy}/health/liveliness", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "LiteLLM proxy did not start"
-        time.sleep(0.2)
-    client = openai.OpenAI(base_url=proxy, api_key="sk-master", max_retries=0)
+    litellm_proxy["proxy"].wait_live()
+    client = openai.OpenAI(base_url=litellm_proxy["proxy"].url, api_key="sk-master", max_retries=0)
     for text in passed:
         reply = client.chat.completions.create(
             model="stand-in", messages=[{"role": "user", "content": text}]

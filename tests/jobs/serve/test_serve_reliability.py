@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,8 @@ from guardcli.jobs.serve import (  # noqa: E402
 )
 from guardcli.jobs.serve.json_body import MAX_DEPTH, BadBody, dumps, parse_body  # noqa: E402
 
-from ...conftest import LITELLM, invoke  # noqa: E402
+from ...conftest import invoke  # noqa: E402
+from .litellm_proxy import start_litellm  # noqa: E402
 
 GUARDRAIL = "/beta/litellm_basic_guardrail_api"
 POSTS = (GUARDRAIL, "/v1/moderations", "/check", "/v1/classify")
@@ -635,14 +634,6 @@ def test_a_reply_without_its_dialogue_is_not_judged_as_a_prompt(dialogue_served)
 # ---------------------------------------------------------------- the real LiteLLM proxy
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_litellm_proxy_hands_dialogues_to_the_family(
     litellm_bin: Path, intent_model: Path, tmp_path: Path
@@ -676,59 +667,30 @@ def test_litellm_proxy_hands_dialogues_to_the_family(
             ],
             "general_settings": {"master_key": "sk-master"},
         }
-        path = tmp_path / "litellm.yaml"
-        path.write_text(json.dumps(config))
-        port = _free_port()
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": "*"}
-        log_path = tmp_path / "litellm.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                [str(LITELLM), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        with start_litellm(config, tmp_path) as proxy:
+            wait_settled(strict_url)
+            proxy.wait_live()
+            client = openai.OpenAI(base_url=proxy.url, api_key="sk-master", max_retries=0)
+
+            def chat(guardrail_name: str) -> Any:
+                return client.chat.completions.create(
+                    model="stand-in",
+                    messages=DIALOGUE,  # type: ignore[arg-type]
+                    extra_body={"guardrails": [guardrail_name]},
+                )
+
+            # pre_call: the dialogue arrives and is judged as the family renders it.
+            capture.texts.clear()
             try:
-                wait_settled(strict_url)
-                proxy = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 120
-                while True:
-                    assert proc.poll() is None, log_path.read_text()[-3000:]
-                    try:
-                        if httpx.get(f"{proxy}/health/liveliness", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    assert time.monotonic() < deadline, "LiteLLM proxy did not start"
-                    time.sleep(0.2)
-                client = openai.OpenAI(base_url=proxy, api_key="sk-master", max_retries=0)
-
-                def chat(guardrail_name: str) -> Any:
-                    return client.chat.completions.create(
-                        model="stand-in",
-                        messages=DIALOGUE,  # type: ignore[arg-type]
-                        extra_body={"guardrails": [guardrail_name]},
-                    )
-
-                # pre_call: the dialogue arrives and is judged as the family renders it.
-                capture.texts.clear()
-                try:
-                    chat("pre")
-                except openai.BadRequestError as blocked:
-                    assert "Blocked by guard" in str(blocked)
-                assert capture.texts == [strict.render(Record(id="r", messages=DIALOGUE))]
-                # post_call: no dialogue arrives; the reply is blocked, not judged as a prompt.
-                capture.texts.clear()
-                with pytest.raises(openai.APIStatusError) as blocked_reply:
-                    chat("post")
-                assert "unjudged_content" in str(blocked_reply.value)
-                assert capture.texts == []
-                # --allow-unjudged lets it through.
-                assert chat("post-lenient").choices[0].message.content is not None
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                chat("pre")
+            except openai.BadRequestError as blocked:
+                assert "Blocked by guard" in str(blocked)
+            assert capture.texts == [strict.render(Record(id="r", messages=DIALOGUE))]
+            # post_call: no dialogue arrives; the reply is blocked, not judged as a prompt.
+            capture.texts.clear()
+            with pytest.raises(openai.APIStatusError) as blocked_reply:
+                chat("post")
+            assert "unjudged_content" in str(blocked_reply.value)
+            assert capture.texts == []
+            # --allow-unjudged lets it through.
+            assert chat("post-lenient").choices[0].message.content is not None

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 # ruff: noqa: F811 (the family's session fixtures, imported below, are parameters here)
 import json
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -24,9 +21,9 @@ openai = pytest.importorskip("openai")
 from guardcli import load_guard  # noqa: E402
 from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
 
-from ...conftest import LITELLM  # noqa: E402
 from ...families.qwen3guard_stream.conftest import stream_model  # noqa: E402, F401
-from .test_serve import free_port, stand_in_model_list, wait_ready  # noqa: E402
+from .litellm_proxy import start_litellm  # noqa: E402
+from .test_serve import stand_in_model_list, wait_ready  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -115,48 +112,19 @@ def test_litellm_streaming_cuts_a_harmful_answer(litellm_bin, stream_model: Path
             ],
             "general_settings": {"master_key": "sk-master"},
         }
-        path = tmp_path / "litellm.yaml"
-        path.write_text(json.dumps(config))
-        port = free_port()
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": "*"}
-        log_path = tmp_path / "litellm.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                [str(LITELLM), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            try:
-                proxy = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 120
-                while True:
-                    assert proc.poll() is None, log_path.read_text()[-3000:]
-                    try:
-                        if httpx.get(f"{proxy}/health/liveliness", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    assert time.monotonic() < deadline, "LiteLLM proxy did not start"
-                    time.sleep(0.2)
-                client = openai.OpenAI(base_url=proxy, api_key="sk-master", max_retries=0)
-                received = stream_text(client, "a harmless question: " + PROMPT)
-                assert received == HARMLESS
-                with pytest.raises(openai.APIError) as blocked:
-                    stream_text(client, "a harmful question: " + PROMPT)
-                message = str(blocked.value)
-                assert "Blocked by guard" in message, log_path.read_text()[-3000:]
-                assert "Unsafe" in message or "Violent" in message
-                # The client never saw the answer past its harmful turn.
-                assert blocked.value.received.startswith(HARMFUL[:10])  # type: ignore[attr-defined]
-                assert HARMFUL[HARMFUL.index("zorblax") + 8 :] not in blocked.value.received  # type: ignore[attr-defined]
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with start_litellm(config, tmp_path) as proxy:
+            proxy.wait_live()
+            client = openai.OpenAI(base_url=proxy.url, api_key="sk-master", max_retries=0)
+            received = stream_text(client, "a harmless question: " + PROMPT)
+            assert received == HARMLESS
+            with pytest.raises(openai.APIError) as blocked:
+                stream_text(client, "a harmful question: " + PROMPT)
+            message = str(blocked.value)
+            assert "Blocked by guard" in message, proxy.log.read_text()[-3000:]
+            assert "Unsafe" in message or "Violent" in message
+            # The client never saw the answer past its harmful turn.
+            assert blocked.value.received.startswith(HARMFUL[:10])  # type: ignore[attr-defined]
+            assert HARMFUL[HARMFUL.index("zorblax") + 8 :] not in blocked.value.received  # type: ignore[attr-defined]
     metrics = app.state.service.metrics
     # One stream per reply, judged piece by piece: far fewer tokens than LiteLLM's re-sends.
     assert metrics.value("stream_token_seconds_count") < 3 * len(chunks(HARMFUL + HARMLESS))
