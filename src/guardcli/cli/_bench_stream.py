@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from guardcli.cli._output import fail, stderr
+from guardcli.cli._output import fail, stderr, with_status
 from guardcli.core.strict_json import dumps
 
 ChunkTokensListOpt = Annotated[
@@ -88,17 +88,10 @@ def bench_stream(
             f"benchmarking {', '.join(variants)} streams: chunks of {_list(chunks)} tokens after "
             f"{_list(sorted(lengths))} tokens of context"
         )
-    status = console.status("loading…") if console.is_terminal and not quiet else None
-    if status:
-        status.start()
-    try:
-        config = StreamBenchConfig(
-            model_dir=model_dir, variants=variants, chunks=chunks, contexts=lengths, threads=threads
-        )
-        report = run_stream_bench(config, progress=status.update if status else lambda _: None)
-    finally:
-        if status:
-            status.stop()
+    config = StreamBenchConfig(
+        model_dir=model_dir, variants=variants, chunks=chunks, contexts=lengths, threads=threads
+    )
+    report = with_status(lambda progress: run_stream_bench(config, progress=progress), quiet)
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:

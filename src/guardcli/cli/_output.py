@@ -27,6 +27,7 @@ from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.records import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 # Commands that print records take RECORD_FORMATS; commands that print one report take
 # REPORT_FORMATS. Piped, records default to jsonl (streamed) and a report to json.
@@ -128,6 +129,16 @@ def stdin_as_file(path: Path | None) -> Iterator[Path | None]:
 def stderr() -> Console:
     """People's console: logs, hints, progress. stdout carries data only."""
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def with_status(work: Callable[[Callable[[str], None]], T], quiet: bool = False) -> T:
+    """`work(progress)`, its progress lines shown as a spinner on a terminal's stderr (and
+    nowhere else, or with `quiet`)."""
+    console = stderr()
+    if quiet or not console.is_terminal:
+        return work(lambda _: None)
+    with console.status("loading…") as status:
+        return work(status.update)
 
 
 def debug() -> bool:

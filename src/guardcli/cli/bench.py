@@ -22,7 +22,14 @@ from guardcli.cli._options import (
     VerboseOpt,
     backend_name,
 )
-from guardcli.cli._output import REPORT_FORMATS, choose_format, fail, handle_errors, stderr
+from guardcli.cli._output import (
+    REPORT_FORMATS,
+    choose_format,
+    fail,
+    handle_errors,
+    stderr,
+    with_status,
+)
 from guardcli.core import cpu
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.strict_json import dumps
@@ -229,14 +236,7 @@ def bench(
             f"benchmarking {', '.join(variants)}{how} at batch {', '.join(map(str, sizes))}: "
             f"about {rounds * duration:.0f}s of timing after loading and warm-up"
         )
-    status = console.status("loading…") if console.is_terminal and not quiet else None
-    if status:
-        status.start()
-    try:
-        report = run_bench(config, progress=status.update if status else lambda _: None)
-    finally:
-        if status:
-            status.stop()
+    report = with_status(lambda progress: run_bench(config, progress=progress), quiet)
     if fmt == "json":
         sys.stdout.write(dumps(report, indent=2, null_non_finite=True) + "\n")
     else:
