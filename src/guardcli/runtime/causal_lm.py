@@ -1,8 +1,10 @@
 """Causal language models run locally: greedy decoding and next-token logits.
 
 Two backends with one interface: `TorchCausalLM` (transformers, the reference) and
-`OnnxCausalLM` (onnxruntime on a graph with KV cache, exported by `convert.causal_onnx`).
-Prompts are batched with left padding, so the last column is every row's last real token.
+`OnnxCausalLM` (onnxruntime on a graph with KV cache, exported by `runtime.causal_onnx`).
+Graphs with GroupQueryAttention run right-padded with their cache in place (runtime.kv_buffers);
+graphs exported before it (eager attention) run left-padded, so the last column is every row's
+last real token, their present outputs fed back as the past.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 from guardcli.core.cpu import usable_cpus
 from guardcli.core.errors import GuardError, missing_extra
+from guardcli.runtime.gqa import uses_gqa
+from guardcli.runtime.kv_buffers import BoundCache, right_pad
 
 MAX_NEW_TOKENS = 128
 # A shared head shorter than this is not worth keeping its KV cache for.
@@ -142,6 +146,8 @@ class OnnxCausalLM:
         self.rows_alone = self.graph.rows_alone
         self.threads = threads or usable_cpus()
         self.path = Path(graph)
+        # GroupQueryAttention: the cache stays in preallocated buffers (runtime.kv_buffers).
+        self.in_place = uses_gqa(self.graph.path)
         self.pad_id, self.eos_ids = stop_ids(model_dir)
         heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
         self.prefixes = sorted(heads, key=len, reverse=True)  # the longest that fits wins
@@ -204,8 +210,42 @@ class OnnxCausalLM:
                 return head
         return None
 
+    def _cache(self, session, batch: int, capacity: int) -> BoundCache:
+        shape = (self.kv_heads, capacity, self.head_dim)
+        names = (self.past_names, self.present_names)
+        return BoundCache(session, names, shape, self.dtype, batch)
+
+    def _prefill_in_place(
+        self, prompts: list[list[int]], session, extra: int = 0
+    ) -> tuple[np.ndarray, BoundCache]:
+        """Logits after each prompt and the cache holding the prompts, with room for `extra`
+        more positions. A known head's KV is computed once; each row then runs only its tail
+        (one row per call: the op takes a batch of continuations only when all are one token
+        long)."""
+        batch, longest = len(prompts), max(len(p) for p in prompts)
+        head = self.shared_prefix(prompts)
+        if head is None:
+            cache = self._cache(session, batch, longest + extra)
+            ids, lengths = right_pad(prompts, self.pad_id)
+            return cache.run(ids, lengths), cache
+        n = len(head)
+        if head not in self.prefix_kv:
+            first = self._cache(session, 1, n)
+            first.run(np.array([head], dtype=np.int64), np.array([n]))
+            self.prefix_kv[head] = first.head()
+        cache = self._cache(session, batch, longest + extra)
+        cache.fill(self.prefix_kv[head])
+        rows = []
+        for row, prompt in enumerate(prompts):
+            tail = np.array([prompt[n:]], dtype=np.int64)
+            rows.append(cache.run(tail, np.array([tail.shape[1]]), slice(row, row + 1)))
+        return np.concatenate(rows), cache
+
     def _prefill(self, prompts: list[list[int]], session=None):
         session = session or self.session
+        if self.in_place:
+            logits, _ = self._prefill_in_place(prompts, session)
+            return logits, None, None
         head = self.shared_prefix(prompts)
         if head is None:
             ids, mask = left_pad(prompts, self.pad_id)
@@ -261,6 +301,8 @@ class OnnxCausalLM:
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         if self.rows_alone and len(prompts) > 1:
             return [self.generate([p], max_new_tokens)[0] for p in prompts]
+        if self.in_place:
+            return self._generate_in_place(prompts, max_new_tokens)
         logits, past, mask = self._prefill(prompts)
         pos = positions(mask)[:, -1:]
         out: list[list[int]] = [[] for _ in prompts]
@@ -276,4 +318,22 @@ class OnnxCausalLM:
             mask = np.concatenate([mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
             pos = pos + 1
             logits, past = self._run(nxt[:, None], mask, pos, past)
+        return out
+
+    def _generate_in_place(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding on the bound cache: each step runs one token per row and writes
+        only its keys and values (a finished row keeps decoding padding, unread)."""
+        logits, cache = self._prefill_in_place(prompts, self.session, extra=max_new_tokens)
+        out: list[list[int]] = [[] for _ in prompts]
+        done = np.zeros(len(prompts), dtype=bool)
+        one = np.ones(len(prompts), dtype=np.int64)
+        for step in range(max_new_tokens):
+            nxt = logits.argmax(axis=-1).astype(np.int64)
+            nxt[done] = self.pad_id
+            for row in np.flatnonzero(~done):
+                out[row].append(int(nxt[row]))
+                done[row] = int(nxt[row]) in self.eos_ids
+            if done.all() or step == max_new_tokens - 1:
+                break
+            logits = cache.run(nxt[:, None], one)
         return out

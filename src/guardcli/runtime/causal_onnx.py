@@ -1,9 +1,15 @@
-"""Export a transformers causal LM (Qwen3ForCausalLM) to ONNX with a KV cache.
+"""Export a transformers causal LM (Qwen3ForCausalLM, LlamaForCausalLM) to ONNX with a KV cache.
 
 Graph: input_ids [B, q], attention_mask [B, past + q], position_ids [B, q],
-past_key_values.N.key/value [B, kv_heads, past, head_dim] -> logits [B, vocab] (last position
-only: a full [B, q, vocab] output would be 600 MB for one 1,000-token prompt at Qwen3's vocab),
-present.N.key/value. The first call passes empty (past = 0) caches.
+past_key_values.N.key/value [B, kv_heads, past, head_dim] -> logits [B, vocab] (one position
+per row only: a full [B, q, vocab] output would be 600 MB for one 1,000-token prompt at Qwen3's
+vocab), present.N.key/value. The first call passes empty (past = 0) caches.
+
+Attention is onnxruntime's GroupQueryAttention (runtime.gqa): rows are right-padded (the mask
+is ones then zeros) and `logits` are each row's last real position; the runtime binds one
+preallocated buffer per layer as both past and present, so a decoding step copies no cache.
+`attention="eager"` writes the earlier form (transformers' eager attention as traced, rows
+left-padded, logits of the last column), which runtime.causal_lm still runs.
 """
 
 from __future__ import annotations
@@ -102,20 +108,97 @@ def kv_wrapper(model, *, classifier: bool = False):
     return WithCache().eval()
 
 
-def export_causal_lm(model, path: Path, *, classifier: bool = False) -> None:
+def gqa_wrapper(model, *, classifier: bool = False):
+    """The module traced for the GroupQueryAttention graph: the model's own layers and weights,
+    each layer's attention as runtime.gqa's op (rotary embedding and any q/k RMSNorm applied
+    before it, as transformers does), and the head applied at each row's last real position."""
+    torch = _torch()
+    import sys
+
+    from guardcli.runtime.gqa import gqa_function
+
+    gqa = gqa_function(torch)
+    config = model.config
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    d = getattr(config, "head_dim", None) or config.hidden_size // heads
+    trunk = model.model
+    head = model.score if classifier else model.lm_head
+    attn0 = trunk.layers[0].self_attn
+    rotate = sys.modules[type(attn0).__module__].apply_rotary_pos_emb
+    scale = getattr(attn0, "scaling", None)
+
+    class WithGqa(torch.nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            b, s = input_ids.shape
+            h = trunk.embed_tokens(input_ids)
+            cos, sin = trunk.rotary_emb(h, position_ids)
+            lengths = attention_mask.sum(dim=1)
+            seqlens_k = (lengths - 1).to(torch.int32)
+            width = torch._shape_as_tensor(attention_mask)[1]
+            total = width.to(torch.int32)
+            present = []
+            for i, layer in enumerate(trunk.layers):
+                attn = layer.self_attn
+                x = layer.input_layernorm(h)
+                q = attn.q_proj(x).view(b, s, heads, d)
+                k = attn.k_proj(x).view(b, s, kv_heads, d)
+                if hasattr(attn, "q_norm"):  # Qwen3; Llama has none
+                    q, k = attn.q_norm(q), attn.k_norm(k)
+                q, k = rotate(q, k, cos, sin, unsqueeze_dim=2)
+                out, keys, values = gqa.apply(
+                    q.reshape(b, s, heads * d),
+                    k.reshape(b, s, kv_heads * d),
+                    attn.v_proj(x),
+                    past[2 * i],
+                    past[2 * i + 1],
+                    seqlens_k,
+                    total,
+                    heads,
+                    kv_heads,
+                    scale,
+                )
+                present += [keys, values]
+                h = h + attn.o_proj(out)
+                h = h + layer.mlp(layer.post_attention_layernorm(h))
+            # Each row's last real new token: its length less the positions before this call
+            # (a decoding step, where rows differ in length, reads its one new position).
+            last = (lengths - width + s - 1).clamp(min=0)
+            picked = h.gather(1, last[:, None, None].expand(b, 1, h.shape[-1]))[:, 0]
+            return (head(trunk.norm(picked)), *present)
+
+    return WithGqa().eval()
+
+
+def export_causal_lm(
+    model, path: Path, *, classifier: bool = False, attention: str = "gqa"
+) -> None:
     """Write `model` (a transformers causal LM, eval mode, eager attention) to `path`; with
     `classifier`, a decoder *ForSequenceClassification whose logits are its class logits at
-    the last position (a classifier whose prompts share a head can then start from its KV)."""
+    the last position (a classifier whose prompts share a head can then start from its KV).
+    `attention`: "gqa" (GroupQueryAttention, right-padded rows) or "eager" (the earlier
+    form)."""
     _torch()  # fail plainly when the export extra is missing
     from guardcli.runtime.onnx_recipes import export_torchscript
 
     config = model.config
     layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    wrapper = kv_wrapper(model, classifier=classifier)
     ids, mask, pos, past, past_names, present_names, axes = kv_example(layers, kv_heads, head_dim)
     ids = ids % config.vocab_size  # a small stand-in vocabulary (synthetic Llama Guard)
     axes["logits"] = {0: "batch"}
+    extra = {}
+    if attention == "gqa":
+        wrapper = gqa_wrapper(model, classifier=classifier)
+        ids[1], mask[1], pos[1] = ids[0], 1, pos[0]  # no left padding (GroupQueryAttention)
+        extra["custom_opsets"] = {"com.microsoft": 1}
+    elif attention == "eager":
+        wrapper = kv_wrapper(model, classifier=classifier)
+    else:
+        raise ValueError(f"attention must be 'gqa' or 'eager', not {attention!r}")
     export_torchscript(
         wrapper,
         (ids, mask, pos, *past),
@@ -124,7 +207,20 @@ def export_causal_lm(model, path: Path, *, classifier: bool = False) -> None:
         output_names=["logits", *present_names],
         dynamic_axes=axes,
         opset_version=OPSET,
+        **extra,
     )
+    if attention == "gqa":
+        _name_logit_columns(path, (model.score if classifier else model.lm_head).out_features)
+
+
+def _name_logit_columns(path: Path, columns: int) -> None:
+    """Write the logits' column count into the graph's output (the exporter cannot infer shapes
+    through GroupQueryAttention): score mode's restricted head (runtime.score_head) reads it."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    model.graph.output[0].type.tensor_type.shape.dim[-1].dim_value = columns
+    onnx.save(model, str(path))  # the weights stay in their external file beside it
 
 
 def export_folder(model_dir: Path, out: Path | None = None) -> Path:

@@ -75,15 +75,19 @@ def left_padded(prompts: list[list[int]], pad: int):
 
 
 def onnx_next_logits(graph: Path, prompts: list[list[int]], pad: int) -> np.ndarray:
-    """One prefill through the graph with empty caches, fed by hand."""
+    """One prefill through the graph with empty caches, fed by hand: rows right-padded (its
+    attention is GroupQueryAttention), logits at each row's last real token."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     ids, mask = left_padded(prompts, pad)
+    ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()  # mirrored: ones then zeros
+    for row, prompt in enumerate(prompts):
+        ids[row, : len(prompt)] = prompt
     feed = {
         "input_ids": ids,
         "attention_mask": mask,
-        "position_ids": np.clip(mask.cumsum(1) - 1, 0, None),
+        "position_ids": np.tile(np.arange(ids.shape[1]), (len(prompts), 1)),
     }
     for i in session.get_inputs()[3:]:
         feed[i.name] = np.zeros((len(prompts), i.shape[1], 0, i.shape[3]), dtype=np.float32)

@@ -3,10 +3,10 @@ arithmetic, with each layer's attention as onnxruntime's GroupQueryAttention (co
 
 Why not the eager attention as traced: its graph concatenates the past with the new keys and
 values (a copy of the whole cache per layer and call, ~0.9 GB per step at 4,096 tokens of 0.6B
-context) and runs attention as a chain of small ops. GroupQueryAttention reads the cache as it
-is, groups the query heads that share a KV head without copying, and, when its past and present
-are bound to one buffer (runners.OnnxRunner), writes only the new positions into it: nothing is
-copied per call.
+context) and runs attention as a chain of small ops. GroupQueryAttention (runtime.gqa, shared
+with the causal LM graphs) reads the cache as it is, groups the query heads that share a KV head
+without copying, and, when its past and present are bound to one buffer (runners.OnnxRunner),
+writes only the new positions into it: nothing is copied per call.
 
 Contract (unchanged names): input_ids [B, q], attention_mask [B, total] (rows right-padded:
 ones then zeros), position_ids [B, q], past_key_values.N.key/value [B, kv_heads, past or
@@ -18,57 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def gqa_function(torch):
-    """An autograd Function whose forward is the attention in torch (for tracing, and the same
-    result) and whose ONNX symbolic is one GroupQueryAttention node."""
-
-    class GroupQueryAttention(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total, heads: int, kv_heads: int):
-            b, s, _ = q.shape
-            d = past_k.shape[-1]
-            new_k = k.reshape(b, s, kv_heads, d).transpose(1, 2)
-            new_v = v.reshape(b, s, kv_heads, d).transpose(1, 2)
-            keys = torch.cat([past_k, new_k], dim=2)
-            values = torch.cat([past_v, new_v], dim=2)
-            g = heads // kv_heads
-            query = q.reshape(b, s, kv_heads, g, d).permute(0, 2, 3, 1, 4)
-            query = query.reshape(b, kv_heads, g * s, d)
-            scores = torch.matmul(query, keys.transpose(2, 3)) * d**-0.5
-            n = keys.shape[2]
-            valid = (seqlens_k + 1).long()  # per row: real tokens, past included
-            rows = past_k.shape[2] + torch.arange(s)  # absolute position of each query
-            cols = torch.arange(n)[None, None, :]
-            allowed = (cols <= rows[None, :, None]) & (cols < valid[:, None, None])  # [b, s, n]
-            allowed = allowed[:, None, None].expand(b, 1, g, s, n).reshape(b, 1, g * s, n)
-            scores = scores.masked_fill(~allowed, float("-inf"))
-            probs = torch.softmax(scores, dim=-1)
-            out = torch.matmul(probs, values).reshape(b, kv_heads, g, s, d)
-            out = out.permute(0, 3, 1, 2, 4).reshape(b, s, heads * d)
-            return out, keys, values
-
-        @staticmethod
-        def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, heads, kv_heads):
-            outs = g.op(
-                "com.microsoft::GroupQueryAttention",
-                q,
-                k,
-                v,
-                past_k,
-                past_v,
-                seqlens_k,
-                total,
-                num_heads_i=heads,
-                kv_num_heads_i=kv_heads,
-                outputs=3,
-            )
-            # Typed here (dims left symbolic): the exporter has no shape inference for the op.
-            for out, like in zip(outs, (q, past_k, past_v), strict=True):
-                out.setType(like.type().with_sizes([None] * 3 if like is q else [None] * 4))
-            return outs
-
-    return GroupQueryAttention
+from guardcli.runtime.gqa import gqa_function
 
 
 def graph_module(module):
