@@ -1,7 +1,7 @@
 """guard (ONNX FP32/INT8) against llama.cpp (GGUF F16/Q8_0) on the same Qwen3Guard-Gen weights.
 
-Runs in the llama.cpp venv (README.md, setup.sh); guard runs in a child process per variant,
-started with guard's own Python, loaded once through `load_guard` and driven over a pipe, so
+Runs in the llama.cpp venv (README.md, setup.sh); guard runs in a child process per variant
+(guard_worker.py in guard's own Python, loaded once through `load_guard`, driven over a pipe), so
 both engines time the same prompts in ONE run, interleaved (prompt i: every engine in a
 rotating order), on the same machine load. Batch 1: llama-cpp-python's `Llama` runs one
 sequence (batching several needs the low-level llama_batch API with sequence ids, not done).
@@ -40,104 +40,21 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-WORDS = "lighthouse garden recipe bicycle river morning teacup violin meadow lantern".split()
-
-
-# ---------------------------------------------------------------------- guard side (child)
-
-
-def _prompts(guard, n: int, tokens: int) -> list[list[int]]:
-    """`n` rendered prompt-moderation inputs of at most `tokens` tokens (neutral words)."""
-    from guardcli.core.verdicts import Record
-
-    out = []
-    for i in range(n):
-        words = [WORDS[(i * 3 + k) % len(WORDS)] for k in range(tokens)]
-        while True:
-            ids = guard.encode([guard.render(Record(str(i), " ".join(words)))])[0].ids
-            if len(ids) <= tokens or len(words) <= 1:
-                break
-            del words[-max(1, (len(ids) - tokens) // 2) :]  # a word is one token or more
-        out.append(ids)
-    return out
-
-
-def worker(args) -> int:
-    """One guard variant, commands as JSON lines on stdin, answers on the original stdout
-    (anything else guard or a library prints goes to stderr)."""
-    reply = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    from guardcli.core.verdicts import RecordError
-    from guardcli.families.loader import load_guard
-    from guardcli.families.qwen3guard_gen import format as fmt
-
-    t0 = time.perf_counter()
-    guard = load_guard(args.model, variant=args.worker, backend="onnxruntime", threads=args.threads)
-    lm = guard.lm
-    lm.eos_ids = []  # every generate run decodes exactly the tokens asked for
-    suffix, firsts = guard.score_ids
-    severities = list(firsts)
-    sev_ids = [firsts[s] for s in severities]
-    prompts: list[list[int]] = []
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        op = cmd["op"]
-        if op == "setup":
-            prompts = _prompts(guard, cmd["n"], cmd["tokens"])
-            head = lm.shared_prefix(prompts)
-            out: dict[str, Any] = {
-                "variant": guard.variant,
-                "graph": str(guard.model.graph),
-                "prompts": prompts,
-                "head": list(head or ()),
-                "suffix": suffix,
-                "severities": severities,
-                "severity_ids": sev_ids,
-                "load_s": time.perf_counter() - t0,
-            }
-        elif op == "score":
-            ids = prompts[cmd["i"]] + suffix
-            t = time.perf_counter()
-            row = lm.score_logits([ids], sev_ids, own_head=True)[0]
-            out = {"ms": 1e3 * (time.perf_counter() - t), "logits": [float(x) for x in row]}
-        elif op == "generate":
-            ids, n = prompts[cmd["i"]], cmd["n"]
-            t = time.perf_counter()
-            lm.generate([ids], 1)
-            t1 = time.perf_counter()
-            tokens = lm.generate([ids], n)[0]
-            t2 = time.perf_counter()
-            out = {"prefill_ms": 1e3 * (t1 - t), "total_ms": 1e3 * (t2 - t1), "tokens": tokens}
-        elif op == "judge":
-            decode = guard.tokenizer.tokenizer.decode
-            severities_out = []
-            for tokens in cmd["tokens"]:
-                text = decode(tokens, skip_special_tokens=True)
-                try:
-                    severities_out.append(fmt.parse(text, response=False).severity)
-                except RecordError as err:  # not in the answer format: guard's error verdict
-                    severities_out.append(f"error:{err.type}")
-            out = {"severities": severities_out}
-        elif op == "rss":
-            import resource
-
-            out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        else:
-            out = {"error": f"unknown op {op}"}
-        reply.write(json.dumps(out) + "\n")
-        reply.flush()
-    return 0
+HERE = Path(__file__).resolve().parent
+# A pause before each timed call: the engine that ran last (another process) has its threads
+# spinning for a moment after its work, which would land on the next engine's time.
+SETTLE_S = 0.05
+REPO = HERE.parents[1]
 
 
 class GuardEngine:
-    """The parent's handle on one guard worker."""
+    """The handle on one guard variant: guard_worker.py in guard's own Python."""
 
     def __init__(self, args, variant: str):
         self.name = f"guard ONNX {variant.upper()}"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
-        cmd = [args.guard_python, __file__, str(args.model), "--worker", variant]
+        cmd = [args.guard_python, str(HERE / "guard_worker.py"), str(args.model), variant]
         cmd += ["--threads", str(args.threads)]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
@@ -294,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--extra-bufts", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--json", dest="json_out", type=Path, default=None)
-    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
-        return worker(args)
     if not args.gguf:
         ap.error("give at least one --gguf LABEL=FILE")
     load_start = os.getloadavg()
@@ -351,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(len(prompts)):
         k = i % len(engines)
         for e in engines[k:] + engines[:k]:
+            time.sleep(SETTLE_S)
             ms, logits = score(e, i)
             results[e.name]["score_ms"].append(ms)
             results[e.name]["probs"].append(probabilities(logits).tolist())
@@ -358,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(min(args.generate_prompts, len(prompts))):
         k = i % len(engines)
         for e in engines[k:] + engines[:k]:
+            time.sleep(SETTLE_S)
             prefill, total, tokens = generate(e, i, args.new_tokens)
             r = results[e.name]
             r["prefill_ms"].append(prefill)
