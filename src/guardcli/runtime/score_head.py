@@ -136,7 +136,10 @@ def _link_external(model, source: Path, folder: Path) -> None:
             continue
         tmp = folder / f".{name}.{os.getpid()}.link"
         tmp.unlink(missing_ok=True)
-        os.symlink(target, tmp)
+        try:  # a hard link: onnxruntime refuses external data a symlink takes outside the folder
+            os.link(target, tmp)
+        except OSError:  # another filesystem
+            os.symlink(target, tmp)
         os.replace(tmp, link)
 
 
