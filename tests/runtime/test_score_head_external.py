@@ -34,9 +34,14 @@ def test_score_head_of_an_external_data_graph_loads(tmp_path: Path) -> None:
         location="model.onnx_data",
         size_threshold=1024,
     )
-    lm = OnnxCausalLM(graph, tmp_path)
     prompts = [[9707, 1879, 11, 42], [100, 7]]
-    assert lm.score_session(IDS) is not None
-    np.testing.assert_allclose(
-        lm.score_logits(prompts, IDS), lm.next_logits(prompts)[:, IDS], atol=1e-5, rtol=0
-    )
+    for stale in (False, True):
+        lm = OnnxCausalLM(graph, tmp_path)
+        assert lm.score_session(IDS) is not None
+        np.testing.assert_allclose(
+            lm.score_logits(prompts, IDS), lm.next_logits(prompts)[:, IDS], atol=1e-5, rtol=0
+        )
+        if not stale:  # a copy cached by an older guardcli: its data linked by a symlink
+            [link] = (graph.parent / ".cache").rglob("model.onnx_data")
+            link.unlink()
+            link.symlink_to(graph.parent / "model.onnx_data")
