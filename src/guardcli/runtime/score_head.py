@@ -130,14 +130,30 @@ def _link_external(model, source: Path, folder: Path) -> None:
         if e.key == "location"
     }
     for name in names:
-        target = (source / name).resolve()
-        link = folder / name
-        if link.exists() and link.resolve() == target:
-            continue
-        tmp = folder / f".{name}.{os.getpid()}.link"
-        tmp.unlink(missing_ok=True)
+        _link((source / name).resolve(), folder / name)
+
+
+def _link(target: Path, link: Path) -> None:
+    """`link` to `target`: a hard link (onnxruntime refuses external data that a symlink takes
+    out of the model's folder), or a symlink across filesystems."""
+    if link.exists() and not link.is_symlink() and os.path.samefile(link, target):
+        return
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(target, tmp)
+    except OSError:  # another filesystem
+        if link.is_symlink() and link.resolve() == target:
+            return
         os.symlink(target, tmp)
-        os.replace(tmp, link)
+    os.replace(tmp, link)
+
+
+def _harden_links(folder: Path) -> None:
+    """Copies written before hard links linked their external data with symlinks: relink."""
+    for link in folder.iterdir():
+        if link.is_symlink() and link.exists():
+            _link(link.resolve(), link)
 
 
 def score_graph(path: Path, ids: Sequence[int]) -> Path | None:
@@ -150,6 +166,7 @@ def score_graph(path: Path, ids: Sequence[int]) -> Path | None:
     folder = _folder(path)
     final = folder / _key(path, ids)
     if final.exists():
+        _harden_links(folder)
         return final
     model = onnx.load(str(path), load_external_data=False)
     if not restrict_head(model, ids, path.parent):

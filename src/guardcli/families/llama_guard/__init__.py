@@ -19,6 +19,19 @@ FAMILY = Family(
     generative=True,
     synth={"llama-guard": "guardcli.families.llama_guard.synth:synth"},
     export="guardcli.families.llama_guard.export:export_checkpoint",
+    # The MLCommons hazard names its templates list (S1-S14); S5-S8, S13 and S14 have no OpenAI
+    # counterpart. Sex Crimes (trafficking, assault, harassment, prostitution) is sexual content
+    # and an illicit act in OpenAI's terms; OpenAI has no category for crimes as such.
+    openai_categories={
+        "Violent Crimes": ("violence",),
+        "Non-Violent Crimes": ("illicit",),
+        "Sex Crimes": ("sexual", "illicit"),
+        "Child Exploitation": ("sexual/minors",),
+        "Indiscriminate Weapons": ("illicit/violent",),
+        "Hate": ("hate",),
+        "Self-Harm": ("self-harm",),
+        "Sexual Content": ("sexual",),
+    },
     exports="guardcli.families.llama_guard.export:is_llama_guard_checkpoint",
     uncached_hint="Run `guard fetch {name}` (a gated repository: accept Meta's licence on the "
     "Hub and log in first), or pass --model DIR.",

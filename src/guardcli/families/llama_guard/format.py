@@ -164,10 +164,11 @@ def template_heads(
 ) -> list[list[int]]:
     """The token heads every prompt-moderation and response-moderation input starts with: what
     two renderings with different contents share, less its last token (which a content could
-    merge with). The role word comes before the categories, so each kind has its own head."""
+    merge with). The role word comes before the categories, so each kind has its own head; a
+    response's head ends before the user turn it follows, which varies too."""
     kinds = (
         lambda c: [{"role": "user", "content": c}],
-        lambda c: [{"role": "user", "content": "ok"}, {"role": "assistant", "content": c}],
+        lambda c: [{"role": "user", "content": c}, {"role": "assistant", "content": c}],
     )
     heads = []
     for kind in kinds:
