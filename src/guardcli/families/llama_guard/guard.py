@@ -13,17 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from guardcli.core.errors import GuardError, input_error
 from guardcli.core.policy import Category, as_policy
 from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded
-from guardcli.core.torch_dtype import SHORT, resolve_dtype
-from guardcli.core.variants import TORCH_VARIANT, runtime_name
 from guardcli.core.verdicts import Record, RecordError, record_messages
 from guardcli.families import register_family
-from guardcli.families.base import Guard, Judgement
+from guardcli.families.base import Judgement
+from guardcli.families.generative import GenerativeGuard
 from guardcli.families.llama_guard import format as fmt
 from guardcli.families.llama_guard.options import LlamaGuardOptions
 
@@ -31,11 +30,8 @@ BACKENDS = ("auto", "onnxruntime", "torch")
 
 
 @register_family
-class LlamaGuard(Guard):
+class LlamaGuard(GenerativeGuard):
     family = "llama-guard"
-    accepts_messages = True
-    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnxruntime", "torch": "torch"}
-    modes: ClassVar[tuple[str, ...]] = ("generate", "score")
     options_type = LlamaGuardOptions
 
     def __init__(
@@ -57,30 +53,12 @@ class LlamaGuard(Guard):
                 "llama-guard does not run on --endpoint yet.",
                 "Drop --endpoint and run the model folder locally (onnxruntime or torch).",
             )
-        backend = runtime_name(backend)
-        if backend not in BACKENDS:
-            raise input_error(
-                f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}."
-            )
-        if not (score or generate):
-            raise input_error("Nothing to do: both generation and score mode are off.")
+        self.choose_backend(backend, BACKENDS, dtype)
+        self.choose_modes(score, generate)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise input_error(f"max_new_tokens must be a positive integer, not {max_new_tokens!r}.")
-        self.use_score = score
-        self.use_generation = generate
         self.max_new_tokens = max_new_tokens
         self.policy = as_policy(policy)
-        if backend == "auto":
-            backend = "torch" if model.variant == TORCH_VARIANT else "onnxruntime"
-        self.backend = backend
-        self.dtype = resolve_dtype(dtype)
-        if backend == "torch":
-            self.variant = f"{TORCH_VARIANT}-{SHORT[self.dtype]}"
-        elif dtype not in (None, "auto"):
-            raise input_error(
-                f"--dtype applies to the torch backend, not to {backend}.",
-                "Drop --dtype, or add --backend torch.",
-            )
         # Read the template and the policy now: a bad policy is a usage error before any work.
         self.categories  # noqa: B018
 
@@ -119,22 +97,7 @@ class LlamaGuard(Guard):
 
     @cached_property
     def lm(self):
-        if self.backend == "onnxruntime":
-            from guardcli.runtime.causal_lm import OnnxCausalLM
-
-            heads = fmt.template_heads(self._encode_text, self.template, self._listed)
-            return OnnxCausalLM(
-                self.model.graph, self.model.path, threads=self.threads, prefixes=heads
-            )
-        from guardcli.runtime.causal_lm import TorchCausalLM
-
-        return TorchCausalLM(self.model.path, threads=self.threads, dtype=self.dtype)
-
-    def use_mode(self, mode: str) -> None:
-        if mode not in self.modes:
-            super().use_mode(mode)
-        self.use_generation = mode == "generate"
-        self.use_score = mode == "score"
+        return self.causal_lm(fmt.template_heads(self._encode_text, self.template, self._listed))
 
     def runtime_calls(self) -> list[tuple[object, str]]:
         return [(self.lm, "next_logits"), (self.lm, "generate")]

@@ -12,18 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from guardcli.core.catalog import load_catalog
 from guardcli.core.errors import GuardError, input_error
 from guardcli.core.policy import Category, as_policy
 from guardcli.core.resolve import ResolvedModel
 from guardcli.core.tokenize import Encoded
-from guardcli.core.torch_dtype import SHORT, resolve_dtype
-from guardcli.core.variants import TORCH_VARIANT, runtime_name
 from guardcli.core.verdicts import Record, RecordError
 from guardcli.families import register_family
-from guardcli.families.base import Guard, Judgement
+from guardcli.families.base import Judgement
+from guardcli.families.generative import GenerativeGuard
 from guardcli.families.qwen3guard_gen import format as fmt
 from guardcli.families.qwen3guard_gen.options import Qwen3GuardOptions
 
@@ -31,12 +30,8 @@ BACKENDS = ("auto", "onnxruntime", "torch", "remote")
 
 
 @register_family
-class Qwen3GuardGen(Guard):
+class Qwen3GuardGen(GenerativeGuard):
     family = "qwen3guard-gen"
-    accepts_messages = True
-    runtimes: ClassVar[dict[str, str]] = {"onnxruntime": "onnxruntime", "torch": "torch"}
-    # generate: the verdict from greedy decoding alone (--no-score); score: one forward pass.
-    modes: ClassVar[tuple[str, ...]] = ("generate", "score")
     options_type = Qwen3GuardOptions
 
     def __init__(
@@ -64,37 +59,14 @@ class Qwen3GuardGen(Guard):
                 "Drop --policy, or run the model locally.",
             )
         self.policy_names  # noqa: B018 - a bad policy is a usage error before any work
-        backend = runtime_name(backend)
-        if backend not in BACKENDS:
-            raise input_error(
-                f"Unknown backend {backend!r}.", f"Choose one of: {', '.join(BACKENDS)}."
-            )
-        if not (score or generate):
-            raise input_error("Nothing to do: both generation and score mode are off.")
+        self.choose_backend(backend, BACKENDS, dtype, endpoint)
+        self.choose_modes(score, generate)
         self.strict = strict
-        self.use_score = score
-        self.use_generation = generate
         self.endpoint = endpoint
         self.served_model = served_model
         self.api_key = api_key
         self.concurrency = concurrency
         self.max_new_tokens = max_new_tokens
-        if endpoint:
-            backend = "remote"
-        elif backend == "remote":
-            raise input_error("The remote backend needs --endpoint URL.")
-        elif backend == "auto":
-            backend = "torch" if model.variant == TORCH_VARIANT else "onnxruntime"
-        self.backend = backend
-        self.dtype = resolve_dtype(dtype)
-        if backend == "torch":
-            # The checkpoint runs, whichever graph was resolved, in the dtype chosen.
-            self.variant = f"{TORCH_VARIANT}-{SHORT[self.dtype]}"
-        elif dtype not in (None, "auto"):
-            raise input_error(
-                f"--dtype applies to the torch backend, not to {backend}.",
-                "Drop --dtype, or add --backend torch.",
-            )
 
     # ------------------------------------------------------------------ input
 
@@ -149,29 +121,16 @@ class Qwen3GuardGen(Guard):
 
     @cached_property
     def lm(self):
-        if self.backend == "onnxruntime":
-            from guardcli.runtime.causal_lm import OnnxCausalLM
-
-            encode = lambda t: self.tokenizer.encode([t])[0].ids  # noqa: E731
-            if self.policy_lines is None:
-                heads = fmt.template_heads(encode, self.template)
-            else:  # each kind's head holds its own category list
-                heads = [
-                    fmt.template_heads(encode, self.template, lines)[kind]
-                    for kind, lines in enumerate(self.policy_lines)
-                ]
-            return OnnxCausalLM(
-                self.model.graph, self.model.path, threads=self.threads, prefixes=heads
-            )
-        from guardcli.runtime.causal_lm import TorchCausalLM
-
-        return TorchCausalLM(self.model.path, threads=self.threads, dtype=self.dtype)
-
-    def use_mode(self, mode: str) -> None:
-        if mode not in self.modes:
-            super().use_mode(mode)
-        self.use_generation = mode == "generate"
-        self.use_score = mode == "score"
+        if self.backend != "onnxruntime":
+            return self.causal_lm(None)
+        encode = lambda t: self.tokenizer.encode([t])[0].ids  # noqa: E731
+        if self.policy_lines is None:
+            return self.causal_lm(fmt.template_heads(encode, self.template))
+        # Each kind's head holds its own category list.
+        lines = self.policy_lines
+        return self.causal_lm(
+            [fmt.template_heads(encode, self.template, lines[k])[k] for k in range(len(lines))]
+        )
 
     def runtime_calls(self) -> list[tuple[object, str]]:
         if self.backend == "remote":
