@@ -40,6 +40,9 @@ def fp16_model(stream_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_fp16_logits_are_fp32s_within_the_tolerance(fp16_model: Path) -> None:
+    from guardcli.families.qwen3guard_stream.resolve import resolve_folder
+
+    assert resolve_folder(fp16_model, "auto", None).variant == "int8"  # never FP16 first
     run = OnnxRunner(fp16_model / "onnx" / "model_fp16.onnx")
     assert run.shared and run.dtype == np.float16  # the cache is updated in place, in FP16
     have = streamed(fp16_model / "onnx" / "model_fp16.onnx")
