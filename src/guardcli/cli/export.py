@@ -21,6 +21,11 @@ EPILOG = (
     "files with the template, config.json, generation_config.json and onnx/model.onnx with KV "
     "cache. It is checked on a left-padded batch of rendered prompts (next-token logits) and by "
     "greedy generation, token for token, against transformers.\n\n"
+    "A Qwen3Guard-Stream checkpoint (Qwen3ForGuardModel, e.g. a Qwen3Guard-Stream download) "
+    "exports for the qwen3guard-stream family: tokenizer files, config.json, the weights linked, "
+    "onnx/model.onnx with KV cache (GroupQueryAttention; the four head outputs at every "
+    "position), checked against the PyTorch reference fed as a stream, and "
+    "onnx/model_quantized.onnx (every MatMul INT8, activations per row).\n\n"
     "An OpenCC folder (weight_frame.json) gets its LoRA merged and base + head exported to "
     "SRC/onnx/model.onnx (or OUT/onnx/ with --out); Qwen3.5 bases do not export (exit 3).\n\n"
     "Exit codes: 0 exported and checked, 2 usage or input error (including an unsupported "
@@ -58,17 +63,18 @@ def export(
         float | None,
         NonNegativeFloatOption(
             "--tolerance",
-            help="Largest |Δ logit| against PyTorch accepted. Default: 1e-4 for classifiers, "
-            "1e-3 for causal LMs.",
+            help="Largest |Δ logit| against PyTorch accepted. Default: 1e-4 for classifiers "
+            "and Qwen3Guard-Stream, 1e-3 for causal LMs.",
         ),
     ] = None,
     family: Annotated[
         str | None,
         typer.Option(
             "--family",
-            help="seqcls, hf-seqcls or qwen3guard-gen. Default: from config.json's "
-            "architectures (an encoder such as BERT, RoBERTa, DeBERTa or ModernBERT: hf-seqcls; "
-            "*ForCausalLM: qwen3guard-gen); qwen3guard-gen also exports a Qwen3ForCausalLM "
+            help="seqcls, hf-seqcls, qwen3guard-gen or qwen3guard-stream. Default: from "
+            "config.json's architectures (an encoder such as BERT, RoBERTa, DeBERTa or "
+            "ModernBERT: hf-seqcls; *ForCausalLM: qwen3guard-gen; Qwen3ForGuardModel: "
+            "qwen3guard-stream); qwen3guard-gen also exports a Qwen3ForCausalLM "
             "without Qwen3Guard's template, adding the authors' template.",
         ),
     ] = None,

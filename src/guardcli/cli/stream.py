@@ -76,7 +76,8 @@ def stream(
         str,
         typer.Option(
             "--variant",
-            help="auto|fp32|int8|torch. auto: int8, else fp32 ONNX, else the torch reference.",
+            help="auto|fp32|fp16|int8|torch. auto: int8, else fp32, else fp16 ONNX, else the torch "
+            "reference.",
         ),
     ] = "auto",
     chunk_tokens: Annotated[

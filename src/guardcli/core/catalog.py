@@ -50,19 +50,23 @@ _OPENCC_LORA = {"lora": ("adapter_model.safetensors", "adapter_model.bin")}
 
 
 def _qwen3guard(kind: str, size: str, max_length: int, what: str) -> ModelEntry:
-    """Qwen3Guard-Gen or -Stream at a size: BF16 safetensors and the Gen tokenizer files."""
+    """Qwen3Guard-Gen or -Stream at a size: BF16 safetensors and the Gen tokenizer files. A
+    Stream repo ships no ONNX: `guard fetch` exports its graphs from the checkpoint (the bf16
+    variant is the checkpoint itself, run by the torch reference)."""
     suffix = "" if size == "0.6B" else f"-{size.lower()}"
     family = f"qwen3guard-{kind.lower()}"
+    stream = kind == "Stream"
     return ModelEntry(
         name=f"{family}{suffix}",
         family=family,
         repo=f"Qwen/Qwen3Guard-{kind}-{size}",
         threshold=0.5,
         max_length=max_length,
-        variants=dict(_QWEN3GUARD_BF16),
+        variants={**_onnx_variants(), **_QWEN3GUARD_BF16} if stream else dict(_QWEN3GUARD_BF16),
         common=_TOKENIZER_GEN,
         required=("tokenizer.json", "config.json"),
         description=f"Qwen3Guard-{kind} {size}: {what}",
+        checkpoint=stream,
     )
 
 
@@ -70,7 +74,10 @@ _GEN = (
     "generative guard (Safe/Controversial/Unsafe + categories), BF16 safetensors; threshold "
     "applies to score mode"
 )
-_STREAM = "token-level guard for streamed answers (`guard stream`), BF16 safetensors"
+_STREAM = (
+    "token-level guard for streamed answers (`guard stream`), BF16 safetensors; ONNX made by "
+    "`guard fetch`"
+)
 
 
 def _opencc(name: str, kind: str, what: str) -> ModelEntry:

@@ -92,6 +92,11 @@ class Family:
     # Its export writes into the source folder unless told --out, and a folder its `exports`
     # claims is always its own (--family does not choose another recipe).
     export_in_place: bool = False
+    # `guard quantize` of this family's folder: "module:function(src, dst)" writing its FP16
+    # graph from the FP32 one (None: the card's recipe, I/O kept FP32), and the MatMuls its
+    # dynamic INT8 keeps in float when --keep-float is not given (None: the card's, down_proj).
+    fp16: str | None = None
+    int8_keep_float: tuple[str, ...] | None = None
     # Said when a catalog model of this family is not in the cache ({name}: the entry's name).
     uncached_hint: str = "Run `guard fetch {name}`, or pass --model DIR."
     # "module:function(name_or_dir, variant, *, chunk_tokens, strict, threads, cache_dir)" that

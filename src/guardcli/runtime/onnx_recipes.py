@@ -116,8 +116,9 @@ def _matches(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
     return [n for n in names if any(r.search(n) for r in regexes)]
 
 
-def to_fp16(src: Path, dst: Path) -> None:
-    """FP16 cast keeping RMSNorm pieces and the graph's inputs/outputs in FP32."""
+def to_fp16(src: Path, dst: Path, *, keep_io_types: bool | list[str] = True) -> None:
+    """FP16 cast keeping RMSNorm pieces and the graph's inputs/outputs in FP32 (`keep_io_types`:
+    True, or the names of the inputs/outputs to keep; the others become FP16)."""
     onnx = _onnx()
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -130,7 +131,7 @@ def to_fp16(src: Path, dst: Path) -> None:
     ]
     # Passing the path lets shape inference run by file, which works above 2 GB.
     fp16 = convert_float_to_float16(
-        str(src), keep_io_types=True, op_block_list=ops, node_block_list=keep
+        str(src), keep_io_types=keep_io_types, op_block_list=ops, node_block_list=keep
     )
     save_onnx(fp16, dst)
 

@@ -58,7 +58,7 @@ def padded_batch(runner: OnnxRunner, rows: list[list[int]]) -> list[np.ndarray]:
         ids[i, : len(r)] = r
         mask[i, : len(r)] = 1
     pos = np.tile(np.arange(width, dtype=np.int64), (len(rows), 1))
-    empty = np.zeros((len(rows), runner.kv_heads, 0, runner.head_dim), dtype=np.float32)
+    empty = np.zeros((len(rows), runner.kv_heads, 0, runner.head_dim), dtype=runner.dtype)
     logits, _ = runner.run_batch(ids, mask, pos, [empty] * len(runner.past_names))
     return [logits[0][i, : len(r)] for i, r in enumerate(rows)]
 

@@ -15,6 +15,10 @@ FAMILY = Family(
     variants="guardcli.families.qwen3guard_stream.resolve:folder_variants",
     synth={"qwen3guard-stream": "guardcli.families.qwen3guard_stream.synth:synth"},
     stream="guardcli.families.qwen3guard_stream.load:open_stream",
+    export="guardcli.families.qwen3guard_stream.convert:export_checkpoint",
+    exports="guardcli.families.qwen3guard_stream.resolve:is_stream_folder",
+    fp16="guardcli.families.qwen3guard_stream.export:to_fp16",
+    int8_keep_float=(),
     openai_categories={
         "Violent": ("violence",),
         "Non-violent Illegal Acts": ("illicit",),

@@ -121,20 +121,38 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     return config
 
 
+def weight_files(model_dir: Path) -> list[Path]:
+    """model.safetensors, else the shards model-*.safetensors (the 4B and 8B checkpoints)."""
+    model_dir = Path(model_dir)
+    if (model_dir / WEIGHTS).is_file():
+        return [model_dir / WEIGHTS]
+    return sorted(model_dir.glob("model-*.safetensors"))
+
+
 def load_reference(model_dir: Path, *, dtype: str = "float32"):
-    """The reference module with the folder's safetensors weights (FP32 by default; a BF16
-    checkpoint is upcast). An `lm_head.weight` is ignored: the heads do not read it."""
+    """The reference module with the folder's safetensors weights, one file or shards (FP32 by
+    default; a BF16 checkpoint is upcast). An `lm_head.weight` is ignored: the heads do not
+    read it."""
     torch = _torch()
     from safetensors.torch import load_file
 
     config = read_config(model_dir)
+    files = weight_files(model_dir)
+    if not files:
+        raise GuardError(
+            f"{model_dir} has no {WEIGHTS} (or model-*.safetensors shards).",
+            hint="Pass the checkpoint folder as downloaded (config.json, model.safetensors, "
+            "tokenizer.json).",
+        )
     module = build_module(config)
-    state = load_file(str(Path(model_dir) / WEIGHTS))
+    state = {}
+    for path in files:
+        state.update(load_file(str(path)))
     state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise GuardError(
-            f"{model_dir / WEIGHTS} does not match Qwen3ForGuardModel: "
+            f"The weights in {model_dir} do not match Qwen3ForGuardModel: "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}."
         )
     return module.to(getattr(torch, dtype)).eval()

@@ -11,13 +11,14 @@ from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.registry import marker_family
 from guardcli.core.resolve import ResolvedModel, entry_settings
 from guardcli.core.variants import TORCH_VARIANT
-from guardcli.families.qwen3guard_stream.export import FP32_GRAPH, INT8_GRAPH
+from guardcli.families.qwen3guard_stream.export import FP16_GRAPH, FP32_GRAPH, INT8_GRAPH
 from guardcli.families.qwen3guard_stream.reference import read_config
 
 NAME = "qwen3guard-stream"
 ARCHITECTURE = "Qwen3ForGuardModel"
-# What `--variant auto` tries, in order (the torch reference when no graph is there).
-GRAPHS = {"int8": INT8_GRAPH, "fp32": FP32_GRAPH}
+# What `--variant auto` tries, in order (the torch reference when no graph is there). FP16 comes
+# last: onnxruntime has no x86 FP16 GEMM, so it is no faster than FP32 on a CPU.
+GRAPHS = {"int8": INT8_GRAPH, "fp32": FP32_GRAPH, "fp16": FP16_GRAPH}
 STREAM_VARIANTS = ("auto", *GRAPHS, TORCH_VARIANT)
 
 
@@ -50,7 +51,8 @@ def folder_variants(model_dir: Path) -> list[str]:
 
 
 def resolve_folder(path: Path, variant: str, entry: ModelEntry | None) -> ResolvedModel:
-    """`auto` picks INT8, then FP32 ONNX, then the torch reference on the checkpoint."""
+    """`auto` picks INT8, then FP32, then FP16 ONNX, then the torch reference on the
+    checkpoint."""
     check_variant(variant)
     read_config(path)
     if variant == "auto":

@@ -73,7 +73,8 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """onnxruntime on the exported graph (export.py), FP32 or per-row INT8.
+    """onnxruntime on the exported graph (export.py): FP32, FP16 (its cache FP16 too) or per-row
+    INT8.
 
     The cache lives in one preallocated buffer per layer and kind, [1, kv_heads, capacity,
     head_dim], bound as both the past input and the present output of GroupQueryAttention, which
@@ -111,6 +112,9 @@ class OnnxRunner:
             )
         shape = inputs[self.past_names[0]].shape
         self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
+        # The FP16 variant keeps its cache in FP16 (half the memory, no cast of it per call).
+        float16 = "float16" in inputs[self.past_names[0]].type
+        self.dtype = np.dtype(np.float16 if float16 else np.float32)
         self.shared = uses_shared_buffer(self.path)
         self.bound: list[Any] = []  # shared: OrtValues on self.past's memory
         self.reset()
@@ -119,7 +123,7 @@ class OnnxRunner:
         if self.shared and self.bound:  # keep the buffers: the next call overwrites them
             self.length = 0
             return
-        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=np.float32)
+        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.dtype)
         self.past: list[Any] = [empty] * len(self.past_names)  # shared: numpy buffers
         self.bound = []
         self.length = 0
@@ -129,7 +133,7 @@ class OnnxRunner:
         call overwrites them)."""
         if not self.shared and length < self.length:
             self.past = [
-                np.ascontiguousarray(_array(p)[:, :, :length], dtype=np.float32) for p in self.past
+                np.ascontiguousarray(_array(p)[:, :, :length], dtype=self.dtype) for p in self.past
             ]
         self.length = min(self.length, length)
 
@@ -153,7 +157,7 @@ class OnnxRunner:
         shape = (1, self.kv_heads, size, self.head_dim)
         grown = []
         for old in self.past:
-            new = np.empty(shape, dtype=np.float32)
+            new = np.empty(shape, dtype=self.dtype)
             new[:, :, : self.length] = old[:, :, : self.length]
             grown.append(new)
         self.past = grown

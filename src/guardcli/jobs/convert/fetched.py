@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from guardcli.core.cache import _matching
 from guardcli.core.catalog import get_entry
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.fetch_plan import FetchResult, fetch_result, variant_patterns
@@ -23,7 +24,14 @@ from guardcli.jobs.convert.quantize import quantize_model
 def export_fetched(result: FetchResult, log: Callable[[str], None] = lambda _: None) -> FetchResult:
     """Make the variants `result` still needs from its checkpoint; the finished FetchResult."""
     entry = get_entry(result.name)
-    unknown = [v for v in result.variants if v not in ONNX_VARIANT_FILES]
+    # A variant of the checkpoint itself (a torch one: its safetensors) is already there.
+    present = set(result.files)
+    unknown = [
+        v
+        for v in result.variants
+        if v not in ONNX_VARIANT_FILES and not _matching(present, [entry.variants[v][0]])
+    ]
+    wanted = [v for v in result.variants if v in ONNX_VARIANT_FILES]
     if unknown:
         raise GuardError(
             f"'{entry.name}' ships no graphs, and guard makes only "
@@ -37,10 +45,12 @@ def export_fetched(result: FetchResult, log: Callable[[str], None] = lambda _: N
         work = Path(tmp) / "model"
         log(f"exporting {entry.repo} to ONNX (no graphs in the repo) …")
         export_checkpoint(snapshot, work, family=entry.family, log=log)
-        targets = [v for v in result.variants if v != "fp32"]
-        if targets:
+        targets = [v for v in wanted if v != "fp32"]
+        # What the family's export did not make already (Qwen3Guard-Stream's makes INT8 too).
+        todo = [v for v in targets if not (work / ONNX_VARIANT_FILES[v]).is_file()]
+        if todo:
             # Every MatMul per row (batch-invariant), as `guard synth` and `guard export` make them.
-            quantize_model(work, targets, keep_float=(), log=log)
+            quantize_model(work, todo, keep_float=(), log=log)
         for variant in ("fp32", *targets):
             rel = ONNX_VARIANT_FILES[variant]
             for path in sorted((work / rel).parent.glob(Path(rel).name + "*")):

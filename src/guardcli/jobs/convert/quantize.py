@@ -155,6 +155,13 @@ def is_causal_folder(model_dir: Path) -> bool:
     return is_generative_folder(Path(model_dir))
 
 
+def _takes_cache(graph: Path) -> bool:
+    """Whether the graph's inputs include a KV cache (a causal LM's or a stream's)."""
+    onnx = _onnx()
+    inputs = onnx.load(str(graph), load_external_data=False).graph.input
+    return any(i.name.startswith("past_key_values.") for i in inputs)
+
+
 def quantize_model(
     model_dir: Path,
     targets: Iterable[str] = TARGETS,
@@ -193,8 +200,21 @@ def quantize_model(
             "Use dynamic INT8 (drop --static) for a generative guard.",
         )
     _onnx()  # "install guardcli[export]" before any work when onnx is missing
-    # None: the card's default; '' patterns are dropped, so `--keep-float ''` quantizes all.
-    patterns = [p for p in (INT8_KEEP_FLOAT_DEFAULT if keep_float is None else keep_float) if p]
+    family = registry.folder_family(model_dir)
+    if static and _takes_cache(src):
+        raise input_error(
+            f"{src} takes a KV cache (past_key_values.*): --static calibrates classifier "
+            "inputs only.",
+            "Use dynamic INT8 (drop --static).",
+        )
+    # None: the family's default (the card's: down_proj); '' patterns are dropped, so
+    # `--keep-float ''` quantizes all.
+    if keep_float is None:
+        keep_float = (
+            INT8_KEEP_FLOAT_DEFAULT if family.int8_keep_float is None else family.int8_keep_float
+        )
+    patterns = [p for p in keep_float if p]
+    fp16 = registry.load(family.fp16) if family.fp16 else to_fp16
     results = []
     with unlinked_graph(src) as graph:
         for target in targets:
@@ -203,8 +223,8 @@ def quantize_model(
             kept: list[str] = []
             count = 0
             if target == "fp16":
-                log("converting FP16 (norms and I/O kept FP32)")
-                to_fp16(graph, dst)
+                log("converting FP16 (norms kept FP32)")
+                fp16(graph, dst)
                 recipe = "fp16"
             elif static:
                 assert calibration is not None
