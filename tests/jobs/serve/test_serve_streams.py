@@ -218,8 +218,9 @@ def test_idle_streams_lose_their_cache_after_the_ttl_and_close_later(guard) -> N
 
 
 def test_concurrent_streams_share_a_forward_and_keep_their_verdicts(guard) -> None:
-    """Eight streams appended together run in batched forwards; a text's verdicts are the
-    same whatever shares its batch (and the same as when it streams alone)."""
+    """Eight streams appended together are coalesced; a text's verdicts are the same whatever
+    shares its batch (and the same as when it streams alone). How the model runs a coalesced
+    batch: tests/families/qwen3guard_stream/test_served_batch.py."""
     answers = [ANSWER, SAFE_ANSWER] * 4
 
     async def run(texts: list[str]) -> tuple[list[list[dict]], Metrics]:
@@ -248,7 +249,7 @@ def test_concurrent_streams_share_a_forward_and_keep_their_verdicts(guard) -> No
     alone = [asyncio.run(run([text]))[0][0] for text in answers[:2]]
     batches = metrics.value("stream_batch_size_count")
     streams = metrics.value("stream_batch_size_sum")
-    assert streams / batches > 2, "the eight streams should have been batched"
+    assert streams / batches > 2, "the eight streams should have been coalesced"
     for i, verdicts in enumerate(together):
         reference = alone[i % 2]
         assert [v["risk_level"] for v in verdicts] == [v["risk_level"] for v in reference]

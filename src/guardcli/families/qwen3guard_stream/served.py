@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,9 +101,20 @@ class OnnxBatch:
         kind = session_inputs[runner.past_names[0]].type
         self.dtype = np.float16 if "float16" in kind else np.float32
 
+        self.forwards: Counter[int] = Counter()  # streams per session run -> how many runs
+
     def __call__(self, items: Sequence[tuple[SlotRunner, list[int]]]) -> list[Logits]:
-        r = self.runner
         plans = [slot.to_run(ids) for slot, ids in items]
+        several = len(items) > 1 and max(len(run) for _, run in plans) > 1
+        if self.runner.shared and several and any(past is not None for past, _ in plans):
+            # onnxruntime's CPU GroupQueryAttention takes several rows with a cache only one
+            # new token each: streams appending more run one at a time.
+            return [self._run([item], [plan])[0] for item, plan in zip(items, plans, strict=True)]
+        return self._run(items, plans)
+
+    def _run(self, items: Sequence[tuple[SlotRunner, list[int]]], plans: list) -> list[Logits]:
+        r = self.runner
+        self.forwards[len(items)] += 1
         lengths = [0 if past is None else past[0].shape[1] for past, _ in plans]
         b, p, q = len(items), max(lengths), max(len(run) for _, run in plans)
         ids = np.full((b, q), PAD_ID, dtype=np.int64)
