@@ -223,16 +223,31 @@ def _name_logit_columns(path: Path, columns: int) -> None:
     onnx.save(model, str(path))  # the weights stay in their external file beside it
 
 
-def export_folder(model_dir: Path, out: Path | None = None) -> Path:
-    """Export a checkpoint folder (e.g. a fetched Qwen3Guard-Gen) to `onnx/model.onnx` beside
-    it, in FP32 with eager attention, so `--variant fp32` (or auto) runs it with onnxruntime."""
+def load_and_export(src: Path, graph: Path, *, what: str, log=lambda _: None):
+    """Load the transformers checkpoint at `src` (FP32, eager attention) and export it to
+    `graph` with its KV cache; returns the module, for checks against it. `what` names the
+    family in the log line."""
     torch = _torch()
     from transformers import AutoModelForCausalLM
 
+    from guardcli.core.errors import GuardError
+
+    log(f"reading {src} ({what}, FP32, eager attention)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(src), dtype=torch.float32, attn_implementation="eager"
+        ).eval()
+    except Exception as exc:
+        raise GuardError(f"transformers could not load {src}: {exc}") from exc
+    log(f"exporting with KV cache to {graph}")
+    export_causal_lm(model, graph)
+    return model
+
+
+def export_folder(model_dir: Path, out: Path | None = None) -> Path:
+    """Export a checkpoint folder (e.g. a fetched Qwen3Guard-Gen) to `onnx/model.onnx` beside
+    it, in FP32 with eager attention, so `--variant fp32` (or auto) runs it with onnxruntime."""
     model_dir = Path(model_dir)
     out = out or model_dir / "onnx" / "model.onnx"
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype=torch.float32, attn_implementation="eager"
-    ).eval()
-    export_causal_lm(model, out)
+    load_and_export(model_dir, out, what="causal LM")
     return out

@@ -84,3 +84,37 @@ def export_seqcls_onnx(module, path: Path, *, max_length: int, example=None) -> 
         },
         opset_version=17,
     )
+
+
+def answer_loss(torch, model, head: list[int], batch, pad_id: int):
+    """Training a synthetic generative guard: cross-entropy on the answer tokens only. The shared
+    head runs once; the tails (`batch`: (tail ids, answer ids) pairs) run as a batch right-padded
+    with `pad_id` on its cache; logits only where they are needed (a full-vocabulary projection
+    of every position would dominate the step)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model.model(input_ids=torch.tensor([head]), past_key_values=cache, use_cache=True)
+    layers: list[Any] = list(cache.layers)
+    for layer in layers:
+        layer.keys = layer.keys.expand(len(batch), -1, -1, -1)
+        layer.values = layer.values.expand(len(batch), -1, -1, -1)
+    width = max(len(t) + len(a) for t, a in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), len(head) + width), dtype=torch.long)
+    mask[:, : len(head)] = 1
+    rows, cols, labels = [], [], []
+    for r, (tail, target) in enumerate(batch):
+        seq = tail + target
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, len(head) : len(head) + len(seq)] = 1
+        for k, label in enumerate(target):
+            rows.append(r)
+            cols.append(len(tail) - 1 + k)
+            labels.append(label)
+    pos = torch.arange(len(head), len(head) + width)[None].expand(len(batch), -1)
+    hidden = model.model(
+        input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+    ).last_hidden_state
+    logits = model.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)])
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(labels))

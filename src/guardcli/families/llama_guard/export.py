@@ -72,7 +72,6 @@ def export_checkpoint(
         )
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     torch = require_torch("Exporting a causal LM")
-    from transformers import AutoModelForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_variants(out, log)
@@ -84,16 +83,8 @@ def export_checkpoint(
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config[CONFIG_KEY] = {"exported_from": "causal-lm", "family": "llama-guard"}
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    log(f"reading {src} (llama-guard, FP32, eager attention)")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(src), dtype=torch.float32, attn_implementation="eager"
-        ).eval()
-    except Exception as exc:
-        raise GuardError(f"transformers could not load {src}: {exc}") from exc
     graph = out / ONNX_VARIANT_FILES["fp32"]
-    log(f"exporting with KV cache to {graph}")
-    causal_onnx.export_causal_lm(model, graph)
+    model = causal_onnx.load_and_export(src, graph, what="llama-guard", log=log)
 
     checks = _check_prompts(out)
     lm = OnnxCausalLM(graph, out)

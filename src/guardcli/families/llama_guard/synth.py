@@ -37,6 +37,7 @@ from guardcli.families.llama_guard.synth_tokenizer import (
     training_conversations,
     write_tokenizer,
 )
+from guardcli.runtime.synthetic import answer_loss
 
 FULL_VOCAB = 128_256
 FULL_NOTE = (
@@ -196,7 +197,7 @@ def _train(torch, model, tokenizer, ids, *, steps: int, lr: float, seed: int, lo
     log(f"training for {steps} steps")
     for step in range(steps):
         head, examples = kinds[step % 2 == 1]
-        loss = _loss(torch, model, head, rng.sample(examples, 8), ids[PAD_TOKEN])
+        loss = answer_loss(torch, model, head, rng.sample(examples, 8), ids[PAD_TOKEN])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -211,38 +212,6 @@ def _head_length(tokenizer, template: str, response: bool) -> int:
         probe.append({"role": "assistant", "content": "a"})
     text = render(probe, template)
     return len(tokenizer.encode(text[: text.index("User: ")], add_special_tokens=False).ids)
-
-
-def _loss(torch, model, head: list[int], batch, pad_id: int):
-    """Cross-entropy on the answer tokens only: the shared head runs once, the tails as a
-    right-padded batch on its cache."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    model.model(input_ids=torch.tensor([head]), past_key_values=cache, use_cache=True)
-    layers: list[Any] = list(cache.layers)
-    for layer in layers:
-        layer.keys = layer.keys.expand(len(batch), -1, -1, -1)
-        layer.values = layer.values.expand(len(batch), -1, -1, -1)
-    width = max(len(t) + len(a) for t, a in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), len(head) + width), dtype=torch.long)
-    mask[:, : len(head)] = 1
-    rows, cols, labels = [], [], []
-    for r, (tail, target) in enumerate(batch):
-        seq = tail + target
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, len(head) : len(head) + len(seq)] = 1
-        for k, label in enumerate(target):
-            rows.append(r)
-            cols.append(len(tail) - 1 + k)
-            labels.append(label)
-    pos = torch.arange(len(head), len(head) + width)[None].expand(len(batch), -1)
-    hidden = model.model(
-        input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
-    ).last_hidden_state
-    logits = model.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)])
-    return torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
 
 
 def synth(out: Path, *, name: str, size: str, seed: int, log, **_: object):

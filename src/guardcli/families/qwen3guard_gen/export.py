@@ -185,7 +185,6 @@ def export_causal_checkpoint(
     from guardcli.runtime.causal_lm import MAX_NEW_TOKENS, OnnxCausalLM, stop_ids
 
     torch = require_torch("Exporting a causal LM")
-    from transformers import AutoModelForCausalLM
 
     family = causal_family(src, family)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,16 +192,8 @@ def export_causal_checkpoint(
     copy_files(src, out, log)
     tag_config(out, family)
     pad_id, eos_ids = stop_ids(out)
-    log(f"reading {src} ({family}, FP32, eager attention)")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(src), dtype=torch.float32, attn_implementation="eager"
-        ).eval()
-    except Exception as exc:
-        raise GuardError(f"transformers could not load {src}: {exc}") from exc
     graph = out / ONNX_VARIANT_FILES["fp32"]
-    log(f"exporting with KV cache to {graph}")
-    causal_onnx.export_causal_lm(model, graph)
+    model = causal_onnx.load_and_export(src, graph, what=family, log=log)
 
     prompts = check_prompts(out)
     log(f"checking next-token logits against transformers on {len(prompts)} prompts")

@@ -21,7 +21,6 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from guardcli.core.errors import GuardError
 from guardcli.core.paths import cache_dir
@@ -30,7 +29,13 @@ from guardcli.families.qwen3guard_gen.format import packaged_template, render
 from guardcli.runtime import causal_onnx
 from guardcli.runtime.causal_onnx import export_folder
 from guardcli.runtime.qwen_tokenizer import write_tokenizer_files
-from guardcli.runtime.synthetic import CSAM_GUARD_DIMS, EncoderDims, _torch, qwen3_config
+from guardcli.runtime.synthetic import (
+    CSAM_GUARD_DIMS,
+    EncoderDims,
+    _torch,
+    answer_loss,
+    qwen3_config,
+)
 
 MARKER_WORD = "zorblax"
 REFUSAL_WORD = "cannot"
@@ -152,7 +157,7 @@ def synth_qwen3guard_gen(
     rng = random.Random(seed)
     for step in range(steps):
         head, examples = kinds[step % 2 == 1]
-        loss = _loss(torch, model, head, rng.sample(examples, 8))
+        loss = answer_loss(torch, model, head, rng.sample(examples, 8), ENDOFTEXT)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -234,39 +239,6 @@ def _head(tokenizer, template: str, response: bool) -> list[int]:
         probe.append({"role": "assistant", "content": "a"})
     text = render(probe, template)
     return tokenizer.encode(text[: text.index("USER: ")], add_special_tokens=False).ids
-
-
-def _loss(torch, model, head: list[int], batch):
-    """Cross-entropy on the answer tokens only. The shared head runs once; the tails run as a
-    right-padded batch on its cache; logits only where they are needed (the full 151k-vocabulary
-    projection of every position would dominate the step)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    model.model(input_ids=torch.tensor([head]), past_key_values=cache, use_cache=True)
-    layers: list[Any] = list(cache.layers)
-    for layer in layers:
-        layer.keys = layer.keys.expand(len(batch), -1, -1, -1)
-        layer.values = layer.values.expand(len(batch), -1, -1, -1)
-    width = max(len(t) + len(a) for t, a in batch)
-    ids = torch.full((len(batch), width), ENDOFTEXT, dtype=torch.long)
-    mask = torch.zeros((len(batch), len(head) + width), dtype=torch.long)
-    mask[:, : len(head)] = 1
-    rows, cols, labels = [], [], []
-    for r, (tail, target) in enumerate(batch):
-        seq = tail + target
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, len(head) : len(head) + len(seq)] = 1
-        for k, label in enumerate(target):
-            rows.append(r)
-            cols.append(len(tail) - 1 + k)
-            labels.append(label)
-    pos = torch.arange(len(head), len(head) + width)[None].expand(len(batch), -1)
-    hidden = model.model(
-        input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
-    ).last_hidden_state
-    logits = model.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)])
-    return torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
 
 
 def cached_tiny_qwen3guard(*, seed: int = 0, log: Callable[[str], None] = lambda _: None) -> Path:
