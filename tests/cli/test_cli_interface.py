@@ -431,3 +431,26 @@ def test_stdin_as_file_passes_paths_through(monkeypatch, tmp_path: Path) -> None
     with stdin_as_file(Path("-")) as path:
         assert path is not None and path.read_bytes() == b"one\ntwo\n"
     assert not path.exists()
+
+
+@pytest.mark.slow
+def test_synth_prints_only_its_own_lines(tmp_path: Path) -> None:
+    """`guard synth` trains and exports through transformers and torch: their progress bars
+    ("Writing model shards") and the TorchScript exporter's DeprecationWarning stay off stderr."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GUARD_VERBOSE", "GUARD_DEBUG")}
+    env["PYTHONWARNINGS"] = "default"
+    out = tmp_path / "lg"
+    result = subprocess.run(
+        [sys.executable, "-m", "guardcli", "synth", "llama-guard", "--size", "tiny"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    others = [
+        line for line in result.stderr.splitlines() if not line.startswith(("synth:", "wrote "))
+    ]
+    assert others == []

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,7 +62,9 @@ def export_torchscript(module, args: tuple, path: Path, **export_kwargs) -> None
     raw = path.with_name(path.stem + ".raw")
     raw.mkdir(parents=True, exist_ok=True)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter is chosen on purpose (dynamo=False): not news to a user.
+            warnings.filterwarnings("ignore", "You are using the legacy TorchScript", Warning)
             torch.onnx.export(module, args, str(raw / "model.onnx"), dynamo=False, **export_kwargs)
         save_onnx(onnx.load(str(raw / "model.onnx")), path)
     finally:
