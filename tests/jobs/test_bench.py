@@ -292,3 +292,14 @@ def test_a_closed_worker_leaves_no_open_pipe() -> None:
         del worker
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_missing_variant_names_the_folder_and_the_command(runner, tiny_model, tmp_path) -> None:
+    """A synthetic bench's model lives in guard's cache: the message says where, and how to
+    make the variant there."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder, ignore=shutil.ignore_patterns("model_quantized.onnx"))
+    result = invoke(runner, ["bench", "-m", str(folder), "--variant", "int8"])
+    assert result.exit_code != 0 and result.stdout == ""
+    assert f"{folder} has no int8 variant" in result.stderr
+    assert f"guard quantize {folder} --to int8" in result.stderr

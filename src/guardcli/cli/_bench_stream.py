@@ -79,7 +79,7 @@ def bench_stream(
     present = model_variants(model_dir)
     if variant.strip() == "all":  # the graphs; the torch reference is timed only when named
         present = [v for v in present if v != REFERENCE] or present
-    variants = parse_variants(variant, present, backend)
+    variants = parse_variants(variant, present, backend, model_dir)
     console = stderr()
     if not quiet:
         if is_synthetic(model_dir):

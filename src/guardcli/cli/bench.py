@@ -201,7 +201,7 @@ def bench(
         lists = (chunk_tokens, contexts)
         bench_stream(model_dir, variant, backend, lists, threads=threads, fmt=fmt, quiet=quiet)
         return
-    variants = parse_variants(variant, model_variants(model_dir), backend)
+    variants = parse_variants(variant, model_variants(model_dir), backend, model_dir)
     if variant.strip() == "all":
         variants, emulated = without_emulated(variants, cpu.read_cpu().flags)
         if emulated and not quiet:

@@ -99,7 +99,9 @@ def model_variants(model_dir: Path) -> list[str]:
     return present_variants(model_dir)
 
 
-def parse_variants(text: str, present: Sequence[str], backend: str | None = None) -> list[str]:
+def parse_variants(
+    text: str, present: Sequence[str], backend: str | None = None, model_dir: Path | None = None
+) -> list[str]:
     """'all' or a comma list; FP32 first, since the ratios are taken to it. With `backend`,
     names map to that runtime's paths (fp32 -> ov-fp32 on openvino, fp32 -> the checkpoint on
     torch) and 'all' keeps its own."""
@@ -132,11 +134,15 @@ def parse_variants(text: str, present: Sequence[str], backend: str | None = None
     missing = [v for v in wanted if v not in present]
     if missing:
         torch_only = bool(present) and all(v in TORCH_PATHS for v in present)
+        where = "" if model_dir is None else f" {model_dir}"
+        to = {"int8": " --to int8", "fp16": " --to fp16"}.get(missing[0], "")
         raise GuardError(
-            f"The model has no {missing[0]} variant (found: {', '.join(present) or 'none'}).",
+            f"The model{where} has no {missing[0]} variant "
+            f"(found: {', '.join(present) or 'none'}).",
             hint="It runs with torch only: use --variant all."
             if torch_only
-            else "Pick variants that are there with --variant, or make one with `guard quantize`.",
+            else "Pick variants that are there with --variant, or make one with "
+            f"`guard quantize{where or ' DIR'}{to}`.",
         )
     return sorted(dict.fromkeys(wanted), key=BENCH_VARIANTS.index)
 
