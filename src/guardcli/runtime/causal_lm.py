@@ -305,35 +305,38 @@ class OnnxCausalLM:
             return self._generate_in_place(prompts, max_new_tokens)
         logits, past, mask = self._prefill(prompts)
         pos = positions(mask)[:, -1:]
-        out: list[list[int]] = [[] for _ in prompts]
-        done = np.zeros(len(prompts), dtype=bool)
-        for step in range(max_new_tokens):
+
+        def step(nxt: np.ndarray) -> np.ndarray:
+            nonlocal mask, pos, past
+            mask = np.concatenate([mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
+            pos = pos + 1
+            logits, past = self._run(nxt[:, None], mask, pos, past)
+            return logits
+
+        return self._greedy(logits, len(prompts), max_new_tokens, step)
+
+    def _greedy(self, logits, rows: int, max_new_tokens: int, step) -> list[list[int]]:
+        """Greedy tokens per row from the prefill's `logits`, `step(next ids)` giving the next
+        logits, until every row has emitted EOS or `max_new_tokens` (a finished row is fed
+        padding, its output unread)."""
+        out: list[list[int]] = [[] for _ in range(rows)]
+        done = np.zeros(rows, dtype=bool)
+        for n in range(max_new_tokens):
             nxt = logits.argmax(axis=-1).astype(np.int64)
             nxt[done] = self.pad_id
             for row in np.flatnonzero(~done):
                 out[row].append(int(nxt[row]))
                 done[row] = int(nxt[row]) in self.eos_ids
-            if done.all() or step == max_new_tokens - 1:
+            if done.all() or n == max_new_tokens - 1:
                 break
-            mask = np.concatenate([mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
-            pos = pos + 1
-            logits, past = self._run(nxt[:, None], mask, pos, past)
+            logits = step(nxt)
         return out
 
     def _generate_in_place(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         """Greedy decoding on the bound cache: each step runs one token per row and writes
         only its keys and values (a finished row keeps decoding padding, unread)."""
         logits, cache = self._prefill_in_place(prompts, self.session, extra=max_new_tokens)
-        out: list[list[int]] = [[] for _ in prompts]
-        done = np.zeros(len(prompts), dtype=bool)
         one = np.ones(len(prompts), dtype=np.int64)
-        for step in range(max_new_tokens):
-            nxt = logits.argmax(axis=-1).astype(np.int64)
-            nxt[done] = self.pad_id
-            for row in np.flatnonzero(~done):
-                out[row].append(int(nxt[row]))
-                done[row] = int(nxt[row]) in self.eos_ids
-            if done.all() or step == max_new_tokens - 1:
-                break
-            logits = cache.run(nxt[:, None], one)
-        return out
+        return self._greedy(
+            logits, len(prompts), max_new_tokens, lambda nxt: cache.run(nxt[:, None], one)
+        )
