@@ -28,16 +28,12 @@ import numpy as np
 
 from guardcli.families.qwen3guard_stream.labels import (
     ANSWER_PREFIX,
-    ASSISTANT_HEADER,
-    USER_TURN,
 )
-from guardcli.families.qwen3guard_stream.retokenize import IncrementalTokenizer, Token
+from guardcli.families.qwen3guard_stream.retokenize import Token
 from guardcli.families.qwen3guard_stream.runners import Logits
 from guardcli.families.qwen3guard_stream.stream import (
     StreamJudge,
-    StreamState,
     TokenVerdict,
-    verdict,
 )
 
 PAD_ID = 151643  # <|endoftext|>; padded positions are masked, so its value changes nothing
@@ -208,31 +204,9 @@ class ServedJudge(StreamJudge):
     runner: SlotRunner
 
     def start(self, prompt: str, history: Sequence[dict[str, str]] = ()) -> TokenVerdict:
-        """The prompt's verdict, after the turns in `history` ({"role", "content"}), rendered
-        by Qwen3's chat template as guard classify renders a conversation."""
-        before = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in history)
-        self.runner.reset()
-        tok = self.tokenizer
-        user = tok.encode(before + USER_TURN.format(prompt=prompt), add_special_tokens=False).ids
-        header = tok.encode(ASSISTANT_HEADER, add_special_tokens=False).ids
-        _, _, qrisk, qcat = self.runner.feed(user + header)
-        end = len(user) - 1
-        self.prompt_verdict = verdict(
-            "user",
-            end,
-            Token(user[-1], 0, len(prompt)),
-            prompt,
-            qrisk[end],
-            qcat[end],
-            self.maps["query_risk_level_map"],
-            self.maps["query_category_map"],
-        )
-        self.retok = IncrementalTokenizer(tok, ANSWER_PREFIX)
-        self.ready = []
-        self.state = StreamState()
-        self._starts = []
+        prompt_verdict = super().start(prompt, history)
         self._byte_decoder: Any = None
-        return self.prompt_verdict
+        return prompt_verdict
 
     def push_ids(self, ids: list[int]) -> list[TokenVerdict]:
         """Answer tokens as the generating model produced them (after the template's "\\n\\n"):

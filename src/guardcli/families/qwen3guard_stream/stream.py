@@ -14,6 +14,7 @@ two consecutive Controversial tokens; else Safe. `strict` flags Controversial to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -111,10 +112,13 @@ class StreamJudge:
         self.chunk_tokens = chunk_tokens
         self.strict = strict
 
-    def start(self, prompt: str) -> TokenVerdict:
+    def start(self, prompt: str, history: Sequence[dict[str, str]] = ()) -> TokenVerdict:
+        """The prompt's verdict, after the turns in `history` ({"role", "content"}), rendered
+        by Qwen3's chat template as guard classify renders a conversation."""
+        before = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in history)
         self.runner.reset()
         tok = self.tokenizer
-        user = tok.encode(USER_TURN.format(prompt=prompt), add_special_tokens=False).ids
+        user = tok.encode(before + USER_TURN.format(prompt=prompt), add_special_tokens=False).ids
         header = tok.encode(ASSISTANT_HEADER, add_special_tokens=False).ids
         _, _, qrisk, qcat = self.runner.feed(user + header)
         end = len(user) - 1
