@@ -47,7 +47,12 @@ def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model):
 
 
 @pytest.mark.slow  # --verify times the default shape on every path too
-def test_probe_cpu_verify_model_measures_the_limit_bench_reuses(runner, tiny_model):
+def test_probe_cpu_verify_model_measures_the_limit_bench_reuses(
+    runner, tiny_model, tmp_path, monkeypatch
+):
+    # --verify stores the measured variant order, which `--variant auto` then follows: kept
+    # apart, so the other tests of this session still resolve auto as they expect.
+    monkeypatch.setenv("GUARD_PROBE_RESULT", str(tmp_path / "probe.json"))
     probe = ["probe-cpu", "--verify", "-m", str(tiny_model), "--batch-size", "3"]
     report = json.loads(invoke(runner, [*probe, "--seq-len", "10", "-f", "json"]).stdout)
     measured = report["limits"]["by_batch"]["3"]

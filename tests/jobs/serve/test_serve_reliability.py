@@ -598,7 +598,7 @@ class Capture:
 def dialogue_served(intent_model: Path):
     guard = load_guard(intent_model, variant="fp32")
     capture = Capture(guard)
-    with serve(guard) as url:
+    with serve(guard, cache_mb=None) as url:  # every request reaches the model (spied)
         assert wait_settled(url).status_code == 200
         with httpx.Client(base_url=url, timeout=60) as client:
             yield client, guard, capture
