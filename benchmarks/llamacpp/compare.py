@@ -20,7 +20,7 @@ first new token, decode tokens/s = (n - 1) / (time of n tokens - time of 1), sev
 with guard's strict parser (random weights: mostly unparsable on every engine), and the share of
 greedy token sequences equal to the reference's.
 
-    /work/venv-llamacpp/bin/python benchmarks/llamacpp/compare.py MODEL_DIR \\
+    .venv-llamacpp/bin/python benchmarks/llamacpp/compare.py MODEL_DIR \\
         --gguf f16=qg-f16.gguf --gguf q8_0=qg-q8_0.gguf --json out.json
 """
 
