@@ -115,12 +115,9 @@ def gqa_wrapper(model, *, classifier: bool = False):
     torch = _torch()
     import sys
 
-    from guardcli.runtime.gqa import gqa_function
+    from guardcli.runtime.gqa import decoder_layers, gqa_function
 
     gqa = gqa_function(torch)
-    config = model.config
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    d = getattr(config, "head_dim", None) or config.hidden_size // heads
     trunk = model.model
     head = model.score if classifier else model.lm_head
     attn0 = trunk.layers[0].self_attn
@@ -140,30 +137,9 @@ def gqa_wrapper(model, *, classifier: bool = False):
             seqlens_k = (lengths - 1).to(torch.int32)
             width = torch._shape_as_tensor(attention_mask)[1]
             total = width.to(torch.int32)
-            present = []
-            for i, layer in enumerate(trunk.layers):
-                attn = layer.self_attn
-                x = layer.input_layernorm(h)
-                q = attn.q_proj(x).view(b, s, heads, d)
-                k = attn.k_proj(x).view(b, s, kv_heads, d)
-                if hasattr(attn, "q_norm"):  # Qwen3; Llama has none
-                    q, k = attn.q_norm(q), attn.k_norm(k)
-                q, k = rotate(q, k, cos, sin, unsqueeze_dim=2)
-                out, keys, values = gqa.apply(
-                    q.reshape(b, s, heads * d),
-                    k.reshape(b, s, kv_heads * d),
-                    attn.v_proj(x),
-                    past[2 * i],
-                    past[2 * i + 1],
-                    seqlens_k,
-                    total,
-                    heads,
-                    kv_heads,
-                    scale,
-                )
-                present += [keys, values]
-                h = h + attn.o_proj(out)
-                h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h, present = decoder_layers(
+                trunk, h, cos, sin, past, seqlens_k, total, gqa=gqa, rotate=rotate, scale=scale
+            )
             # Each row's last real new token: its length less the positions before this call
             # (a decoding step, where rows differ in length, reads its one new position).
             last = (lengths - width + s - 1).clamp(min=0)

@@ -85,3 +85,40 @@ def uses_gqa(path: Path) -> bool:
             return data.find(OP_NAME) >= 0
     except (OSError, ValueError):
         return False
+
+
+def decoder_layers(trunk, h, cos, sin, past, seqlens_k, total, *, gqa, rotate, scale=None):
+    """A Qwen3 or Llama trunk's layers on hidden states `h` ([B, s, hidden]), each layer's
+    attention as the GroupQueryAttention op `gqa` (gqa_function) on its `past` keys and values,
+    rotary embedding (`rotate`: the model's apply_rotary_pos_emb) and any q/k RMSNorm applied
+    before it, as transformers does; `scale` None is the op's default 1/sqrt(head_dim).
+    Returns (hidden states after the last layer, the layers' present keys and values)."""
+    config = trunk.config
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    d = getattr(config, "head_dim", None) or config.hidden_size // heads
+    b, s = h.shape[0], h.shape[1]
+    present = []
+    for i, layer in enumerate(trunk.layers):
+        attn = layer.self_attn
+        x = layer.input_layernorm(h)
+        q = attn.q_proj(x).view(b, s, heads, d)
+        k = attn.k_proj(x).view(b, s, kv_heads, d)
+        if hasattr(attn, "q_norm"):  # Qwen3; Llama has none
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = rotate(q, k, cos, sin, unsqueeze_dim=2)
+        out, keys, values = gqa.apply(
+            q.reshape(b, s, heads * d),
+            k.reshape(b, s, kv_heads * d),
+            attn.v_proj(x),
+            past[2 * i],
+            past[2 * i + 1],
+            seqlens_k,
+            total,
+            heads,
+            kv_heads,
+            scale,
+        )
+        present += [keys, values]
+        h = h + attn.o_proj(out)
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return h, present

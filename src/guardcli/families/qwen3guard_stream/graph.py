@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from guardcli.runtime.gqa import gqa_function
+from guardcli.runtime.gqa import decoder_layers, gqa_function
 
 
 def graph_module(module):
@@ -28,12 +28,6 @@ def graph_module(module):
     from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
 
     gqa = gqa_function(torch)
-    config = module.config
-    heads, kv_heads, d = (
-        config.num_attention_heads,
-        config.num_key_value_heads,
-        config.head_dim,
-    )
 
     class StreamGraph(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
@@ -42,32 +36,13 @@ def graph_module(module):
 
         def forward(self, input_ids, attention_mask, position_ids, *past: Any):
             trunk = self.guard.model
-            b, s = input_ids.shape
             h = trunk.embed_tokens(input_ids)
             cos, sin = trunk.rotary_emb(h, position_ids)
             seqlens_k = (attention_mask.sum(dim=1) - 1).to(torch.int32)
             total = torch._shape_as_tensor(attention_mask)[1].to(torch.int32)
-            present = []
-            for i, layer in enumerate(trunk.layers):
-                attn = layer.self_attn
-                x = layer.input_layernorm(h)
-                q = attn.q_norm(attn.q_proj(x).view(b, s, heads, d))
-                k = attn.k_norm(attn.k_proj(x).view(b, s, kv_heads, d))
-                q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)
-                out, keys, values = gqa.apply(
-                    q.reshape(b, s, heads * d),
-                    k.reshape(b, s, kv_heads * d),
-                    attn.v_proj(x),
-                    past[2 * i],
-                    past[2 * i + 1],
-                    seqlens_k,
-                    total,
-                    heads,
-                    kv_heads,
-                )
-                present += [keys, values]
-                h = h + attn.o_proj(out)
-                h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h, present = decoder_layers(
+                trunk, h, cos, sin, past, seqlens_k, total, gqa=gqa, rotate=apply_rotary_pos_emb
+            )
             return (*self.guard.heads(trunk.norm(h)), *present)
 
     return StreamGraph().eval()
