@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,30 @@ def test_cgroup_quota(tmp_path: Path) -> None:
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000")
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
     assert cpu._cgroup_quota(v1) == 2.0
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads /proc/stat")
+def test_other_work_counts_another_process_not_this_one() -> None:
+    import time
+
+    mine = cpu.OtherWork()
+    end = time.perf_counter() + 0.6
+    while time.perf_counter() < end:  # this process's own work is not "other work"
+        pass
+    own_only = mine.share()
+    busy = "import time\nend = time.perf_counter() + 1.5\nwhile time.perf_counter() < end: pass"
+    child = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        time.sleep(0.3)
+        other = cpu.OtherWork()
+        time.sleep(0.8)
+        share = other.share()
+    finally:
+        child.wait()
+    ncpu = os.cpu_count() or 1
+    assert share is not None and share >= 0.6 / ncpu  # one busy core of ncpu
+    assert own_only is not None and 0.0 <= own_only <= 1.0
+    assert cpu.OtherWork(stat=Path("/nonexistent/stat")).share() is None
 
 
 def test_probe_cpu_json_for_another_machine(runner) -> None:

@@ -101,7 +101,7 @@ def test_cli_dtype_in_every_verdict_and_bad_values_exit_2(runner, opencc_cm: Pat
     assert "auto, float32, bfloat16" in bad.stderr
     other = invoke(runner, ["classify", "-m", str(tiny_model), "--dtype", "float32", "a"])
     assert other.exit_code == 2
-    assert "dtype does not apply to the seqcls family" in other.stderr
+    assert "dtype (--dtype) does not apply to the seqcls family" in other.stderr
 
 
 @pytest.mark.parametrize("command", ["classify", "sweep", "bench", "serve"])

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from guardcli.jobs.bench.limits import limit_lines
 from guardcli.runtime.gemm_limits import theoretical_peak
 from guardcli.runtime.graph_ops import graph_ops
 
@@ -39,6 +40,7 @@ def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model):
         assert row["ops_per_token"] == pytest.approx(ops.per_token(tokens))
         achieved = row["ops_per_token"] * row["tokens_per_s"] / 1e9
         assert row["achieved_gops"] == pytest.approx(achieved)
+        assert row["reused_tokens"] == 0  # a classifier reuses no template head
         assert row["share_of_limit"] == pytest.approx(row["achieved_gops"] / limit["gops"])
     again = json.loads(invoke(runner, args).stdout)
     assert again["limits"]["by_batch"]["2"]["cached"] is True  # once per CPU and shapes
@@ -67,6 +69,25 @@ def test_probe_cpu_verify_model_measures_the_limit_bench_reuses(
     )
     assert again["limits"]["by_batch"]["3"]["cached"] is True
     assert again["limits"]["by_batch"]["3"]["paths"] == measured["paths"]
+    # --verify always measures (a limit stored from a busy moment is replaced), with the share
+    # of the CPU other work used meanwhile.
+    remeasured = json.loads(invoke(runner, [*probe, "--seq-len", "10", "-f", "json"]).stdout)
+    assert remeasured["limits"]["by_batch"]["3"]["cached"] is False
+    assert 0.0 <= remeasured["limits"]["by_batch"]["3"]["other_work"] <= 1.0
+
+
+def test_a_limit_timed_beside_other_work_says_so_and_how_to_measure_again():
+    def report(other_work):
+        measured = {"m": 96, "limits": {"int8": {"gops": 500.0, "path": "int8"}}}
+        limits = {"seq_len": 48, "ops": {"ops_per_token": 1e9, "attention_ops_per_token": 1e7}}
+        limits |= {"by_batch": {"2": {**measured, "other_work": other_work}}}
+        return {"limits": {**limits, "peak": {"gops": None}}}
+
+    busy = "\n".join(limit_lines(report(0.4)))
+    assert "other work used 40% of the CPU" in busy
+    assert "guard probe-cpu --verify --model MODEL --batch-size 2 --seq-len 48" in busy
+    for quiet in (0.02, None):
+        assert "other work" not in "\n".join(limit_lines(report(quiet)))
 
 
 def test_probe_cpu_model_needs_verify(runner, tiny_model):

@@ -90,7 +90,8 @@ def _model_limits(model: Path, batch_size: str, seq_len: int) -> dict[str, Any]:
         "graph": str(graph),
         "seq_len": seq_len,
         "ops": ops.as_dict(seq_len),
-        "by_batch": {str(b): measure(b * seq_len, ops.weights) for b in sizes},
+        # --verify measures: a limit cached from a busy moment is replaced, not reused.
+        "by_batch": {str(b): measure(b * seq_len, ops.weights, fresh=True) for b in sizes},
     }
 
 
@@ -102,7 +103,9 @@ def _render_limits(limits: dict[str, Any]) -> None:
     )
     for size, m in limits["by_batch"].items():
         paths = ", ".join(f"{p} {rate:,.0f}" for p, rate in m["paths"].items())
-        typer.echo(f"  batch {size} (M={m['m']}), its own shapes, GOP/s: {paths}")
+        busy = m.get("other_work")
+        note = f" (other work used {busy:.0%} of the CPU meanwhile)" if busy else ""
+        typer.echo(f"  batch {size} (M={m['m']}), its own shapes, GOP/s: {paths}{note}")
 
 
 @handle_errors
@@ -134,7 +137,8 @@ def probe_cpu(
             "-m",
             help="With --verify: also time this model folder's own MatMul shapes (read from "
             "its FP32 ONNX graph) at M = batch x --seq-len rows on every path: the limit "
-            "`guard bench` shows each row's share of (stored per CPU, and reused by it).",
+            "`guard bench` shows each row's share of (stored per CPU, and reused by it; "
+            "each --verify measures again, so run it on a quiet machine).",
             file_okay=False,
         ),
     ] = None,

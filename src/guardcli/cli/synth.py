@@ -59,7 +59,8 @@ def synth(
         typer.Option(
             "--arch",
             help="hf-seqcls only: deberta-v2 (Prompt Guard 2, protectai), roberta (granite-"
-            "guardian-hap, toxicity), bert or modernbert.",
+            "guardian-hap, toxicity), xlm-roberta (multilingual classifiers), bert or "
+            "modernbert.",
         ),
     ] = "deberta-v2",
     multi_label: Annotated[

@@ -97,6 +97,48 @@ def usable_cpus() -> int:
     return count
 
 
+class OtherWork:
+    """How much of the machine's CPU time other processes used while this one measured
+    something: `share()` after the measurement, 0..1 of all the machine's cores (None where
+    /proc/stat cannot be read). A GEMM limit timed while other work ran is too low, and every
+    share of it computed later too high."""
+
+    def __init__(self, stat: Path = Path("/proc/stat")) -> None:
+        self._stat = stat
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, int] | None:
+        try:
+            first = self._stat.read_text(encoding="ascii").splitlines()[0].split()
+        except (OSError, IndexError):
+            return None
+        if first[0] != "cpu" or len(first) < 5:
+            return None
+        ticks = [int(v) for v in first[1:]]
+        # user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait, steal
+        busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)
+        busy -= ticks[7] if len(ticks) > 7 else 0
+        hz = os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return (
+            busy / hz,
+            own.user + own.system + own.children_user + own.children_system,
+            own.elapsed,
+            os.cpu_count() or 1,
+        )
+
+    def share(self) -> float | None:
+        end = self._sample()
+        if self._start is None or end is None:
+            return None
+        busy = end[0] - self._start[0]
+        own = end[1] - self._start[1]
+        wall = end[2] - self._start[2]
+        if wall <= 0:
+            return None
+        return min(max((busy - own) / (wall * end[3]), 0.0), 1.0)
+
+
 def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     try:
         v2 = root / "cpu.max"

@@ -68,8 +68,12 @@ class Guard(ABC):
         **options: Any,
     ):
         if options:
+            # Named as the keyword and as the command-line flag it comes from.
+            names = ", ".join(f"{k} (--{k.replace('_', '-')})" for k in sorted(options))
             raise GuardError(
-                f"{', '.join(sorted(options))} does not apply to the {self.family} family.",
+                f"{names} does not apply to the {self.family} family.",
+                hint="Drop it; each option's help in `guard classify --help` names the "
+                "families it is for.",
                 code=ExitCode.INPUT,
             )
         if category_thresholds is not None and not self.has_categories:

@@ -62,10 +62,13 @@ def measure(
     *,
     threads: int | None = None,
     seconds: float = SECONDS_PER_SHAPE,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """{"paths": {path: GOP/s}, "limits": {precision: {"gops", "path"}}, "m": m} for the
-    model's weight shapes at `m` rows; from the cache when this CPU measured them before."""
-    from guardcli.core.cpu import usable_cpus
+    """{"paths": {path: GOP/s}, "limits": {precision: {"gops", "path"}}, "m": m,
+    "other_work": share} for the model's weight shapes at `m` rows; from the cache when this
+    CPU measured them before, unless `fresh`. `other_work`: the share of the machine's CPU time
+    other processes used meanwhile (a limit timed beside other work is too low)."""
+    from guardcli.core.cpu import OtherWork, usable_cpus
     from guardcli.runtime.gemm_check import verify
 
     threads = threads or usable_cpus()
@@ -75,8 +78,9 @@ def measure(
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         stored = {}
-    if key in stored:
+    if key in stored and not fresh:
         return {**stored[key], "cached": True}
+    others = OtherWork()
     ops: dict[str, float] = {}
     seconds_of: dict[str, float] = {}
     timed: dict[str, int] = {}
@@ -95,7 +99,14 @@ def measure(
         precision = PRECISION_OF.get(variant)
         if precision and rate > limits.get(precision, {}).get("gops", 0.0):
             limits[precision] = {"gops": rate, "path": variant}
-    result = {"m": m, "threads": threads, "paths": paths, "limits": limits}
+    share = others.share()
+    result = {
+        "m": m,
+        "threads": threads,
+        "paths": paths,
+        "limits": limits,
+        "other_work": None if share is None else round(share, 3),
+    }
     stored[key] = result
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stored, indent=1), encoding="utf-8")

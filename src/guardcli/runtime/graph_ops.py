@@ -5,7 +5,8 @@ inputs get concrete shapes (batch 1, a sequence of `s` tokens) and ONNX shape in
 data propagation fills in every intermediate shape, the attention MatMuls' [heads, s, s]
 included. Weight MatMuls (one operand an initializer) grow with s, the attention ones with s²,
 and a classifier head on the pooled token not at all, so the count is taken at three lengths
-and fitted exactly: ops(s) = c0 + c1*s + c2*s² per sequence.
+and fitted exactly: ops(s) = c0 + c1*s + c2*s² per sequence. A fused attention node
+(onnxruntime's GroupQueryAttention) counts what its two MatMuls would: 4*s*s*hidden.
 """
 
 from __future__ import annotations
@@ -64,12 +65,38 @@ def _count(model: Any, seq: int) -> tuple[float, dict[tuple[int, int], int], int
             if not dim.HasField("dim_value"):
                 dim.dim_value = 1 if i == 0 else seq
     inferred = shape_inference.infer_shapes(model, data_prop=True)
+    # ONNX knows no com.microsoft op: give each GroupQueryAttention's output its query's shape
+    # and infer again, so the MatMuls after it (o_proj) get theirs.
+    # (An exporter may have named its dims symbolically: those are replaced.)
+    known = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input)}
+    hints = {}
+    for node in inferred.graph.node:
+        query = known.get(node.input[0]) if node.op_type == "GroupQueryAttention" else None
+        if query is not None:
+            hint = onnx.ValueInfoProto()
+            hint.CopyFrom(query)
+            hint.name = node.output[0]
+            hints[hint.name] = hint
+    if hints:
+        kept = [v for v in model.graph.value_info if v.name not in hints]
+        del model.graph.value_info[:]
+        model.graph.value_info.extend([*kept, *hints.values()])
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
     graph = inferred.graph
     shapes = {v.name: _dims(v.type.tensor_type) for v in (*graph.value_info, *graph.input)}
     shapes.update({v.name: _dims(v.type.tensor_type) for v in graph.output})
     total, unresolved = 0.0, 0
     weights: dict[tuple[int, int], int] = {}
     for node in graph.node:
+        if node.op_type == "GroupQueryAttention":
+            # Scores (s x s x hidden) and their product with V: the sequence attending to itself.
+            query = shapes.get(node.input[0]) or [None]  # [batch, s, heads x head_dim]
+            hidden = query[-1]
+            if hidden is None:
+                unresolved += 1
+            else:
+                total += 4.0 * seq * seq * hidden
+            continue
         if node.op_type not in ("MatMul", "Gemm"):
             continue
         a, b = node.input[0], node.input[1]

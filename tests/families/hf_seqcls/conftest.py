@@ -8,7 +8,7 @@ import pytest
 
 from ... import model_store
 
-ARCHES = ("deberta-v2", "roberta", "bert", "modernbert")
+ARCHES = ("deberta-v2", "roberta", "xlm-roberta", "bert", "modernbert")
 
 
 def _build(tmp: pytest.TempPathFactory, name: str, recipe: str, build) -> Path:

@@ -205,6 +205,14 @@ def test_cli_bad_policy_is_a_usage_error(runner, lg_tiny, tmp_path, content, mes
     assert message in result.stderr and result.stdout == ""
 
 
+def test_long_segments_is_refused_at_the_door(runner, lg_tiny):
+    """Llama Guard reads 131,072 tokens: --long (windows of an encoder's short window) is not
+    one of its options, and saying so beats ignoring it."""
+    result = invoke(runner, ["classify", "-m", str(lg_tiny), "--long", "segments", "hi"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "long (--long) does not apply to the llama-guard family" in result.stderr
+
+
 @pytest.mark.slow
 def test_export_checks_against_transformers_and_runs_the_same(runner, lg_tiny, tmp_path):
     """`guard export` claims a Llama Guard checkpoint (not qwen3guard-gen's recipe), checks its

@@ -485,7 +485,7 @@ def test_remote_unparsable_output_is_an_error_record(runner):
 def test_options_that_do_not_apply(runner, tiny_model):
     result = invoke(runner, ["classify", "-m", str(tiny_model), "--loose", "hi"])
     assert result.exit_code == 2
-    assert "strict does not apply to the seqcls family" in result.stderr
+    assert "strict (--strict) does not apply to the seqcls family" in result.stderr
 
 
 def test_backend_speaks_the_one_runtime_vocabulary(tiny_guard_model) -> None:

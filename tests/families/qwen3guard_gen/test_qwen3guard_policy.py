@@ -89,4 +89,4 @@ def test_policy_does_not_apply_to_a_classifier(runner, tiny_model, tmp_path):
         ["classify", "-m", str(tiny_model), "--variant", "fp32", "--policy", str(policy), "hi"],
     )
     assert result.exit_code == 2
-    assert "policy does not apply to the seqcls family" in result.stderr
+    assert "policy (--policy) does not apply to the seqcls family" in result.stderr

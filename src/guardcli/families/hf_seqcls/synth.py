@@ -3,10 +3,10 @@ the encoder architectures the catalog's guards use, built with transformers' own
 
 The tokenizer is NOT the real one: no real vocabulary ships offline here, so a small tokenizer of
 the architecture's kind (WordPiece for BERT, byte-level BPE for RoBERTa and ModernBERT, a
-Metaspace Unigram for DeBERTa-v2/v3's SentencePiece) is trained on the fly from a fixed neutral
-corpus, with the architecture's special tokens and template. Its ids mean nothing; its layout
-(tokenizer.json + tokenizer_config.json) is the real one, and the guard runs it as it would the
-real tokenizer.
+Metaspace Unigram for the SentencePiece of DeBERTa-v2/v3 and XLM-R) is trained on the fly from
+a fixed neutral corpus, with the architecture's special tokens and template. Its ids mean
+nothing; its layout (tokenizer.json + tokenizer_config.json) is the real one, and the guard runs
+it as it would the real tokenizer.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from guardcli.families.hf_seqcls.synth_tokenizer import (  # noqa: F401 - import
     train_tokenizer,
 )
 
-ARCHES = ("deberta-v2", "roberta", "bert", "modernbert")
+ARCHES = ("deberta-v2", "roberta", "xlm-roberta", "bert", "modernbert")
 SIZES = ("tiny", "full")
 TINY_MAX_LENGTH = 64
 
@@ -48,6 +48,7 @@ class Dims:
 DIMS = {
     ("deberta-v2", "full"): Dims(768, 12, 12, 3072, 251_000, 512),
     ("roberta", "full"): Dims(768, 12, 12, 3072, 50_265, 512),
+    ("xlm-roberta", "full"): Dims(768, 12, 12, 3072, 250_002, 512),
     ("bert", "full"): Dims(768, 12, 12, 3072, 30_522, 512),
     ("modernbert", "full"): Dims(768, 22, 12, 1152, 50_368, 8192),
 }
@@ -76,11 +77,12 @@ def model_config(arch: str, dims: Dims, ids: dict, *, num_labels: int, multi_lab
         from transformers import BertConfig
 
         return BertConfig(max_position_embeddings=dims.max_length, type_vocab_size=2, **common)
-    if arch == "roberta":
-        from transformers import RobertaConfig
+    if arch in ("roberta", "xlm-roberta"):
+        from transformers import RobertaConfig, XLMRobertaConfig
 
-        # RoBERTa counts positions from pad_token_id + 1: two more than the window.
-        return RobertaConfig(
+        # RoBERTa (and XLM-R) count positions from pad_token_id + 1: two more than the window.
+        kind = RobertaConfig if arch == "roberta" else XLMRobertaConfig
+        return kind(
             max_position_embeddings=dims.max_length + 2,
             type_vocab_size=1,
             bos_token_id=ids["cls"],

@@ -1,7 +1,7 @@
 """The stand-in tokenizer `guard synth hf-seqcls` ships: no real vocabulary ships offline, so a
 small tokenizer of the architecture's kind (WordPiece for BERT, byte-level BPE for RoBERTa and
-ModernBERT, a Metaspace Unigram for DeBERTa-v2/v3) is trained from a fixed neutral corpus, with
-the architecture's special tokens and template, in transformers' file layout."""
+ModernBERT, a Metaspace Unigram for DeBERTa-v2/v3 and XLM-R) is trained from a fixed neutral
+corpus, with the architecture's special tokens and template, in transformers' file layout."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ SPECIALS = {
         "[UNK]",
     ),
     "roberta": (["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s>", "</s>", "<pad>", "<unk>"),
+    # XLM-R's SentencePiece vocabulary with fairseq's first four ids; <mask> is its last id.
+    "xlm-roberta": (["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s>", "</s>", "<pad>", "<unk>"),
     "modernbert": (
         ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
         "[CLS]",
@@ -74,7 +76,7 @@ def train_tokenizer(arch: str, vocab_size: int = TINY_VOCAB):
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
         trainer: Any = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
-    elif arch == "deberta-v2":
+    elif arch in ("deberta-v2", "xlm-roberta"):  # SentencePiece unigram
         tok = Tokenizer(models.Unigram())
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
@@ -94,6 +96,12 @@ def train_tokenizer(arch: str, vocab_size: int = TINY_VOCAB):
     ids: dict[str, int] = {t: tok.token_to_id(t) or 0 for t in specials}
     if arch == "roberta":
         tok.post_processor = processors.RobertaProcessing((sep, ids[sep]), (cls, ids[cls]))
+    elif arch == "xlm-roberta":  # transformers' XLMRobertaConverter's template
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}",
+            pair=f"{cls} $A {sep} {sep} $B {sep}",
+            special_tokens=[(cls, ids[cls]), (sep, ids[sep])],
+        )
     else:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{cls} $A {sep}",

@@ -17,6 +17,9 @@ DEFINITIONS = {
     "generative guard the input is the rendered chat template",
     "generated_tokens_per_s": "generate mode: new tokens (EOS included) / seconds inside "
     "generation; e2e_generated_tokens_per_s the same over the whole classify path",
+    "reused_tokens": "input tokens whose keys and values a template head computed once "
+    "supplied (prefix reuse of the generative and dialogue families): in tokens_per_s, but "
+    "not computed per prompt",
     "p50_ms": "per request: a batch's model call time divided by its prompts; p95, p99 alike",
     "batch_p50_ms": "per batch: one model call for batch_size prompts; p95, p99 alike",
     "e2e_prompts_per_s": "prompts / seconds of the whole classify path, tokenization included",
@@ -65,6 +68,7 @@ def make_row(
     model_s = sum(s[3] for s in samples)
     e2e_s = sum(s[4] for s in samples)
     generated = sum(s[5] for s in samples)
+    reused = sum(s[7] for s in samples if len(s) > 7)
     per_prompt = [1000 * s[3] / s[0] for s in samples]
     per_batch = [1000 * s[3] for s in samples]
     e2e_per_prompt = [1000 * s[4] / s[0] for s in samples]
@@ -94,6 +98,7 @@ def make_row(
         "batches": len(samples),
         "prompts": prompts,
         "tokens": real,
+        "reused_tokens": reused,
         "padding_share": 1 - real / padded if padded else 0.0,
         "measured_s": model_s,
     }

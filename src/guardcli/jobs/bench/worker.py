@@ -42,7 +42,7 @@ def rss_mb(field: str = "VmHWM") -> float | None:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-Batch = tuple[int, int, int, float, float, int, int]
+Batch = tuple[int, int, int, float, float, int, int, int]
 
 
 class Worker:
@@ -65,10 +65,12 @@ class Worker:
         calls = self.guard.runtime_calls()
         self.load_s = time.perf_counter() - start
         self.tokenizer_s = _timed(lambda: self.guard.tokenizer)
-        # Per model call in the current score_batch: seconds, and new tokens when generating.
-        self.calls: list[tuple[float, int]] = []
-        # Per score_batch: (prompts, real tokens, padded tokens, model seconds, new tokens).
-        self.samples: list[tuple[int, int, int, float, int]] = []
+        # Per model call in the current score_batch: seconds, new tokens when generating, and
+        # prompt tokens whose KV a known template head supplied (not computed).
+        self.calls: list[tuple[float, int, int]] = []
+        # Per score_batch: (prompts, real tokens, padded tokens, model seconds, new tokens,
+        # reused tokens).
+        self.samples: list[tuple[int, int, int, float, int, int]] = []
         for owner, name in calls:
             setattr(owner, name, self._timed_call(getattr(owner, name), name == "generate"))
         score_batch = self.guard.score_batch
@@ -81,18 +83,26 @@ class Worker:
             lengths = [len(e.ids) for e in batch]
             model_s = sum(c[0] for c in self.calls) if calls else elapsed
             new = sum(c[1] for c in self.calls)
-            self.samples.append((len(batch), sum(lengths), len(batch) * max(lengths), model_s, new))
+            reused = sum(c[2] for c in self.calls)
+            padded = len(batch) * max(lengths)
+            self.samples.append((len(batch), sum(lengths), padded, model_s, new, reused))
             return out
 
         self.guard.score_batch = timed_batch  # type: ignore[method-assign]
 
     def _timed_call(self, call, generates: bool):
+        # A causal LM that reuses a template head's KV (runtime.causal_lm) says which head a
+        # batch of prompts (the call's first argument) starts with.
+        shared_prefix = getattr(getattr(call, "__self__", None), "shared_prefix", None)
+
         def timed(*args, **kwargs):
             # The model-only figure: the runtime call, nothing around it.
             t0 = time.perf_counter()
             out = call(*args, **kwargs)
+            elapsed = time.perf_counter() - t0
             new = sum(len(ids) for ids in out) if generates else 0
-            self.calls.append((time.perf_counter() - t0, new))
+            head = shared_prefix(args[0]) if shared_prefix and args else None
+            self.calls.append((elapsed, new, len(head) * len(args[0]) if head else 0))
             return out
 
         return timed
@@ -103,7 +113,8 @@ class Worker:
 
     def batch(self, size: int, cached: bool = False) -> Batch:
         """One batch through the whole classify path; (prompts judged by the model, real
-        tokens, padded tokens, model seconds, end-to-end seconds, generated tokens, prompts in).
+        tokens, padded tokens, model seconds, end-to-end seconds, generated tokens, prompts in,
+        tokens a reused template head supplied).
         `cached`: through the verdict cache (with --duplicates)."""
         if self.duplicates:
             texts = self.streams[cached].take(size)
@@ -128,6 +139,7 @@ class Worker:
             e2e,
             sum(x[4] for x in s),
             size,
+            sum(x[5] for x in s),
         )
 
     def cache_identical(self, count: int) -> bool:
