@@ -182,3 +182,13 @@ def intent_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     builder, recipe = "guardcli.families.dialogue.synthetic", "synth_intent_ctx()"
     return _stored(tmp_path_factory, "intent-ctx", builder, recipe, synth_intent_ctx)
+
+
+@pytest.fixture
+def quick_gemm_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GEMM limits timed for a few hundredths of a second per shape and path: the tests that
+    use it check what a measurement is made of and where it goes, not how fast this CPU is."""
+    from guardcli.runtime import gemm_check, gemm_limits
+
+    monkeypatch.setattr(gemm_check, "SECONDS_PER_VARIANT", 0.05)
+    monkeypatch.setattr(gemm_limits, "SECONDS_PER_SHAPE", 0.05)

@@ -22,7 +22,7 @@ def test_theoretical_peak_from_simd_width_and_clock():
 
 
 @pytest.mark.slow  # measures GEMMs on the model's shapes with onnxruntime and OpenVINO
-def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model):
+def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model, quick_gemm_timing):
     args = ["bench", "-m", str(tiny_model), "--variant", "fp32,int8", "--batch-size", "2"]
     args += ["--seq-len", "12", "--duration", "0.2", "--limits", "-f", "json"]
     first = json.loads(invoke(runner, args).stdout)
@@ -50,7 +50,7 @@ def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model):
 
 @pytest.mark.slow  # --verify times the default shape on every path too
 def test_probe_cpu_verify_model_measures_the_limit_bench_reuses(
-    runner, tiny_model, tmp_path, monkeypatch
+    runner, tiny_model, tmp_path, monkeypatch, quick_gemm_timing
 ):
     # --verify stores the measured variant order, which `--variant auto` then follows: kept
     # apart, so the other tests of this session still resolve auto as they expect.

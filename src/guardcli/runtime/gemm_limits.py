@@ -61,7 +61,7 @@ def measure(
     weights: dict[tuple[int, int], int],
     *,
     threads: int | None = None,
-    seconds: float = SECONDS_PER_SHAPE,
+    seconds: float | None = None,
     fresh: bool = False,
 ) -> dict[str, Any]:
     """{"paths": {path: GOP/s}, "limits": {precision: {"gops", "path"}}, "m": m,
@@ -84,6 +84,7 @@ def measure(
     ops: dict[str, float] = {}
     seconds_of: dict[str, float] = {}
     timed: dict[str, int] = {}
+    seconds = seconds or SECONDS_PER_SHAPE
     for (k, n), count in sorted(weights.items()):
         for t in verify((m, k, n), threads=threads, seconds_per_variant=seconds):
             if t.error is not None or t.ms != t.ms:

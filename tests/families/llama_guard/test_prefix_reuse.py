@@ -63,7 +63,9 @@ def test_each_kind_has_its_own_head(guard) -> None:
 
 
 @pytest.mark.slow  # a bench run with its GEMM limit
-def test_bench_counts_only_the_operations_a_reused_head_leaves(runner, lg_tiny, guard):
+def test_bench_counts_only_the_operations_a_reused_head_leaves(
+    runner, lg_tiny, guard, quick_gemm_timing
+):
     """Score mode reuses the template head's KV: `guard bench` counts those tokens in
     tokens_per_s (they are the input) but not in the operations each prompt ran, so a share of
     the limit is not inflated by work that was not done."""
