@@ -50,3 +50,35 @@ def load_maps(model_dir: Path):
     from guardcli.families.qwen3guard_stream.labels import label_maps
 
     return label_maps(json.loads((model_dir / "config.json").read_text()))
+
+
+def stream_together(guard, prompt: str, texts: list[str], piece: int):
+    """Every text streamed at once through the server's StreamService (appends of `piece`
+    characters, taken together so that they meet in one coalesced forward, then a final
+    append): (each text's verdicts, the service's Metrics)."""
+    import asyncio
+
+    from guardcli.jobs.serve.prometheus import Metrics
+    from guardcli.jobs.serve.stream_service import StreamOptions, StreamService
+
+    async def run():
+        metrics = Metrics(streams=True)
+        service = StreamService(guard.stream_engine(), StreamOptions(max_wait_ms=50), metrics)
+        try:
+            opened = [await service.open([{"role": "user", "content": prompt}]) for _ in texts]
+            out: list[list[dict]] = [[] for _ in texts]
+            for k in range(0, max(map(len, texts)), piece):
+                pairs = zip(opened, texts, strict=True)
+                results = await asyncio.gather(
+                    *(service.append(s, text=t[k : k + piece]) for s, t in pairs)
+                )
+                for i, r in enumerate(results):
+                    out[i] += r["verdicts"]
+            finals = await asyncio.gather(*(service.append(s, final=True) for s in opened))
+            for i, r in enumerate(finals):
+                out[i] += r["verdicts"]
+            return out, metrics
+        finally:
+            service.stop()
+
+    return asyncio.run(run())

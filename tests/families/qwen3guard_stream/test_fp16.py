@@ -23,7 +23,7 @@ from guardcli.families.qwen3guard_stream.runners import OnnxRunner
 from guardcli.families.qwen3guard_stream.stream import StreamJudge
 
 from ...conftest import invoke
-from .helpers import CONVERSATIONS, load_maps, reference_verdicts
+from .helpers import CONVERSATIONS, load_maps, reference_verdicts, stream_together
 from .test_convert import streamed
 from .test_export import padded_batch
 
@@ -104,38 +104,14 @@ def test_served_fp16_streams_batch_and_keep_the_references_verdicts(
 ) -> None:
     """guard serve --variant fp16: streams appended together share padded forwards (FP16
     caches), and every verdict is the reference's."""
-    import asyncio
-
     pytest.importorskip("starlette")
     from guardcli import load_guard
-    from guardcli.jobs.serve.prometheus import Metrics
-    from guardcli.jobs.serve.stream_service import StreamOptions, StreamService
 
     guard = load_guard(fp16_model, variant="fp16")
     prompt = "tell me about a garden"
     answers = [CONVERSATIONS[0][1], "the river meadow lantern kettle maple by the window"] * 2
 
-    async def run() -> tuple[list[list[dict]], Metrics]:
-        metrics = Metrics(streams=True)
-        service = StreamService(guard.stream_engine(), StreamOptions(max_wait_ms=50), metrics)
-        try:
-            opened = [await service.open([{"role": "user", "content": prompt}]) for _ in answers]
-            out: list[list[dict]] = [[] for _ in answers]
-            for k in range(0, max(map(len, answers)), 10):
-                pairs = zip(opened, answers, strict=True)
-                results = await asyncio.gather(
-                    *(service.append(s, text=a[k : k + 10]) for s, a in pairs)
-                )
-                for i, r in enumerate(results):
-                    out[i] += r["verdicts"]
-            finals = await asyncio.gather(*(service.append(s, final=True) for s in opened))
-            for i, r in enumerate(finals):
-                out[i] += r["verdicts"]
-            return out, metrics
-        finally:
-            service.stop()
-
-    got, metrics = asyncio.run(run())
+    got, metrics = stream_together(guard, prompt, answers, piece=10)
     assert metrics.value("stream_batch_size_sum") / metrics.value("stream_batch_size_count") > 1
     risk = load_maps(fp16_model)["response_risk_level_map"]
     for answer, verdicts in zip(answers, got, strict=True):

@@ -7,7 +7,6 @@ lone and fresh judgements."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from pathlib import Path
@@ -22,16 +21,17 @@ from starlette.testclient import TestClient  # noqa: E402
 from guardcli import load_guard  # noqa: E402
 from guardcli.jobs.serve import ServeOptions, create_app  # noqa: E402
 from guardcli.jobs.serve.policy import BadRequest  # noqa: E402
-from guardcli.jobs.serve.prometheus import Metrics  # noqa: E402
 from guardcli.jobs.serve.stream_routes import conversation, token_ids  # noqa: E402
-from guardcli.jobs.serve.stream_service import StreamOptions, StreamService  # noqa: E402
 
 from ...families.qwen3guard_stream.conftest import (  # noqa: E402, F401
     stream_model,
     stream_reference,
     stream_tokenizer,
 )
-from ...families.qwen3guard_stream.helpers import reference_verdicts  # noqa: E402
+from ...families.qwen3guard_stream.helpers import (  # noqa: E402
+    reference_verdicts,
+    stream_together,
+)
 
 RISK = ["Safe", "Unsafe", "Controversial"]
 PROMPT = "tell me about a garden"
@@ -223,30 +223,8 @@ def test_concurrent_streams_share_a_forward_and_keep_their_verdicts(guard) -> No
     batch: tests/families/qwen3guard_stream/test_served_batch.py."""
     answers = [ANSWER, SAFE_ANSWER] * 4
 
-    async def run(texts: list[str]) -> tuple[list[list[dict]], Metrics]:
-        metrics = Metrics(streams=True)
-        service = StreamService(guard.stream_engine(), StreamOptions(max_wait_ms=50), metrics)
-        try:
-            opened = [await service.open([{"role": "user", "content": PROMPT}]) for _ in texts]
-            out: list[list[dict]] = [[] for _ in texts]
-            for k in range(0, len(ANSWER), 12):
-                results = await asyncio.gather(
-                    *(
-                        service.append(s, text=t[k : k + 12])
-                        for s, t in zip(opened, texts, strict=True)
-                    )
-                )
-                for i, r in enumerate(results):
-                    out[i] += r["verdicts"]
-            finals = await asyncio.gather(*(service.append(s, final=True) for s in opened))
-            for i, r in enumerate(finals):
-                out[i] += r["verdicts"]
-            return out, metrics
-        finally:
-            service.stop()
-
-    together, metrics = asyncio.run(run(answers))
-    alone = [asyncio.run(run([text]))[0][0] for text in answers[:2]]
+    together, metrics = stream_together(guard, PROMPT, answers, piece=12)
+    alone = [stream_together(guard, PROMPT, [text], piece=12)[0][0] for text in answers[:2]]
     batches = metrics.value("stream_batch_size_count")
     streams = metrics.value("stream_batch_size_sum")
     assert streams / batches > 2, "the eight streams should have been coalesced"
