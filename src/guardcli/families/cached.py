@@ -99,16 +99,6 @@ def as_record(verdict: Verdict, record: Record) -> Verdict:
     )
 
 
-def lookup(guard: Guard, cache: VerdictCache, records: list[Record]) -> list[Verdict | None]:
-    """The cached verdict of each record, or None where the guard must judge it."""
-    identity = guard_identity(guard)
-    out: list[Verdict | None] = []
-    for record in records:
-        key = record_key(guard, identity, record)
-        out.append(None if key is None else cache.peek(key, record))
-    return out
-
-
 def classify_cached(
     guard: Guard,
     records: list[Record],

@@ -106,6 +106,7 @@ class GuardService:
         cache = verdict_cache.attach(guard, options.cache_mb)
         if cache is not None:
             verdict_cache.register_metrics(self.metrics.registry, cache)
+        self.inflight = verdict_cache.InFlight()
         self.batcher = MicroBatcher(
             guard.judge_records if cache is not None else guard.classify_records,
             max_batch=options.max_batch,
@@ -215,7 +216,7 @@ class GuardService:
     def _submit(self, records: list[Record]) -> Awaitable[list[Verdict]]:
         if getattr(self.guard, "verdict_cache", None) is None:
             return self.batcher.submit(records)
-        return verdict_cache.judge_cached(self.guard, records, self.batcher.submit)
+        return verdict_cache.judge_cached(self.guard, records, self.batcher.submit, self.inflight)
 
     def _strict(self, record: Record, verdict: Verdict) -> Verdict:
         """A verdict that strict JSON cannot carry (a NaN score that slipped past the family,

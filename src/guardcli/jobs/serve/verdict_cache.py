@@ -9,13 +9,14 @@ guard_cache_misses_total, guard_cache_entries, guard_cache_bytes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from guardcli.core.verdict_cache import VerdictCache
 from guardcli.core.verdicts import Record, Verdict
 from guardcli.families import Guard
-from guardcli.families.cached import lookup
+from guardcli.families.cached import as_record, guard_identity, record_key
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -32,13 +33,59 @@ def attach(guard: Any, cache_mb: float | None) -> VerdictCache | None:
     return guard.verdict_cache
 
 
-async def judge_cached(guard: Guard, records: list[Record], submit: Submit) -> list[Verdict]:
-    """Cached verdicts at once; the rest from `submit`, in order."""
-    assert guard.verdict_cache is not None
-    found = lookup(guard, guard.verdict_cache, records)
-    misses = [r for r, v in zip(records, found, strict=True) if v is None]
-    judged: Iterator[Verdict] = iter(await submit(misses) if misses else [])
-    return [v if v is not None else next(judged) for v in found]
+class InFlight:
+    """The keys being judged now, each with the future its verdict will be set on (None when
+    the judging failed: whoever waits then judges its record itself)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, asyncio.Future[Verdict | None]] = {}
+
+
+async def judge_cached(
+    guard: Guard, records: list[Record], submit: Submit, inflight: InFlight
+) -> list[Verdict]:
+    """Cached verdicts at once; a record whose key is being judged (in `inflight`) waits for
+    that verdict; the rest from `submit`, in order."""
+    cache = guard.verdict_cache
+    assert cache is not None
+    identity = guard_identity(guard)
+    out: list[Verdict | None] = [None] * len(records)
+    misses: list[tuple[int, bytes | None]] = []
+    waits: list[tuple[int, asyncio.Future[Verdict | None]]] = []
+    owned: dict[bytes, asyncio.Future[Verdict | None]] = {}
+    for i, record in enumerate(records):
+        key = record_key(guard, identity, record)
+        if key is not None:
+            out[i] = cache.peek(key, record)
+            if out[i] is not None:
+                continue
+            if key in inflight.pending:
+                waits.append((i, inflight.pending[key]))
+                continue
+            owned[key] = inflight.pending[key] = asyncio.get_running_loop().create_future()
+        misses.append((i, key))
+    judged: list[Verdict] = []
+    try:
+        judged = await submit([records[i] for i, _ in misses]) if misses else []
+    finally:
+        verdict_of = {key: v for (_, key), v in zip(misses, judged, strict=False)}
+        for key, future in owned.items():
+            del inflight.pending[key]
+            future.set_result(verdict_of.get(key))
+    for (i, _), verdict in zip(misses, judged, strict=True):
+        out[i] = verdict
+    again = []
+    for i, future in waits:
+        first = await asyncio.shield(future)
+        if first is None or first.error is not None:
+            again.append(i)  # judged on its own, as a repeat within one batch is
+        else:
+            out[i] = as_record(first, records[i])
+            cache.count_hit()
+    if again:
+        for i, verdict in zip(again, await submit([records[i] for i in again]), strict=True):
+            out[i] = verdict
+    return out  # type: ignore[return-value]
 
 
 def register_metrics(registry: CollectorRegistry, cache: VerdictCache) -> None:
