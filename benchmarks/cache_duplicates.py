@@ -74,6 +74,25 @@ def serve_run(args, texts: list[str], cached: bool) -> tuple[float, list, str]:
     return seconds, answers, hits[0] if hits else "-"
 
 
+def classify_rounds(guard, texts: list[str], rounds: int) -> dict:
+    """Alternated rounds, the best of each side (as for serve below)."""
+    guard.classify(texts[:16])  # warm-up
+    plain_times, cached_times = [], []
+    for _ in range(rounds):
+        plain_s, plain, _ = classify_run(guard, texts, cached=False)
+        cached_s, cached, hits = classify_run(guard, texts, cached=True)
+        plain_times.append(plain_s)
+        cached_times.append(cached_s)
+    return {
+        "no_cache_s": round(min(plain_times), 2),
+        "cache_s": round(min(cached_times), 2),
+        "speedup": round(min(plain_times) / min(cached_times), 3),
+        "rounds": rounds,
+        "hits": hits,
+        "identical": plain == cached,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
@@ -85,6 +104,7 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-serve", action="store_true")
+    parser.add_argument("--skip-classify", action="store_true")
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, alternated")
     args = parser.parse_args()
 
@@ -98,22 +118,8 @@ def main() -> int:
         "distinct": len(set(texts)),
         "duplicates": args.duplicates,
     }
-    guard.classify(texts[:16])  # warm-up
-    # Alternated rounds, the best of each side (as for serve below).
-    plain_times, cached_times = [], []
-    for _ in range(args.rounds):
-        plain_s, plain, _ = classify_run(guard, texts, cached=False)
-        cached_s, cached, hits = classify_run(guard, texts, cached=True)
-        plain_times.append(plain_s)
-        cached_times.append(cached_s)
-    out["classify"] = {
-        "no_cache_s": round(min(plain_times), 2),
-        "cache_s": round(min(cached_times), 2),
-        "speedup": round(min(plain_times) / min(cached_times), 3),
-        "rounds": args.rounds,
-        "hits": hits,
-        "identical": plain == cached,
-    }
+    if not args.skip_classify:
+        out["classify"] = classify_rounds(guard, texts, args.rounds)
     if not args.skip_serve:
         del guard
         # Alternated rounds, the best of each: a machine whose load changes during the run
