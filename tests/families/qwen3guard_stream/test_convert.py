@@ -53,6 +53,7 @@ def exported(stream_model: Path, tmp_path_factory: pytest.TempPathFactory):
     return src, out, result
 
 
+@pytest.mark.slow
 def test_export_from_the_checkpoint_alone_matches_the_reference(exported, stream_reference):
     src, out, result = exported
     assert result.exit_code == 0, result.stderr
@@ -65,6 +66,7 @@ def test_export_from_the_checkpoint_alone_matches_the_reference(exported, stream
     assert (out / "onnx" / "model_quantized.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_exported_int8_is_the_familys_recipe(exported, stream_model: Path) -> None:
     _, out, _ = exported
     have = streamed(out / "onnx" / "model_quantized.onnx")
@@ -80,6 +82,7 @@ def test_export_refuses_max_length(exported, tmp_path: Path) -> None:
     assert "--max-length does not apply to a Qwen3Guard-Stream checkpoint." in result.stderr
 
 
+@pytest.mark.slow
 def test_quantize_uses_the_familys_recipes(exported, tmp_path: Path) -> None:
     """FP16 keeps the KV cache FP16 (GroupQueryAttention updates the runner's buffer in place);
     INT8 quantizes every MatMul, as the family's export does; --static is refused."""
@@ -104,6 +107,7 @@ def test_quantize_uses_the_familys_recipes(exported, tmp_path: Path) -> None:
     assert "takes a KV cache (past_key_values.*): --static calibrates classifier" in static.stderr
 
 
+@pytest.mark.slow
 def test_fetch_exports_the_stream_checkpoint(
     stream_model: Path, stream_reference, monkeypatch, tmp_path: Path
 ) -> None:
