@@ -35,8 +35,9 @@ demo: venv
 test: venv $(LITELLM_VENV)/.installed
 	$(BIN)/python -m pytest --require-litellm
 
-# The loop to run every minute (meant to take under one; 2 min 16 s on 2 cores at 0.3.0): no
-# test marked slow, no LiteLLM venv, two pytest workers (pytest-xdist), each file on one worker.
+# The loop to run every minute (about one on 2 cores with the model store built; 2 min at
+# 0.3.0): no test marked slow, no LiteLLM venv, two pytest workers (pytest-xdist), each file on
+# one worker.
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 

@@ -142,6 +142,7 @@ STAGE = r"[a-z][a-z -]* \d+\.\d{3}s"
 TIMINGS = re.compile(rf"^timings: (?:{STAGE}, )*{STAGE}; total \d+\.\d{{3}}s$")
 
 
+@pytest.mark.slow
 def test_timings_sample_is_what_classify_prints(runner, tiny_model: Path) -> None:
     [sample] = [
         line
@@ -160,6 +161,7 @@ def test_timings_sample_is_what_classify_prints(runner, tiny_model: Path) -> Non
 # ------------------------------------------------------------------------- the Python example
 
 
+@pytest.mark.slow
 def test_python_api_example_runs_and_agrees_with_the_cli(runner, tiny_model: Path) -> None:
     page = (DOCS / "python-api.md").read_text(encoding="utf-8")
     call = 'load_guard("csam-guard"'

@@ -280,6 +280,7 @@ def _classify(tiny_model: Path, *extra: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_normal_run_prints_only_guards_own_lines(tiny_model: Path) -> None:
     result = _classify(tiny_model)
     assert result.returncode in (0, 1), result.stderr
@@ -291,6 +292,7 @@ def test_normal_run_prints_only_guards_own_lines(tiny_model: Path) -> None:
     assert len(result.stdout.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_verbose_lets_third_party_lines_through(tiny_model: Path) -> None:
     result = _classify(tiny_model, "--verbose")
     assert result.returncode in (0, 1), result.stderr

@@ -130,6 +130,7 @@ def test_cgroup_quota(tmp_path: Path) -> None:
     assert cpu._cgroup_quota(v1) == 2.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads /proc/stat")
 def test_other_work_counts_another_process_not_this_one() -> None:
     import time

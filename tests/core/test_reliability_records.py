@@ -429,6 +429,7 @@ def fuzz_corpus(n: int = 10_000, seed: int = 20261130) -> tuple[list[bytes], lis
     return lines, ids
 
 
+@pytest.mark.slow
 def test_fuzz_corpus_loses_nothing(tiny_model, tmp_path):
     lines, expected = fuzz_corpus()
     path = tmp_path / "fuzz.jsonl"

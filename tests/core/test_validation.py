@@ -30,6 +30,7 @@ def _strict_json(text: str):
 # ----------------------------------------------------------------------------- one parser
 
 
+@pytest.mark.slow
 @given(st.one_of(st.text(), st.floats(), st.integers(), st.booleans(), st.none()))
 def test_threshold_parser_gives_a_probability_or_an_input_error(value) -> None:
     try:

@@ -13,6 +13,7 @@ from guardcli.core.errors import GuardError
 TEXTS = ["a watercolor of a lighthouse at dusk", "hi", "a recipe for bread, please"]
 
 
+@pytest.mark.slow
 def test_a_spec_loads_the_guard_its_keywords_load(tiny_model: Path) -> None:
     spec = GuardSpec(model=str(tiny_model), variant="fp32", threshold=0.3, max_length=32)
     by_spec = load_guard(spec)

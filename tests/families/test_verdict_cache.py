@@ -55,11 +55,13 @@ def _check_family(guard, records: list[Record], distinct: int) -> None:
     assert cache.stats().hits == 2 * len(records) - distinct
 
 
+@pytest.mark.slow
 def test_csam_guard_cached_equals_uncached(tiny_model: Path):
     guard = load_guard(tiny_model, variant="int8")
     _check_family(guard, _records(TEXTS * 3), distinct=3)
 
 
+@pytest.mark.slow
 def test_dialogue_cached_equals_uncached(intent_model: Path):
     guard = load_guard(intent_model, variant="fp32")
     records = [Record(id=i, messages=TURNS[i % 2], line=i) for i in range(5)]
@@ -77,6 +79,7 @@ def test_hf_seqcls_cached_equals_uncached(hf_models):  # noqa: F811
     _check_family(guard, _records(TEXTS), distinct=3)
 
 
+@pytest.mark.slow
 def test_qwen3guard_gen_score_mode_cached_equals_uncached():
     from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
@@ -85,6 +88,7 @@ def test_qwen3guard_gen_score_mode_cached_equals_uncached():
     _check_family(guard, records, distinct=3)
 
 
+@pytest.mark.slow
 def test_options_variants_and_modes_never_share_an_entry(tiny_model: Path):
     cache = VerdictCache()
     records = _records(TEXTS[:2])
@@ -101,6 +105,7 @@ def test_options_variants_and_modes_never_share_an_entry(tiny_model: Path):
     assert cache.stats().hits == 2 and all(v.threshold == 0.01 for v in low)
 
 
+@pytest.mark.slow
 def test_a_mode_switch_changes_the_key():
     from guardcli.families.qwen3guard_gen.synthetic import cached_tiny_qwen3guard
 
@@ -113,6 +118,7 @@ def test_a_mode_switch_changes_the_key():
     assert cache.stats().hits == 0 and len(cache) == 2
 
 
+@pytest.mark.slow
 def test_errors_are_never_cached_and_keep_their_own_line(tiny_model: Path):
     guard = load_guard(tiny_model, variant="fp32")
     bad = RecordError("invalid_json", "not JSON", 2)
@@ -144,6 +150,7 @@ def test_model_errors_of_a_duplicate_are_judged_again(tiny_model: Path):
     assert calls == [[1], [2]] and [v.error.line for v in out] == [1, 2]
 
 
+@pytest.mark.slow
 def test_the_lru_keeps_within_its_memory_cap(tiny_model: Path):
     guard = load_guard(tiny_model, variant="fp32")
     cache = VerdictCache(max_bytes=2000)
@@ -155,6 +162,7 @@ def test_the_lru_keeps_within_its_memory_cap(tiny_model: Path):
     assert cache.stats().hits == 1
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

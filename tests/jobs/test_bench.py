@@ -179,6 +179,7 @@ def test_help_needs_no_onnxruntime_or_torch() -> None:
     assert "--price-per-hour" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_plain_text_data(runner, tiny_model, tmp_path) -> None:
     data = tmp_path / "prompts.txt"
     data.write_text("a lighthouse at dusk\n\na kettle on a stove, painted in oils\n")
@@ -278,6 +279,7 @@ def test_a_model_without_graphs_is_refused_clearly() -> None:
         parse_variants("all", [])
 
 
+@pytest.mark.slow
 def test_a_closed_worker_leaves_no_open_pipe() -> None:
     """Closing a worker closes its pipes (no ResourceWarning in a bench run's stderr)."""
     import gc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from guardcli.jobs.bench.duplicates import DuplicateStream
 from ..conftest import invoke
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(share=st.sampled_from([0.0, 0.3, 0.7]), seed=st.integers(0, 1000))
 def test_the_stream_repeats_the_share_asked(share, seed):
@@ -27,6 +29,7 @@ def test_the_stream_repeats_the_share_asked(share, seed):
         assert sorted(words) == sorted(texts[i % 8].split()) or words[:-1] == texts[i % 8].split()
 
 
+@pytest.mark.slow
 def test_bench_duplicates_adds_cached_rows(runner, tiny_model) -> None:
     args = ["bench", "-m", str(tiny_model), "--variant", "int8", "--batch-size", "4"]
     args += ["--seq-len", "12", "--duration", "0.3", "--duplicates", "0.5", "-f", "json"]

@@ -6,6 +6,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from guardcli import load_guard
 from guardcli.core.records import ReadOptions, read_lines
 from guardcli.core.verdict_cache import VerdictCache
@@ -24,6 +26,7 @@ LINES = [
 ]
 
 
+@pytest.mark.slow
 def test_classify_output_is_identical_with_and_without_the_cache(
     runner, tiny_model: Path, tmp_path
 ):
@@ -41,6 +44,7 @@ def test_classify_output_is_identical_with_and_without_the_cache(
     assert [r["error"]["line"] for r in rows if "error" in r] == [4, 5, 7]
 
 
+@pytest.mark.slow
 def test_the_summary_counts_cache_hits(tiny_model: Path):
     guard = load_guard(tiny_model, variant="int8")
     guard.verdict_cache = VerdictCache()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import precision_score, recall_score
 
 from guardcli import load_guard
 
@@ -48,7 +47,7 @@ def run_json(runner, args: list[str]) -> dict:
 
 @pytest.mark.slow
 def test_compare_figures_equal_a_direct_computation(
-    runner, tiny_model: Path, threshold, tmp_path: Path
+    runner, tiny_model: Path, threshold, tmp_path: Path, skm
 ) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
@@ -61,8 +60,8 @@ def test_compare_figures_equal_a_direct_computation(
     assert report["n"] == len(RECORDS) and report["labelled"] == len(RECORDS)
     assert report["threshold"] == threshold
     assert list(report["variants"]) == ["fp32", "fp16", "int8"]
-    recall0 = recall_score(labels, base_flags)
-    precision0 = precision_score(labels, base_flags)
+    recall0 = skm.recall_score(labels, base_flags)
+    precision0 = skm.precision_score(labels, base_flags)
     assert report["variants"]["fp32"]["recall"] == pytest.approx(recall0)
     assert report["variants"]["fp32"]["precision"] == pytest.approx(precision0)
     for variant in ("fp16", "int8"):
@@ -75,9 +74,9 @@ def test_compare_figures_equal_a_direct_computation(
         delta = np.abs(scores - base_scores)
         assert entry["delta"]["max"] == pytest.approx(delta.max(), abs=1e-12)
         assert entry["delta"]["p99"] == pytest.approx(np.percentile(delta, 99), abs=1e-12)
-        assert entry["recall_change"] == pytest.approx(recall_score(labels, flags) - recall0)
+        assert entry["recall_change"] == pytest.approx(skm.recall_score(labels, flags) - recall0)
         assert entry["precision_change"] == pytest.approx(
-            precision_score(labels, flags) - precision0
+            skm.precision_score(labels, flags) - precision0
         )
     assert report["variants"]["int8"]["flips"]["count"] > 0  # the check has teeth here
 

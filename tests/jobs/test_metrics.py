@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from sklearn import metrics as skm
 
 from guardcli.jobs import metrics
 
@@ -26,7 +25,7 @@ def close(a: float | None, b: float) -> bool:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_aucs_match_sklearn(seed):
+def test_aucs_match_sklearn(seed, skm):
     y, s = random_data(seed)
     c = metrics.curve(y, s)
     assert close(metrics.roc_auc(c), skm.roc_auc_score(y, s))
@@ -34,7 +33,7 @@ def test_aucs_match_sklearn(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_curve_matches_sklearn_curves(seed):
+def test_curve_matches_sklearn_curves(seed, skm):
     y, s = random_data(seed)
     c = metrics.curve(y, s)
     precision, recall, thresholds = skm.precision_recall_curve(y, s)
@@ -50,7 +49,7 @@ def test_curve_matches_sklearn_curves(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_confusion_at_every_threshold_matches_sklearn(seed):
+def test_confusion_at_every_threshold_matches_sklearn(seed, skm):
     y, s = random_data(seed)
     for t in [*np.unique(s)[::3], 0.5, 1.5, -1.0]:
         pred = s >= t
@@ -187,7 +186,7 @@ def test_parse_label_rejects(value):
         metrics.parse_label(value)
 
 
-def test_all_positive_and_all_negative_give_null_not_a_wrong_number():
+def test_all_positive_and_all_negative_give_null_not_a_wrong_number(skm):
     s = np.array([0.1, 0.5, 0.5, 0.9])
     pos = metrics.sweep([True] * 4, s)
     assert pos["roc_auc"] is None and pos["at_threshold"]["fpr"] is None
@@ -213,7 +212,7 @@ def test_empty_input_is_all_null():
     assert report["operating_points"]["best_f1"] is None
 
 
-def test_single_score_everything_tied():
+def test_single_score_everything_tied(skm):
     report = metrics.sweep([True, False, True], [0.5, 0.5, 0.5])
     assert report["roc_auc"] == skm.roc_auc_score([1, 0, 1], [0.5] * 3) == 0.5
     assert math.isclose(report["pr_auc"], skm.average_precision_score([1, 0, 1], [0.5] * 3))

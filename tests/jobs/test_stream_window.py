@@ -42,6 +42,7 @@ def guard(tiny_model: Path):
     return load_guard(tiny_model, variant="fp32", threshold=1.0)
 
 
+@pytest.mark.slow
 def test_each_window_is_the_guards_verdict_of_its_text_alone(guard) -> None:
     stream = WindowedStream(guard, window=40, overlap=15)
     events, summary = run(stream, [ANSWER.encode()])
@@ -61,6 +62,7 @@ def test_each_window_is_the_guards_verdict_of_its_text_alone(guard) -> None:
     assert summary["windows"] == len(windows) and summary["mode"] == "window"
 
 
+@pytest.mark.slow
 def test_the_first_flagged_window_stops_the_stream(tiny_model: Path) -> None:
     probe = WindowedStream(load_guard(tiny_model, variant="fp32", threshold=1.0), 30, 10)
     events, _ = run(probe, [ANSWER.encode()])
@@ -98,6 +100,7 @@ def test_a_window_the_model_cannot_judge_stops_the_stream(nan_model: Path) -> No
     assert summary["error"]["type"] == "non_finite_score" and summary["exit_code"] == 3
 
 
+@pytest.mark.slow
 def test_a_dialogue_family_judges_each_window_as_the_response(intent_model: Path) -> None:
     guard = load_guard(intent_model, variant="fp32")
     events, _ = run(WindowedStream(guard, 50, 10), [ANSWER.encode()], prompt="the weather?")
@@ -110,6 +113,7 @@ def test_a_dialogue_family_judges_each_window_as_the_response(intent_model: Path
         assert w["score"] == pytest.approx(alone.score, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_the_cli_labels_the_windowed_mode(tiny_model: Path) -> None:
     runner = CliRunner()
     args = ["stream", "-m", str(tiny_model), "-p", "a lighthouse", "--window", "60"]

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn import metrics as skm
 
 from ..conftest import SAMPLES, invoke
 
@@ -34,7 +33,7 @@ def model_sweep(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_model_sweep_matches_sklearn_on_its_own_scores(model_sweep):
+def test_model_sweep_matches_sklearn_on_its_own_scores(model_sweep, skm):
     report, scores = model_sweep
     rows = [json.loads(line) for line in scores.read_text().splitlines()]
     truth = {r["id"]: r["label"] for r in map(json.loads, LABELLED.read_text().splitlines())}
@@ -87,7 +86,7 @@ def test_stdin_and_points(model_sweep, runner):
     assert len(json.loads(result.stdout)["curve"]) == 7
 
 
-def test_labels_words_positive_rule_and_excluded_records(tmp_path, runner):
+def test_labels_words_positive_rule_and_excluded_records(tmp_path, runner, skm):
     rows = [
         {"id": 1, "score": 0.9, "label": "Hate Speech"},
         {"id": 2, "score": 0.8, "label": "Benign"},
@@ -144,7 +143,7 @@ def test_usage_errors(tmp_path, runner, args, message):
     assert message in result.stderr
 
 
-def test_multilabel_sweeps_and_write_thresholds(tmp_path, runner):
+def test_multilabel_sweeps_and_write_thresholds(tmp_path, runner, skm):
     rng = np.random.default_rng(0)
     names = ["Violent", "Sexual", "Self-harm"]
     rows = []

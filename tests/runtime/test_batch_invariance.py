@@ -147,6 +147,7 @@ def test_per_row_matmul_equals_a_numpy_reference(tmp_path: Path) -> None:
     assert (err <= 0.05 * np.abs(exact).max(axis=-1, keepdims=True)).all()
 
 
+@pytest.mark.slow
 def test_rewritten_graph_keeps_its_meaning_under_onnxruntime_fusions(per_tensor_model) -> None:
     """onnxruntime's MatMulIntegerToFloat fusion reads one activation scale per tensor: the
     rewrite is laid out so that it does not apply, and optimized equals unoptimized."""
@@ -169,6 +170,7 @@ def test_rewritten_graph_keeps_its_meaning_under_onnxruntime_fusions(per_tensor_
     )
 
 
+@pytest.mark.slow
 def test_onnxruntime_optimized_dynamic_quantize_matmul_is_rewritten(
     per_tensor_model: Path, tmp_path: Path
 ) -> None:
@@ -209,6 +211,7 @@ def test_onnxruntime_optimized_dynamic_quantize_matmul_is_rewritten(
 # ------------------------------------------------------------------ published per-tensor INT8
 
 
+@pytest.mark.slow
 def test_per_tensor_int8_depends_on_its_batch_when_run_as_it_is(per_tensor_model: Path) -> None:
     """The defect, shown on the graph as onnxruntime's quantizer writes it."""
     from guardcli.core.batching import pad
@@ -224,6 +227,7 @@ def test_per_tensor_int8_depends_on_its_batch_when_run_as_it_is(per_tensor_model
     assert np.abs(batched - alone).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_published_per_tensor_int8_is_rewritten_with_a_note(
     per_tensor_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -239,6 +243,7 @@ def test_published_per_tensor_int8_is_rewritten_with_a_note(
     assert len(cached) == 1  # the rewrite is cached beside the model, loaded next time
 
 
+@pytest.mark.slow
 def test_published_per_tensor_int8_runs_row_at_a_time_without_onnx(
     per_tensor_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Slow as a whole (exports a GroupQueryAttention graph per architecture and checks it against
+# transformers: ~7 s); `make test` runs it.
+pytestmark = pytest.mark.slow
+
 torch = pytest.importorskip("torch")
 
 VOCAB, EOS = 512, 2

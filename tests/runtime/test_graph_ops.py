@@ -9,6 +9,9 @@ import pytest
 
 from guardcli.runtime.graph_ops import graph_ops
 
+# Slow as a whole (counts ops over the exported graphs: ~1.3 s); `make test` runs it.
+pytestmark = pytest.mark.slow
+
 
 def hand_count(config: dict, head: tuple[int, ...], seq: int) -> float:
     """Qwen3 trunk from config.json: q, k, v, o, gate, up, down per layer, attention scores and

@@ -192,6 +192,7 @@ def test_sweep_on_dialogues_matches_scikit_learn(runner, intent_model: Path, tmp
     assert report["roc_auc"] == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
 def test_task_description_prefix_is_computed_once_with_the_same_scores(
     intent_model: Path, variant: str

@@ -51,6 +51,7 @@ def test_import_and_classify_by_catalog_name(hf_models, monkeypatch, tmp_path: P
     assert result.exit_code == (1 if expected >= 0.9 else 0)
 
 
+@pytest.mark.slow
 def test_fetch_exports_a_repo_that_ships_only_a_checkpoint(hf_models, monkeypatch, tmp_path):
     """Prompt Guard 2's repo has no ONNX: fetch downloads the checkpoint (no graph travels),
     exports and quantizes it locally, and the name then resolves offline with the same scores

@@ -14,7 +14,10 @@ from .conftest import ARCHES
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("arch", ARCHES)
+# One architecture in the fast loop; every architecture in `make test` (each loads its own model).
+@pytest.mark.parametrize(
+    "arch", [ARCHES[0], *(pytest.param(a, marks=pytest.mark.slow) for a in ARCHES[1:])]
+)
 def test_classify_exit_codes_follow_the_threshold(hf_models, arch):
     from guardcli import load_guard
 
@@ -81,6 +84,7 @@ def test_unsafe_labels_on_the_command_line(hf_models):
     assert flipped["score"] == pytest.approx(1 - plain["score"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_synth_cli_writes_a_runnable_model(tmp_path):
     out = tmp_path / "m"
     result = invoke(runner, ["synth", "hf-seqcls", "--arch", "bert", "--out", str(out)])

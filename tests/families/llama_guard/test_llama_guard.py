@@ -73,6 +73,7 @@ def _reference_logits(torch, model, prompts, pad_id):
     return out[:, -1].float().numpy()
 
 
+@pytest.mark.slow
 def test_onnx_logits_and_greedy_tokens_equal_transformers(guard, reference):
     import torch
 
@@ -132,6 +133,7 @@ def test_batched_equals_alone(lg_tiny):
         assert abs(a.score - b.score) <= 1e-5
 
 
+@pytest.mark.slow
 def test_torch_backend_agrees(lg_tiny, guard):
     torch_guard = load_guard(lg_tiny, backend="torch", dtype="float32")
     records = [{"messages": c} for c in CONVERSATIONS]

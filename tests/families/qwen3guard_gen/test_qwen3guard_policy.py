@@ -47,6 +47,7 @@ def test_parse_takes_only_the_policy_names():
         fmt.parse("Safety: Unsafe\nCategories: Violent", response=False, names=names)
 
 
+@pytest.mark.slow
 def test_cli_policy_shows_and_fails_closed(runner, qwen_tiny, tmp_path):
     """The tiny model names Violent for the marker: excluded by the policy, that answer is an
     error record (flagged with --fail-closed), never a verdict."""

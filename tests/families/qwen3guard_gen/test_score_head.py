@@ -13,6 +13,10 @@ import pytest
 
 from guardcli.families.qwen3guard_gen import format as fmt
 
+# Slow as a whole (score-head restriction against the full vocabulary on the tiny Qwen3Guard-Gen:
+# ~2.5 s); `make test` runs it.
+pytestmark = pytest.mark.slow
+
 IDS = [21_000, 5, 151_000]  # far apart, unsorted: columns come back in the order asked
 
 

@@ -15,6 +15,7 @@ from tests.conftest import invoke
 ARGS = ["--mode", "stream", "--chunk-tokens", "1,4", "--contexts", "40,16"]
 
 
+@pytest.mark.slow
 def test_stream_mode_json(stream_model: Path) -> None:
     result = invoke(
         CliRunner(),
@@ -47,6 +48,7 @@ def test_stream_mode_json(stream_model: Path) -> None:
         assert g["growth"] == pytest.approx(want)
 
 
+@pytest.mark.slow
 def test_stream_mode_table(stream_model: Path) -> None:
     result = invoke(
         CliRunner(),

@@ -32,6 +32,7 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+@pytest.mark.slow
 def test_per_token_events_match_the_reference(
     runner: CliRunner, stream_model: Path, stream_tokenizer, stream_reference
 ) -> None:
@@ -54,6 +55,7 @@ def test_per_token_events_match_the_reference(
     assert summary["tokens"] == len(ids) and summary["released"] == len(SAFE_ANSWER)
 
 
+@pytest.mark.slow
 def test_prompt_option_and_first_line_agree(runner: CliRunner, stream_model: Path) -> None:
     base = ["stream", "-m", str(stream_model)]
     by_option = invoke(runner, [*base, "--prompt", "a garden"], input=SAFE_ANSWER)
@@ -83,6 +85,7 @@ def test_unsafe_answer_exits_1_and_stops_before_the_flag(
     assert summary["stopped"] is True
 
 
+@pytest.mark.slow
 def test_controversial_flags_only_when_strict(runner: CliRunner, stream_model: Path) -> None:
     args = ["stream", "-m", str(stream_model), "--prompt", "a garden"]
     loose = invoke(runner, args, input=SOFT_ANSWER)
@@ -141,6 +144,7 @@ def test_window_options_are_refused_for_a_streaming_family(
     assert "--window does not apply to a qwen3guard-stream model" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_pipe_gets_verdicts_while_the_answer_is_still_arriving(stream_model: Path) -> None:
     """Verdicts come out before stdin ends, and a flag closes stdout and exits 1 while the
     writer is still writing (the pipeline is cut)."""
@@ -170,6 +174,7 @@ def test_a_pipe_gets_verdicts_while_the_answer_is_still_arriving(stream_model: P
     proc.stdin.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hold", [0, 3])
 def test_hold_back_releases_text_only_after_n_more_tokens(
     runner: CliRunner, stream_model: Path, hold: int
@@ -190,6 +195,7 @@ def test_hold_back_releases_text_only_after_n_more_tokens(
         assert any(c["end"] < c["judged_end"] for c in chunks[:-1])
 
 
+@pytest.mark.slow
 def test_a_folder_of_another_family_streams_as_a_windowed_re_check(
     runner: CliRunner, tiny_model: Path
 ) -> None:

@@ -53,6 +53,7 @@ def exported(stream_model: Path, tmp_path_factory: pytest.TempPathFactory):
     return src, out, result
 
 
+@pytest.mark.slow
 def test_export_from_the_checkpoint_alone_matches_the_reference(exported, stream_reference):
     src, out, result = exported
     assert result.exit_code == 0, result.stderr
@@ -65,6 +66,7 @@ def test_export_from_the_checkpoint_alone_matches_the_reference(exported, stream
     assert (out / "onnx" / "model_quantized.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_exported_int8_is_the_familys_recipe(exported, stream_model: Path) -> None:
     _, out, _ = exported
     have = streamed(out / "onnx" / "model_quantized.onnx")
@@ -73,13 +75,15 @@ def test_exported_int8_is_the_familys_recipe(exported, stream_model: Path) -> No
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=name)
 
 
-def test_export_refuses_max_length(exported, tmp_path: Path) -> None:
-    src, _, _ = exported
+def test_export_refuses_max_length(stream_model: Path, tmp_path: Path) -> None:
+    # Refused at the door: a checkpoint is enough, without the module's export (~7 s).
+    src = checkpoint_only(stream_model, tmp_path / "ckpt")
     result = invoke(runner, ["export", str(src), "--out", str(tmp_path / "o"), "--max-length", "9"])
     assert result.exit_code == 2
     assert "--max-length does not apply to a Qwen3Guard-Stream checkpoint." in result.stderr
 
 
+@pytest.mark.slow
 def test_quantize_uses_the_familys_recipes(exported, tmp_path: Path) -> None:
     """FP16 keeps the KV cache FP16 (GroupQueryAttention updates the runner's buffer in place);
     INT8 quantizes every MatMul, as the family's export does; --static is refused."""
@@ -104,6 +108,7 @@ def test_quantize_uses_the_familys_recipes(exported, tmp_path: Path) -> None:
     assert "takes a KV cache (past_key_values.*): --static calibrates classifier" in static.stderr
 
 
+@pytest.mark.slow
 def test_fetch_exports_the_stream_checkpoint(
     stream_model: Path, stream_reference, monkeypatch, tmp_path: Path
 ) -> None:

@@ -73,6 +73,7 @@ def test_a_rows_logits_do_not_depend_on_its_batch(stream_model: Path, variant) -
     np.testing.assert_allclose(together, alone, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_int8_chunks_agree(stream_model: Path, stream_tokenizer) -> None:
     """Per-row (per-token) activation scales: a token's verdict does not depend on its chunk."""
     maps = load_maps(stream_model)
@@ -85,6 +86,7 @@ def test_int8_chunks_agree(stream_model: Path, stream_tokenizer) -> None:
         assert runs[0] == runs[1]
 
 
+@pytest.mark.slow
 def test_int8_verdicts_agree_with_the_reference(
     stream_model: Path, stream_tokenizer, stream_reference
 ) -> None:

@@ -27,6 +27,10 @@ from .helpers import CONVERSATIONS, load_maps, reference_verdicts, stream_togeth
 from .test_convert import streamed
 from .test_export import padded_batch
 
+# Slow as a whole (the FP16 export and every FP16 path (guard, bench, serve) on the tiny stream
+# model: ~12 s); `make test` runs it.
+pytestmark = pytest.mark.slow
+
 TOLERANCE = 2e-2
 runner = CliRunner()
 

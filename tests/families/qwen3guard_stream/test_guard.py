@@ -24,6 +24,7 @@ def consecutive(levels: list[int]) -> str:
     return "Safe"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fp32", pytest.param("torch", marks=pytest.mark.slow)])
 def test_verdicts_follow_the_reference(
     stream_model: Path, stream_tokenizer, stream_reference, variant: str
@@ -45,6 +46,7 @@ def test_verdicts_follow_the_reference(
         assert verdicts[2 * n + 1].flagged == (expected in ("Unsafe", "Controversial"))
 
 
+@pytest.mark.slow
 def test_strict_flags_controversial(stream_model: Path) -> None:
     msgs = [
         {"role": "user", "content": "a garden"},
@@ -59,6 +61,7 @@ def test_strict_flags_controversial(stream_model: Path) -> None:
     assert strict.categories == ["PII"]
 
 
+@pytest.mark.slow
 def test_classify_strict_by_default_and_loose_on_request(runner, stream_model: Path) -> None:
     """guard classify's --strict/--loose reaches the stream guard as it reaches qwen3guard-gen."""
     msgs = [

@@ -14,6 +14,10 @@ import pytest
 from guardcli import load_guard
 from guardcli.families.qwen3guard_stream.served import SlotRunner
 
+# Slow as a whole (served stream batches on FP32 and INT8 with run counts: ~2 s); `make test` runs
+# it.
+pytestmark = pytest.mark.slow
+
 
 def ids(n: int, seed: int) -> list[int]:
     return [int(x) for x in np.random.default_rng(seed).integers(100, 150_000, n)]

@@ -17,6 +17,9 @@ from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app  # no
 
 from .test_serve_metrics import AUTH, KEY, wait_ready  # noqa: E402
 
+# Slow as a whole (a background server and every endpoint twice: ~3 s); `make test` runs it.
+pytestmark = pytest.mark.slow
+
 TEXTS = ["a lighthouse at dusk", "bread recipes", "a lighthouse at dusk", "tide tables"]
 
 

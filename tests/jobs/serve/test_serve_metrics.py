@@ -96,6 +96,7 @@ def server(guard, **options) -> BackgroundServer:
     return BackgroundServer(create_app(guard, ServeOptions(api_key=KEY, **options)))
 
 
+@pytest.mark.slow
 def test_documented_series_types_labels_and_buckets() -> None:
     with server(ScriptedGuard(), max_text_chars=20) as url:
         wait_ready(url)
@@ -173,6 +174,7 @@ def test_counters_move_with_requests() -> None:
     assert sample(after, "guard_queue_depth") == 0
 
 
+@pytest.mark.slow
 def test_each_app_has_its_own_registry() -> None:
     """Two services in one process: no 'Duplicated timeseries' error, no shared counts, and the
     global default registry stays clean for the host application's own metrics."""
@@ -204,6 +206,7 @@ def test_openmetrics_when_the_scraper_asks() -> None:
     assert families["guard_request_duration_seconds"].type == "histogram"
 
 
+@pytest.mark.slow
 def test_queue_depth_is_read_when_scraped() -> None:
     """Texts still queued behind a slow model show up in guard_queue_depth at scrape time."""
     import threading
@@ -229,6 +232,7 @@ def test_queue_depth_is_read_when_scraped() -> None:
     assert idle == 0
 
 
+@pytest.mark.slow
 def test_ready_stays_zero_for_a_broken_model(nan_model: Path) -> None:
     with server(load_guard(nan_model, variant="fp32")) as url:
         deadline = time.monotonic() + 30
@@ -251,6 +255,7 @@ def test_metrics_value_reads_the_registry() -> None:
     assert sample(parsed, "guard_errors", "_total", kind="timeout") == 3
 
 
+@pytest.mark.slow
 def test_serve_without_prometheus_client_says_what_to_install(tiny_model: Path) -> None:
     """Checked before the model loads, like Starlette and uvicorn: the `serve` extra brings it."""
     result = subprocess.run(

@@ -431,6 +431,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(json_values)
 @settings(max_examples=200, deadline=None)
 def test_parse_body_round_trips_strict_json(value: Any) -> None:

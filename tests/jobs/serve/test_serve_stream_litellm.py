@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
-openai = pytest.importorskip("openai")
 
 from guardcli import load_guard  # noqa: E402
 from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app  # noqa: E402
@@ -77,6 +76,9 @@ def streaming_model(sent: dict[str, int]):
 
 
 def test_litellm_streaming_cuts_a_harmful_answer(litellm_bin, stream_model: Path, tmp_path) -> None:
+    # Imported here, as the other serve tests do: the openai client takes seconds to import,
+    # and every pytest worker collects this module, slow or not.
+    openai = pytest.importorskip("openai")
     guard = load_guard(stream_model, variant="fp32")
     # The texts are chosen by what the tiny model says, checked here on whole conversations.
     verdicts = guard.classify(
@@ -131,6 +133,8 @@ def test_litellm_streaming_cuts_a_harmful_answer(litellm_bin, stream_model: Path
 
 
 def stream_text(client, prompt: str) -> str:
+    import openai
+
     received = ""
     try:
         stream = client.chat.completions.create(

@@ -72,6 +72,7 @@ def run_stream(c: TestClient, prompt: str, parts: list[str]) -> tuple[dict, list
     return opened.json(), verdicts, last
 
 
+@pytest.mark.slow
 def test_stream_verdicts_equal_the_reference(guard, stream_reference, stream_tokenizer) -> None:
     prompt_level, levels = expected(stream_reference, stream_tokenizer, PROMPT, ANSWER)
     with client(guard) as c:
@@ -90,6 +91,7 @@ def test_stream_verdicts_equal_the_reference(guard, stream_reference, stream_tok
     assert ANSWER[last["first_unsafe_offset"] :].startswith(" zorblax")
 
 
+@pytest.mark.slow
 def test_token_ids_give_the_verdicts_of_text(guard, stream_tokenizer) -> None:
     ids = stream_tokenizer.encode(ANSWER, add_special_tokens=False).ids
     with client(guard) as c:
@@ -102,6 +104,7 @@ def test_token_ids_give_the_verdicts_of_text(guard, stream_tokenizer) -> None:
     assert [v["text"] for v in by_ids] == [v["text"] for v in by_text]
 
 
+@pytest.mark.slow
 def test_server_sent_events(guard) -> None:
     with client(guard) as c:
         opened = c.post("/v1/streams", json={"prompt": PROMPT, "sse": True})
@@ -138,6 +141,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_requests_say_how_to_fix_them(guard) -> None:
     with client(guard, max_text_chars=40) as c:
         sid = c.post("/v1/streams", json={"prompt": "a"}).json()["id"]
@@ -161,6 +165,7 @@ def test_a_stream_is_fed_one_way_and_ends_once(guard) -> None:
         assert c.delete("/v1/streams/strm-nope").status_code == 404
 
 
+@pytest.mark.slow
 def test_other_families_answer_501_naming_the_stream_family(tiny_model: Path) -> None:
     with client(load_guard(tiny_model, variant="fp32")) as c:
         answer = c.post("/v1/streams", json={"prompt": "a"})
@@ -172,6 +177,7 @@ def test_other_families_answer_501_naming_the_stream_family(tiny_model: Path) ->
     assert "guard_streams_open" not in metrics
 
 
+@pytest.mark.slow
 def test_evicted_streams_are_rebuilt_not_lost(guard, stream_reference, stream_tokenizer) -> None:
     """A cap smaller than one stream's cache evicts every idle stream after each append; the
     verdicts still equal the reference's, and /metrics counts the evictions."""
@@ -199,6 +205,7 @@ def test_evicted_streams_are_rebuilt_not_lost(guard, stream_reference, stream_to
     assert "guard_stream_token_seconds_count" in metrics
 
 
+@pytest.mark.slow
 def test_idle_streams_lose_their_cache_after_the_ttl_and_close_later(guard) -> None:
     import time
 
@@ -217,6 +224,7 @@ def test_idle_streams_lose_their_cache_after_the_ttl_and_close_later(guard) -> N
         assert c.post(f"/v1/streams/{sid}", json={"text": "the"}).status_code == 404
 
 
+@pytest.mark.slow
 def test_concurrent_streams_share_a_forward_and_keep_their_verdicts(guard) -> None:
     """Eight streams appended together are coalesced; a text's verdicts are the same whatever
     shares its batch (and the same as when it streams alone). How the model runs a coalesced
@@ -243,6 +251,7 @@ def guardrail(c: TestClient, input_type: str, texts: list[str], **extra) -> dict
     return answer.json()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("answer", [ANSWER, SAFE_ANSWER])
 def test_litellm_growing_replies_judge_only_the_new_text(guard, answer: str) -> None:
     """LiteLLM re-sends the whole reply so far; the server feeds the model only what is new
@@ -292,6 +301,7 @@ BODY = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(BODY, JSON)
 def test_any_json_is_a_conversation_or_a_bad_request(body, ids) -> None:
@@ -312,6 +322,7 @@ def test_any_json_is_a_conversation_or_a_bad_request(body, ids) -> None:
         assert all(type(t) is int and 0 <= t < 50 for t in checked)
 
 
+@pytest.mark.slow
 def test_a_stream_cannot_grow_past_the_model_context(stream_model: Path) -> None:
     """Past the model's context (here --max-length 64) verdicts would mean nothing: the
     request that would cross it is refused, and the stream keeps what it had."""
@@ -342,6 +353,7 @@ def test_the_torch_reference_serves_streams_too(stream_model, stream_reference, 
     assert [v["risk_level"] for v in verdicts] == levels
 
 
+@pytest.mark.slow
 def test_a_conversation_before_the_prompt_is_judged_as_classify_judges_it(guard) -> None:
     turns = [
         {"role": "system", "content": "be brief"},
