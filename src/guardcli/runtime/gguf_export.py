@@ -161,7 +161,7 @@ def write_gguf(
     """Write `model_dir`'s checkpoint to `out` as GGUF, matrices in `target` (f16|q8_0; f32,
     no variant of its own, for comparisons)."""
     gguf = _gguf()
-    import gguf.quants
+    from gguf import quants
 
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -237,7 +237,7 @@ def write_gguf(
         elif qtype == gguf.GGMLQuantizationType.F16:
             writer.add_tensor(name, array.astype(np.float16))
         else:
-            data = gguf.quants.quantize(array, qtype)
+            data = quants.quantize(array, qtype)
             writer.add_tensor(name, data, raw_shape=data.shape, raw_dtype=qtype)
     log(f"writing {out} ({target}, {len(tensors)} tensors, {len(tokens)} tokens)")
     writer.write_header_to_file()
