@@ -174,9 +174,12 @@ class LlamaCppCausalLM:
         )
         if head and head != self.held:
             self.llm.n_tokens = 0
+            self.held = ()
             self._eval(list(head))
             self.held = head
-        self.llm.n_tokens = len(head) if head else 0
+        # A prompt without a known head overwrites the cache from its start.
+        self.held = head
+        self.llm.n_tokens = len(head)
         self._eval(prompt[len(head) :])
         return self._logits()
 
