@@ -51,7 +51,8 @@ class GuardEngine:
     """The handle on one guard variant: guard_worker.py in guard's own Python."""
 
     def __init__(self, args, variant: str):
-        self.name = f"guard ONNX {variant.upper()}"
+        runtime = "llama.cpp backend" if variant.startswith("gguf-") else "ONNX"
+        self.name = f"guard {runtime} {variant.upper()}"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
         cmd = [args.guard_python, str(HERE / "guard_worker.py"), str(args.model), variant]
@@ -198,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path, help="guard's Qwen3Guard-Gen folder (onnx/ inside)")
     ap.add_argument("--gguf", action="append", default=[], help="LABEL=FILE (repeatable)")
-    ap.add_argument("--variant", default="fp32,int8", help="guard variants (first: reference)")
+    ap.add_argument(
+        "--variant",
+        default="fp32,int8",
+        help="guard variants (first: reference); gguf-q8_0 / gguf-f16: guard's --backend "
+        "llamacpp on MODEL_DIR/gguf-*/model.gguf",
+    )
     ap.add_argument("--guard-python", default=str(REPO / ".venv" / "bin" / "python"))
     ap.add_argument("--prompts", type=int, default=16, help="score mode prompts")
     ap.add_argument("--generate-prompts", type=int, default=6, help="generate mode prompts")

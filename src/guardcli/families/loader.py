@@ -108,7 +108,7 @@ def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
     if backend is not None and cls.runtimes:
         if backend not in cls.runtimes:
             raise GuardError(
-                f"The {cls.family} family runs on {' or '.join(cls.runtimes)}, not {backend!r}.",
+                f"The {cls.family} family runs on {_either(list(cls.runtimes))}, not {backend!r}.",
                 code=ExitCode.INPUT,
             )
         options.setdefault("backend", cls.runtimes[backend])
@@ -125,6 +125,10 @@ def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
         one_shot=spec.one_shot,
         **options,
     )
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _typed_options(typed: Any, cls: type[Guard]) -> dict[str, Any]:

@@ -137,6 +137,14 @@ class LlamaCppCausalLM:
         self.held = ()
         return llm
 
+    def shared_prefix(self, prompts: list[list[int]]) -> tuple[int, ...] | None:
+        """The longest known head that every prompt starts with and goes past."""
+        for head in self.prefixes:
+            n = len(head)
+            if all(len(p) > n and tuple(p[:n]) == head for p in prompts):
+                return head
+        return None
+
     def _fit(self, tokens: int) -> None:
         """A context that holds `tokens` positions (reloading with a larger one if needed)."""
         if tokens <= self.context:
@@ -168,10 +176,7 @@ class LlamaCppCausalLM:
         if not prompt:
             raise GuardError("llama.cpp was given an empty prompt.")
         self._fit(len(prompt) + extra)
-        head = next(
-            (h for h in self.prefixes if len(prompt) > len(h) and tuple(prompt[: len(h)]) == h),
-            (),
-        )
+        head = self.shared_prefix([prompt]) or ()
         if head and head != self.held:
             self.llm.n_tokens = 0
             self.held = ()
