@@ -1,6 +1,7 @@
 """--backend llamacpp: GGUF files written by runtime.gguf_export from the tiny synthetic
 qwen3guard-gen and llama-guard checkpoints, run by llama.cpp (llama-cpp-python), against
-transformers (the reference: TorchCausalLM in float32) on the same rendered prompts.
+transformers (the reference: TorchCausalLM in float32) on the same rendered prompts. Writing
+the three GGUF files of each model takes ~15 s, so the tests on them are marked slow.
 
 The writer's tests need only the `gguf` package; the door errors need neither; the runtime
 tests need `llama_cpp` too (the 'llamacpp' extra builds llama.cpp from source; CI skips them)."""
@@ -92,6 +93,7 @@ def _prompts(folder: Path) -> tuple[object, list[list[int]]]:
 # ---------------------------------------------------------------------------- the writer
 
 
+@pytest.mark.slow
 @needs_gguf
 def test_gguf_holds_the_checkpoint(folder: Path) -> None:
     """Metadata from config.json, one tensor per checkpoint tensor (plus Llama 3's rope
@@ -144,6 +146,7 @@ def test_gguf_holds_the_checkpoint(folder: Path) -> None:
         assert np.array_equal(stored, want)
 
 
+@pytest.mark.slow
 @needs_gguf
 def test_q8_0_blocks_dequantize_to_the_weights(folder: Path) -> None:
     """Q8_0: each block of 32 values is within half a step of its scale (max |x| / 127)."""
@@ -226,6 +229,7 @@ def test_gguf_of_a_classifier_is_refused(tiny_model: Path, tmp_path: Path, runne
 # ---------------------------------------------------------------------------- llama.cpp
 
 
+@pytest.mark.slow
 @needs_llama
 def test_greedy_tokens_and_logits_match_transformers(folder: Path) -> None:
     """F32 GGUF: next-token logits within 2e-3 of transformers' float32 (both compute in
@@ -245,6 +249,7 @@ def test_greedy_tokens_and_logits_match_transformers(folder: Path) -> None:
     assert f16.generate(prompts, 12) == ref.generate(prompts, 12)
 
 
+@pytest.mark.slow
 @needs_llama
 def test_head_kept_equals_whole_prompt(folder: Path) -> None:
     """With the template head's KV kept, logits equal the whole prompt's within 1e-4 (the
@@ -263,6 +268,7 @@ def test_head_kept_equals_whole_prompt(folder: Path) -> None:
     assert np.max(np.abs(kept - whole.next_logits(prompts + prompts[::-1]))) <= 1e-4
 
 
+@pytest.mark.slow
 @needs_llama
 def test_q8_0_gives_the_same_verdicts(folder: Path) -> None:
     records = [{"id": str(i), "messages": c} for i, c in enumerate(CONVERSATIONS)]
@@ -278,6 +284,7 @@ def test_q8_0_gives_the_same_verdicts(folder: Path) -> None:
         )
 
 
+@pytest.mark.slow
 @needs_llama
 def test_classify_end_to_end_like_torch(folder: Path, tmp_path: Path, runner) -> None:
     """`guard classify --backend llamacpp` (F16) gives torch's verdict records: the same ids,
@@ -297,6 +304,7 @@ def test_classify_end_to_end_like_torch(folder: Path, tmp_path: Path, runner) ->
         assert w == g
 
 
+@pytest.mark.slow
 @needs_llama
 def test_unparsable_answer_is_an_error_record(folder: Path) -> None:
     """Fail closed: an answer cut short (1 new token) is an error verdict, never safe."""
