@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 np.mean([a == b for a, b in zip(r["tokens"], reference["tokens"], strict=True)])
             ),
             "severities": severities,
+            "prefill_ms": r["prefill_ms"],
+            "decode_ms": r["decode_ms"],
         }
         rows.append(row)
     peak = {g.name: g.close() for g in guards}
