@@ -312,3 +312,25 @@ def test_unparsable_answer_is_an_error_record(folder: Path) -> None:
     guard = load_guard(folder, backend="llamacpp", variant="gguf-f16", max_new_tokens=1)
     (verdict,) = guard.classify(records)
     assert verdict.error is not None and verdict.flagged is not False
+
+
+@pytest.mark.slow
+@needs_llama
+def test_served_like_classify(folder: Path) -> None:
+    """`guard serve` on the llama.cpp backend answers /v1/classify with the library's verdicts
+    (the served batcher runs llama.cpp from its own thread)."""
+    import httpx
+
+    from guardcli.jobs.serve import BackgroundServer, ServeOptions, create_app
+
+    records = [{"id": str(i), "messages": c} for i, c in enumerate(CONVERSATIONS)]
+    guard = load_guard(folder, backend="llamacpp", variant="gguf-f16")
+    want = [v.to_dict() for v in guard.classify(records)]
+    app = create_app(guard, ServeOptions(max_batch=4, max_wait_ms=5))
+    with BackgroundServer(app) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for _ in range(300):
+                if client.get("/readyz").status_code == 200:
+                    break
+            got = client.post("/v1/classify", json={"records": records}).json()["verdicts"]
+    assert got == want
