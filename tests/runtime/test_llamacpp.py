@@ -218,6 +218,18 @@ def test_onnx_variant_on_llamacpp_is_refused(plain_qwen: Path, runner) -> None:
     assert "does not run on llamacpp" in result.stderr
 
 
+def test_gguf_variant_on_torch_is_refused(plain_qwen: Path, runner) -> None:
+    (plain_qwen / "gguf-f16").mkdir(exist_ok=True)
+    (plain_qwen / "gguf-f16" / "model.gguf").write_bytes(b"")  # never read: refused first
+    try:
+        args = ["classify", "--model", str(plain_qwen), "--variant", "gguf-f16"]
+        result = invoke(runner, [*args, "--backend", "torch", "hi"])
+    finally:
+        shutil.rmtree(plain_qwen / "gguf-f16")
+    assert result.exit_code == 2
+    assert "The gguf-f16 variant runs on llamacpp, not torch." in result.stderr
+
+
 def test_gguf_of_a_classifier_is_refused(tiny_model: Path, tmp_path: Path, runner) -> None:
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)

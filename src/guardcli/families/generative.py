@@ -59,6 +59,11 @@ class GenerativeGuard(Guard):
             backend = "torch" if self.model.variant == TORCH_VARIANT else "onnxruntime"
         if backend == LLAMACPP:
             self._on_llamacpp()
+        elif self.model.variant in GGUF_VARIANTS and backend != "remote":
+            raise input_error(
+                f"The {self.model.variant} variant runs on llamacpp, not {backend}.",
+                "Drop --backend, or pass --backend llamacpp.",
+            )
         self.backend = backend
         self.dtype = resolve_dtype(dtype)
         if backend == "torch":
