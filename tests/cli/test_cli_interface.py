@@ -139,7 +139,7 @@ def test_serve_unknown_backend_lists_the_shared_names(runner) -> None:
     result = invoke(runner, ["serve", "--backend", "tpu"])
     assert result.exit_code == ExitCode.INPUT
     assert result.stderr == (
-        "Error: Unknown backend 'tpu'.\nChoose one of: onnxruntime, openvino, torch.\n"
+        "Error: Unknown backend 'tpu'.\nChoose one of: onnxruntime, openvino, torch, llamacpp.\n"
     )
 
 

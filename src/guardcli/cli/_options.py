@@ -93,12 +93,13 @@ VariantOpt = Annotated[
     str,
     typer.Option(
         "--variant",
-        help="auto|fp32|fp16|int8|bf16|ov-fp32|ov-int8. auto picks the fastest variant present "
-        "for this CPU: measured by `guard probe-cpu --verify` when stored, else from its flags.",
+        help="auto|fp32|fp16|int8|bf16|ov-fp32|ov-int8|gguf-f16|gguf-q8_0. auto picks the fastest "
+        "variant present for this CPU: measured by `guard probe-cpu --verify` when stored, else "
+        "from its flags. gguf-*: a generative guard on llama.cpp (--backend llamacpp).",
     ),
 ]
 # --backend names, as every command takes them (a family says which of them it runs on).
-BACKEND_NAMES = ("onnxruntime", "openvino", "torch")
+BACKEND_NAMES = ("onnxruntime", "openvino", "torch", "llamacpp")
 BACKEND_ALIASES = {"onnx": "onnxruntime"}  # serve's name before 0.x, still understood
 
 
@@ -120,7 +121,9 @@ BackendOpt = Annotated[
         "--backend",
         help="onnxruntime|openvino. openvino (the 'openvino' extra, for Intel CPUs) runs fp32 as "
         "ov-fp32 and int8 as ov-int8. Default: the variant's own (bf16, ov-* are OpenVINO's). "
-        "Generative guards (qwen3guard-gen) and OpenCC models: onnxruntime|torch.",
+        "Generative guards (qwen3guard-gen) and OpenCC models: onnxruntime|torch; "
+        "qwen3guard-gen and llama-guard also llamacpp (the 'llamacpp' extra: a GGUF variant, "
+        "made by `guard quantize DIR --to gguf-q8_0`).",
     ),
 ]
 DtypeOpt = Annotated[

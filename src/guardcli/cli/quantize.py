@@ -17,13 +17,16 @@ EPILOG = (
     "fp16 writes onnx/model_fp16.onnx: a cast keeping norms and inputs/outputs FP32. int8 writes "
     "onnx/model_quantized.onnx: dynamic per-channel QInt8 with the MatMuls matching "
     "--keep-float (node name or weight name; default down_proj) kept FP32; with --static, a "
-    "calibrated static QDQ graph instead.\n\n"
+    "calibrated static QDQ graph instead. gguf-f16 and gguf-q8_0 (a generative guard's "
+    "checkpoint; the 'llamacpp' extra) write DIR/gguf-f16/model.gguf and "
+    "DIR/gguf-q8_0/model.gguf for --backend llamacpp.\n\n"
     "Check every variant before shipping it: guard compare DIR --data labelled.jsonl\n\n"
     "Exit codes: 0 written, 2 usage or input error, 3 model or runtime error.\n\n"
     "Examples:\n\n"
     "  guard quantize ./my-guard --to fp16,int8\n\n"
     "  guard quantize ./my-guard --to int8 --keep-float down_proj --keep-float /head/\n\n"
     "  guard quantize ./my-guard --to int8 --static --calibration prompts.jsonl\n\n"
+    "  guard quantize ./qwen3guard-gen --to gguf-q8_0\n\n"
     "  guard quantize ./my-guard --backend openvino --calibration prompts.jsonl"
 )
 
@@ -35,7 +38,10 @@ def quantize(
     ],
     *,
     to: Annotated[
-        str, typer.Option("--to", help="Variants to make, comma separated: fp16,int8.")
+        str,
+        typer.Option(
+            "--to", help="Variants to make, comma separated: fp16,int8,gguf-f16,gguf-q8_0."
+        ),
     ] = "fp16,int8",
     keep_float: Annotated[
         list[str] | None,

@@ -30,18 +30,22 @@ from guardcli.core.synthetic import SYNTHETIC_MARKER
 from guardcli.core.thresholds import parse_threshold
 from guardcli.core.variants import (
     ALL_VARIANTS,
+    GGUF_VARIANT_FILES,
+    GGUF_VARIANTS,
+    LLAMACPP,
     LORA_VARIANT,
     OPENVINO_SOURCES,
     OPENVINO_VARIANT_FILES,
     TORCH_VARIANT,
     auto_order,
     backend_of,
+    llamacpp_available,
     openvino_available,
     variant_file,
     with_backend,
 )
 
-VARIANT_CHOICES = ("auto", *ALL_VARIANTS, LORA_VARIANT)
+VARIANT_CHOICES = ("auto", *ALL_VARIANTS, LORA_VARIANT, *GGUF_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class ResolvedModel:
     graph: Path  # the ONNX file of that variant (an OpenVINO IR .xml for ov-int8)
     threshold: float
     max_length: int
-    backend: str = "onnxruntime"  # onnxruntime | openvino
+    backend: str = "onnxruntime"  # onnxruntime | openvino | llamacpp
 
 
 # ---------------------------------------------------------------------------- resolution
@@ -113,6 +117,15 @@ def resolve_causal(family: str, path: Path, variant: str, entry: ModelEntry | No
     variants do not apply), else (`auto`) the checkpoint with torch, whose `graph` is the
     folder itself."""
     name, threshold, max_length = entry_settings(family, path, entry)
+    if variant in GGUF_VARIANTS:  # llama.cpp's file (runtime.gguf_export)
+        gguf = path / GGUF_VARIANT_FILES[variant]
+        if not gguf.is_file():
+            raise GuardError(
+                f"{path} has no {variant} variant ({GGUF_VARIANT_FILES[variant]}).",
+                hint=f"Make it with `guard quantize {path} --to {variant}`.",
+                code=ExitCode.INPUT,
+            )
+        return ResolvedModel(name, family, path, variant, gguf, threshold, max_length, LLAMACPP)
     present = [v for v in present_variants(path) if v in ONNX_VARIANT_FILES]
     chosen = pick_variant(variant, present)
     if chosen is None and variant == "auto":
@@ -127,9 +140,16 @@ def resolve_causal(family: str, path: Path, variant: str, entry: ModelEntry | No
 
 
 def checkpoint_variants(model_dir: Path) -> list[str]:
-    """The exported graphs and the checkpoint (torch), when there."""
+    """The exported graphs, the checkpoint (torch) and, with llama_cpp installed, the GGUF
+    files, when there."""
     weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("pytorch_model*.bin")]
-    return onnx_graphs(model_dir) + ([TORCH_VARIANT] if weights else [])
+    gguf = [v for v in gguf_files(model_dir) if llamacpp_available()]
+    return onnx_graphs(model_dir) + ([TORCH_VARIANT] if weights else []) + gguf
+
+
+def gguf_files(model_dir: Path) -> list[str]:
+    """The GGUF variants a folder holds, Q8_0 first."""
+    return [v for v in GGUF_VARIANTS if (model_dir / GGUF_VARIANT_FILES[v]).is_file()]
 
 
 def local_defaults(model_dir: Path, family: str) -> tuple[str, float, int]:

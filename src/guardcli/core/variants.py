@@ -49,7 +49,13 @@ OPENVINO_ORDER = ("ov-int8", "bf16", "ov-fp32")
 _ON_OPENVINO = {"fp32": "ov-fp32", "int8": "ov-int8", "bf16": "bf16"}
 
 
-RUNTIMES = ("onnxruntime", "openvino", "torch", "remote")
+# llama.cpp (the 'llamacpp' extra) runs a generative guard's GGUF file, made by `guard quantize
+# DIR --to gguf-f16,gguf-q8_0` (runtime.gguf_export), Q8_0 first when both are there.
+LLAMACPP = "llamacpp"
+GGUF_VARIANTS = ("gguf-q8_0", "gguf-f16")
+GGUF_VARIANT_FILES = {v: f"{v}/model.gguf" for v in GGUF_VARIANTS}
+
+RUNTIMES = ("onnxruntime", "openvino", "torch", "remote", LLAMACPP)
 RUNTIME_ALIASES = {"onnx": "onnxruntime"}  # the name families and serve used before 0.2
 
 
@@ -77,6 +83,11 @@ KNOWN_VARIANTS: dict[str, Variant] = {
     **{
         v: Variant(v, f, "openvino", _PRECISION.get(v, "int8"))
         for v, f in OPENVINO_VARIANT_FILES.items()
+    },
+    # Q8_0: 8-bit weights in blocks of 32 with a scale each, activations quantized alike.
+    **{
+        v: Variant(v, f, LLAMACPP, {"gguf-f16": "fp16", "gguf-q8_0": "int8"}[v])
+        for v, f in GGUF_VARIANT_FILES.items()
     },
     TORCH_VARIANT: Variant(TORCH_VARIANT, None, "torch", None),
     LORA_VARIANT: Variant(LORA_VARIANT, None, "torch", None),
@@ -112,6 +123,10 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def llamacpp_available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
 def check_backend(backend: str | None) -> None:
     if backend is not None and backend not in BACKENDS:
         raise GuardError(
@@ -123,6 +138,15 @@ def check_backend(backend: str | None) -> None:
 
 def with_backend(variant: str, backend: str | None) -> str:
     """The variant that runs `variant` on `backend` (None: the variant's own backend)."""
+    if backend == LLAMACPP:
+        if variant == "auto" or variant in GGUF_VARIANTS:
+            return variant
+        raise GuardError(
+            f"The {variant} variant does not run on {LLAMACPP}.",
+            hint=f"On {LLAMACPP} choose one of: auto, {', '.join(GGUF_VARIANTS)} (made by "
+            "`guard quantize DIR --to gguf-q8_0`).",
+            code=ExitCode.INPUT,
+        )
     check_backend(backend)
     if backend is None or variant == "auto":
         return variant

@@ -12,7 +12,7 @@ from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.resolve import remote_model, resolve
 from guardcli.core.spec import GuardSpec
 from guardcli.core.thresholds import parse_threshold, parse_thresholds, read_thresholds
-from guardcli.core.variants import BACKENDS, check_backend, runtime_name
+from guardcli.core.variants import BACKENDS, LLAMACPP, check_backend, runtime_name
 from guardcli.families import Guard, get_family
 
 
@@ -100,7 +100,7 @@ def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
         model = remote_model(name_or_dir, cache_dir=cache_dir)
         options["endpoint"] = endpoint
     else:
-        runtime = backend if backend in BACKENDS else None
+        runtime = backend if backend in (*BACKENDS, LLAMACPP) else None
         model = resolve(name_or_dir, variant, cache_dir=cache_dir, backend=runtime)
     cls = get_family(model.family)
     if typed is not None:
@@ -108,7 +108,7 @@ def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
     if backend is not None and cls.runtimes:
         if backend not in cls.runtimes:
             raise GuardError(
-                f"The {cls.family} family runs on {' or '.join(cls.runtimes)}, not {backend!r}.",
+                f"The {cls.family} family runs on {_either(list(cls.runtimes))}, not {backend!r}.",
                 code=ExitCode.INPUT,
             )
         options.setdefault("backend", cls.runtimes[backend])
@@ -125,6 +125,10 @@ def _load(spec: GuardSpec, extra: dict[str, Any]) -> Guard:
         one_shot=spec.one_shot,
         **options,
     )
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _typed_options(typed: Any, cls: type[Guard]) -> dict[str, Any]:

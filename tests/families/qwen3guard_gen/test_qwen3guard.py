@@ -494,5 +494,5 @@ def test_backend_speaks_the_one_runtime_vocabulary(tiny_guard_model) -> None:
     for given in ("onnxruntime", "onnx", None):
         guard = load_guard(str(tiny_guard_model), backend=given, variant="fp32")
         assert guard.backend == "onnxruntime"
-    with pytest.raises(GuardError, match="runs on onnxruntime or torch, not 'openvino'"):
+    with pytest.raises(GuardError, match="runs on onnxruntime, torch or llamacpp, not 'openvino'"):
         load_guard(str(tiny_guard_model), backend="openvino")

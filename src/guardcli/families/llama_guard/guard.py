@@ -26,7 +26,7 @@ from guardcli.families.generative import GenerativeGuard
 from guardcli.families.llama_guard import format as fmt
 from guardcli.families.llama_guard.options import LlamaGuardOptions
 
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = ("auto", "onnxruntime", "torch", "llamacpp")
 
 
 @register_family

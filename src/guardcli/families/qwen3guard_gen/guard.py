@@ -26,7 +26,7 @@ from guardcli.families.generative import GenerativeGuard
 from guardcli.families.qwen3guard_gen import format as fmt
 from guardcli.families.qwen3guard_gen.options import Qwen3GuardOptions
 
-BACKENDS = ("auto", "onnxruntime", "torch", "remote")
+BACKENDS = ("auto", "onnxruntime", "torch", "remote", "llamacpp")
 
 
 @register_family
@@ -121,7 +121,7 @@ class Qwen3GuardGen(GenerativeGuard):
 
     @cached_property
     def lm(self):
-        if self.backend != "onnxruntime":
+        if self.backend not in ("onnxruntime", "llamacpp"):
             return self.causal_lm(None)
         encode = lambda t: self.tokenizer.encode([t])[0].ids  # noqa: E731
         if self.policy_lines is None:

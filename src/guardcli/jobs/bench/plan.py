@@ -13,6 +13,7 @@ from guardcli.core.resolve import local_family, present_variants
 from guardcli.core.spec import GuardSpec
 from guardcli.core.variants import (
     ALL_VARIANTS,
+    GGUF_VARIANTS,
     LORA_VARIANT,
     NATIVE_BF16_FLAGS,
     TORCH_VARIANT,
@@ -23,7 +24,7 @@ from guardcli.core.variants import (
 AGREEMENT_PROMPTS = 32  # prompts every variant judges once, to compare with the reference
 # Paths run with torch: a causal LM checkpoint (qwen3guard-gen), an OpenCC LoRA adapter + head.
 TORCH_PATHS = (TORCH_VARIANT, LORA_VARIANT)
-BENCH_VARIANTS = (*ALL_VARIANTS, *TORCH_PATHS)
+BENCH_VARIANTS = (*ALL_VARIANTS, *TORCH_PATHS, *GGUF_VARIANTS)
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 DEFAULT_SEQ_LEN = 48
 DEFAULT_DURATION = 10.0

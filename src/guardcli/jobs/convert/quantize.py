@@ -21,6 +21,7 @@ from guardcli.core.catalog import ONNX_VARIANT_FILES
 from guardcli.core.errors import input_error
 from guardcli.core.records import ReadOptions, read_lines
 from guardcli.core.tokenize import TextTokenizer
+from guardcli.core.variants import GGUF_VARIANT_FILES, GGUF_VARIANTS
 from guardcli.runtime.onnx_recipes import (
     INT8_KEEP_FLOAT_DEFAULT,
     PROTOBUF_LIMIT,
@@ -32,13 +33,14 @@ from guardcli.runtime.onnx_recipes import (
     unlinked_graph,
 )
 
-TARGETS = ("fp16", "int8")
+ONNX_TARGETS = ("fp16", "int8")
+TARGETS = (*ONNX_TARGETS, *reversed(GGUF_VARIANTS))
 
 
 @dataclass
 class QuantizeResult:
     variant: str
-    recipe: str  # fp16 | int8-dynamic | int8-static
+    recipe: str  # fp16 | int8-dynamic | int8-static | gguf-f16 | gguf-q8_0
     path: Path
     bytes: int
     seconds: float
@@ -162,6 +164,29 @@ def _takes_cache(graph: Path) -> bool:
     return any(i.name.startswith("past_key_values.") for i in inputs)
 
 
+def quantize_gguf(model_dir: Path, variants: list[str], log) -> list[QuantizeResult]:
+    """GGUF files (llama.cpp's format: runtime.gguf_export) of a generative guard's checkpoint,
+    at DIR/gguf-f16/model.gguf and DIR/gguf-q8_0/model.gguf."""
+    from guardcli.runtime.gguf_export import GGUF_TYPES, write_gguf
+
+    if not is_causal_folder(model_dir):
+        raise input_error(
+            f"{model_dir} is not a generative guard's folder: GGUF variants run "
+            "qwen3guard-gen and llama-guard checkpoints on llama.cpp.",
+            "Drop the gguf-* targets from --to.",
+        )
+    results = []
+    for variant in variants:
+        start = time.perf_counter()
+        dst = model_dir / GGUF_VARIANT_FILES[variant]
+        log(f"writing {variant} (llama.cpp GGUF) from the checkpoint")
+        write_gguf(model_dir, dst, GGUF_TYPES[variant], log=log)
+        results.append(
+            QuantizeResult(variant, variant, dst, dst.stat().st_size, time.perf_counter() - start)
+        )
+    return results
+
+
 def quantize_model(
     model_dir: Path,
     targets: Iterable[str] = TARGETS,
@@ -172,12 +197,18 @@ def quantize_model(
     max_length: int | None = None,
     log=lambda _: None,
 ) -> list[QuantizeResult]:
-    """Write onnx/model_fp16.onnx and/or onnx/model_quantized.onnx next to onnx/model.onnx.
+    """Write onnx/model_fp16.onnx and/or onnx/model_quantized.onnx next to onnx/model.onnx;
+    gguf-f16/gguf-q8_0 targets write llama.cpp's GGUF from the checkpoint (quantize_gguf).
 
     The same recipes apply to a causal LM's KV-cache graph (qwen3guard-gen): its inputs and
     outputs, the KV cache included, stay FP32, so the runtime feeds every variant alike."""
     model_dir = Path(model_dir).expanduser()
     targets = parse_targets(list(targets))
+    ggufs = [t for t in targets if t in GGUF_VARIANTS]
+    targets = [t for t in targets if t not in GGUF_VARIANTS]
+    results = quantize_gguf(model_dir, ggufs, log) if ggufs else []
+    if not targets:
+        return results
     src = model_dir / ONNX_VARIANT_FILES["fp32"]
     if not src.exists():
         raise input_error(
@@ -215,7 +246,6 @@ def quantize_model(
         )
     patterns = [p for p in keep_float if p]
     fp16 = registry.load(family.fp16) if family.fp16 else to_fp16
-    results = []
     with unlinked_graph(src) as graph:
         for target in targets:
             dst = model_dir / ONNX_VARIANT_FILES[target]
