@@ -159,3 +159,32 @@ def test_an_evicted_or_dropped_stream_frees_its_row(stream_model: Path) -> None:
     assert first.row == 0 and first.reprefills == 1 and first.length == 5
     assert logits[0].shape[0] == 1  # the logits of the new token only
     assert batch.pool.rows == 2  # no row was added
+
+
+def test_a_closed_stream_gives_its_row_back_at_once(stream_model: Path) -> None:
+    import asyncio
+
+    from guardcli.jobs.serve.prometheus import Metrics
+    from guardcli.jobs.serve.stream_service import StreamOptions, StreamService
+
+    engine = load_guard(stream_model, variant="int8").stream_engine()
+    pool = engine.forward_batch.pool
+
+    async def run() -> None:
+        service = StreamService(engine, StreamOptions(), Metrics(streams=True))
+        try:
+            first = await service.open([{"role": "user", "content": PROMPT}])
+            row = first.slot.row
+            assert pool.owner(row) is first.slot
+            service.close(first.id)
+            assert pool.owner(row) is None  # no garbage collection needed
+            second = await service.open([{"role": "user", "content": PROMPT}])
+            assert second.slot.row == row
+        finally:
+            service.stop()
+
+    gc.disable()
+    try:
+        asyncio.run(run())
+    finally:
+        gc.enable()
