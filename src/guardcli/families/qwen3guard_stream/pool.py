@@ -69,7 +69,7 @@ class CachePool:
     @property
     def row_bytes(self) -> int:
         """What one stream's row holds, all layers together (its share of the pool)."""
-        return sum(a[0].nbytes for a in self.arrays)
+        return len(self.arrays) * self.arrays[0][0].nbytes
 
     def owner(self, row: int) -> Any:
         ref = self.owners[row]
@@ -184,7 +184,7 @@ class PoolBatch:
         for i in alone + several:
             p = plans[i]
             logits = self._rows(p.slot.row, np.array([p.run]), np.array([p.before]))
-            out[i] = tuple(x[0, -len(p.new) :] for x in logits)  # type: ignore[assignment]
+            out[i] = tuple(x[0, len(p.run) - len(p.new) :] for x in logits)  # type: ignore[assignment]
         return out
 
     def _step(self, plans: list[_Plan], which: list[int], step: int, out: dict) -> None:
