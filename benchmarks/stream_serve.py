@@ -2,7 +2,7 @@
 
 Each stream opens with a short prompt, then appends its answer a few words at a time (about
 `--chunk` tokens per append) as fast as it is answered; N streams do so concurrently, so their
-appends meet in the coalescer and run as one padded forward. The figures are the server's
+appends meet in the coalescer and share forwards. The figures are the server's
 stream path (StreamService: tokenization, batching, the forward, verdicts) without HTTP.
 
     python benchmarks/stream_serve.py -m MODEL_DIR --variant int8 --streams 1,8 --tokens 96
