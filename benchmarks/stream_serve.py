@@ -2,7 +2,7 @@
 
 Each stream opens with a short prompt, then appends its answer a few words at a time (about
 `--chunk` tokens per append) as fast as it is answered; N streams do so concurrently, so their
-appends meet in the coalescer and run as one padded forward. The figures are the server's
+appends meet in the coalescer and share forwards. The figures are the server's
 stream path (StreamService: tokenization, batching, the forward, verdicts) without HTTP.
 
     python benchmarks/stream_serve.py -m MODEL_DIR --variant int8 --streams 1,8 --tokens 96
@@ -69,11 +69,21 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96, help="answer tokens per stream")
     ap.add_argument("--chunk", type=int, default=8, help="words per append")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--multi",
+        default="rows",
+        choices=["rows", "steps", "auto"],
+        help="streams appending several tokens beside a cache (GroupQueryAttention pool): one "
+        "row at a time, or as one-token forwards over the rows",
+    )
     args = ap.parse_args()
     guard = load_guard(args.model, variant=args.variant)
     options = StreamOptions(max_batch=16, max_wait_ms=5.0)
     metrics = Metrics(streams=True)
-    service = StreamService(guard.stream_engine(), options, metrics)
+    engine = guard.stream_engine()
+    if hasattr(engine.forward_batch, "multi"):
+        engine.forward_batch.multi = args.multi
+    service = StreamService(engine, options, metrics)
     counts = [int(n) for n in args.streams.split(",")]
     results = []
 
@@ -91,6 +101,9 @@ def main() -> None:
             {
                 "model": args.model,
                 "variant": args.variant,
+                "chunk": args.chunk,
+                "multi": args.multi,
+                "batch": type(engine.forward_batch).__name__,
                 "results": results,
                 "best_tokens_per_s": best,
                 "cpu": platform.processor() or platform.machine(),

@@ -1,4 +1,4 @@
-"""How a served batch of streams runs on the exported graph (served.OnnxBatch): streams that
+"""How a served batch of streams runs on the exported graph (pool.PoolBatch): streams that
 append one token each beside their caches run as one session run of several rows; streams that
 append several tokens beside a cache run one at a time (onnxruntime's CPU GroupQueryAttention
 refuses several rows there), without a failed attempt; either way each stream's logits are

@@ -1,14 +1,14 @@
 """Many streams at once, for `guard serve`'s /v1/streams: what the family offers a server.
 
-Each served stream keeps its KV cache as numpy arrays of its own (`SlotRunner`), with the token
-ids that built it. So a server may drop a stream's cache (evict it) to bound its memory and
-rebuild it on the stream's next use by re-running those ids with the new ones (one forward;
-the model is causal, so the verdicts are those the kept cache would have given), and streams
-that append at the same time run as one padded batch (`forward_batch`): each row's cache and
-new tokens are right-padded, so a row's positions see exactly its own tokens (GroupQueryAttention
-reads each row's cache length from its mask; a graph exported before it, with attention as
-plain ops, gets its caches left-padded and masked instead). The per-row INT8 recipe keeps a
-row's numbers independent of its neighbours; in FP32 only summation order may differ
+Each served stream (`SlotRunner`) keeps its KV cache with the token ids that built it. So a
+server may drop a stream's cache (evict it) to bound its memory and rebuild it on the stream's
+next use by re-running those ids with the new ones (one forward; the model is causal, so the
+verdicts are those the kept cache would have given), and streams that append at the same time
+share forwards (`forward_batch`). On the GroupQueryAttention graph the caches are rows of one
+pool updated in place (pool.py: no cache is copied per forward); a graph exported before it,
+with attention as plain ops, keeps one cache per stream, left-padded and masked in a padded
+batch (`OnnxBatch`); the torch reference runs one stream at a time. The per-row INT8 recipe
+keeps a row's numbers independent of its neighbours; in FP32 only summation order may differ
 (verdicts equal, probabilities ~1e-6).
 
 `ServedJudge` is the family's StreamJudge with what a server needs besides: a conversation
@@ -29,6 +29,7 @@ import numpy as np
 from guardcli.families.qwen3guard_stream.labels import (
     ANSWER_PREFIX,
 )
+from guardcli.families.qwen3guard_stream.pool import PAD_ID, PoolBatch
 from guardcli.families.qwen3guard_stream.retokenize import Token
 from guardcli.families.qwen3guard_stream.runners import Logits
 from guardcli.families.qwen3guard_stream.stream import (
@@ -36,19 +37,23 @@ from guardcli.families.qwen3guard_stream.stream import (
     TokenVerdict,
 )
 
-PAD_ID = 151643  # <|endoftext|>; padded positions are masked, so its value changes nothing
 Forward = Callable[["SlotRunner", list[int]], Logits]
 
 
 class SlotRunner:
     """One served stream's runner: its cache (None once evicted) and the ids fed so far. `feed`
-    hands the new ids to `forward` (the server's coalescer, which batches streams)."""
+    hands the new ids to `forward` (the server's coalescer, which batches streams). On a
+    GroupQueryAttention graph the cache is a row of the engine's pool (pool.CachePool), set by
+    the batch that first runs the stream; otherwise arrays of its own."""
 
     def __init__(self, forward: Forward):
         self.forward = forward
+        self.pool: Any = None
+        self.row: int | None = None
         self.reset()
 
     def reset(self) -> None:
+        self.release()
         self.past: list[np.ndarray] | None = None  # per layer key, value: [kv_heads, len, dim]
         self.ids: list[int] = []
         self.length = 0
@@ -59,16 +64,26 @@ class SlotRunner:
 
     @property
     def cache_bytes(self) -> int:
+        if self.row is not None:
+            return int(self.pool.row_bytes)
         return sum(a.nbytes for a in self.past) if self.past is not None else 0
 
     def evict(self) -> int:
         """Drop the cache (kept: the ids that rebuild it); returns the bytes freed."""
         freed = self.cache_bytes
         self.past = None
+        self.release()
         return freed
 
+    def release(self) -> None:
+        """Give the pool row back (the stream is prefilled into a row again on next use)."""
+        row, self.row = self.row, None
+        if row is not None:
+            self.pool.release(row)
+
     def crop(self, length: int) -> None:
-        """Forget every position from `length` on (a speculative feed rolled back)."""
+        """Forget every position from `length` on (a speculative feed rolled back; a pool row
+        keeps them, overwritten by the next feed and never read before)."""
         self.ids = self.ids[:length]
         self.length = length
         if self.past is not None:
@@ -80,7 +95,7 @@ class SlotRunner:
             return None, self.ids + ids
         return self.past, ids
 
-    def advance(self, ids: list[int], past: list[np.ndarray], rebuilt: bool) -> None:
+    def advance(self, ids: list[int], past: list[np.ndarray] | None, rebuilt: bool) -> None:
         self.ids += ids
         self.length = len(self.ids)
         self.past = past
@@ -88,44 +103,27 @@ class SlotRunner:
 
 
 class OnnxBatch:
-    """Padded batches of streams on the family's exported graph (runners.OnnxRunner's
-    session), each stream with its own cache."""
+    """Padded batches of streams on a graph exported before GroupQueryAttention (attention as
+    plain ops: runners.OnnxRunner's session), each stream with its own cache, left-padded and
+    masked in the batch's past (a GroupQueryAttention graph runs on a pool.PoolBatch)."""
 
     def __init__(self, runner: Any):
         self.runner = runner
-        session_inputs = {i.name: i for i in runner.session.get_inputs()}
-        kind = session_inputs[runner.past_names[0]].type
-        self.dtype = np.float16 if "float16" in kind else np.float32
-
+        self.dtype = runner.dtype
         self.forwards: Counter[int] = Counter()  # streams per session run -> how many runs
 
     def __call__(self, items: Sequence[tuple[SlotRunner, list[int]]]) -> list[Logits]:
-        plans = [slot.to_run(ids) for slot, ids in items]
-        several = len(items) > 1 and max(len(run) for _, run in plans) > 1
-        if self.runner.shared and several and any(past is not None for past, _ in plans):
-            # onnxruntime's CPU GroupQueryAttention takes several rows with a cache only one
-            # new token each: streams appending more run one at a time.
-            return [self._run([item], [plan])[0] for item, plan in zip(items, plans, strict=True)]
-        return self._run(items, plans)
-
-    def _run(self, items: Sequence[tuple[SlotRunner, list[int]]], plans: list) -> list[Logits]:
         r = self.runner
+        plans = [slot.to_run(ids) for slot, ids in items]
         self.forwards[len(items)] += 1
         lengths = [0 if past is None else past[0].shape[1] for past, _ in plans]
         b, p, q = len(items), max(lengths), max(len(run) for _, run in plans)
         ids = np.full((b, q), PAD_ID, dtype=np.int64)
         mask = np.zeros((b, p + q), dtype=np.int64)
         pos = np.zeros((b, q), dtype=np.int64)
-        # Where row i's cache starts in the batch's past: GroupQueryAttention takes caches
-        # right-padded (its rows' lengths from the mask, padded new tokens counted so that
-        # length minus q is the cache's); plain attention takes them left-padded and masked.
-        start = [0 if r.shared else p - n for n in lengths]
         for i, ((_, run), n) in enumerate(zip(plans, lengths, strict=True)):
             ids[i, : len(run)] = run
-            if r.shared:
-                mask[i, : n + q] = 1
-            else:
-                mask[i, p - n : p + len(run)] = 1
+            mask[i, p - n : p + len(run)] = 1
             pos[i] = np.arange(n, n + q)
         past = []
         for k in range(len(r.past_names)):
@@ -135,7 +133,7 @@ class OnnxBatch:
             layer = np.zeros((b, r.kv_heads, p, r.head_dim), dtype=self.dtype)
             for i, (cache, _) in enumerate(plans):
                 if cache is not None:
-                    layer[i, :, start[i] : start[i] + lengths[i]] = cache[k]
+                    layer[i, :, p - lengths[i] : p] = cache[k]
             past.append(layer)
         logits, present = r.run_batch(ids, mask, pos, past)
         out = []
@@ -143,8 +141,7 @@ class OnnxBatch:
             if b == 1 and n == p and len(run) == q:
                 kept = [a[0] for a in present]  # the output is exactly this stream's cache
             else:
-                span = slice(start[i], start[i] + n + len(run))
-                kept = [np.ascontiguousarray(a[i, :, span]) for a in present]
+                kept = [np.ascontiguousarray(a[i, :, p - n : p + len(run)]) for a in present]
             slot.advance(new, kept, rebuilt=cache is None and len(run) > len(new))
             rows = slice(len(run) - len(new), len(run))
             out.append(tuple(np.asarray(x[i, rows], dtype=np.float32) for x in logits))
@@ -307,7 +304,11 @@ class StreamEngine:
         strict: bool,
         max_tokens: int = 8192,
     ):
-        self.forward_batch = TorchBatch(runner) if hasattr(runner, "module") else OnnxBatch(runner)
+        self.forward_batch: Any
+        if hasattr(runner, "module"):
+            self.forward_batch = TorchBatch(runner)
+        else:
+            self.forward_batch = PoolBatch(runner) if runner.shared else OnnxBatch(runner)
         self.tokenizer, self.maps, self.strict = tokenizer, maps, strict
         self.max_tokens = max_tokens  # the model's context: a stream may not grow past it
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)

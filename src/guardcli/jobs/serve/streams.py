@@ -82,7 +82,10 @@ class StreamStore:
             self._streams.move_to_end(stream.id)
 
     def remove(self, stream_id: str) -> Stream | None:
-        return self._streams.pop(stream_id, None)
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None and not stream.busy:  # a busy one's cache goes when it does
+            stream.slot.evict()  # its memory back now (a pooled cache row, for another stream)
+        return stream
 
     @property
     def cache_bytes(self) -> int:
