@@ -188,3 +188,25 @@ def test_a_closed_stream_gives_its_row_back_at_once(stream_model: Path) -> None:
         asyncio.run(run())
     finally:
         gc.enable()
+
+
+def test_the_pool_gives_memory_back_once_its_streams_are_gone(stream_model: Path) -> None:
+    runner = load_guard(stream_model, variant="fp32").stream_engine().forward_batch.runner
+    batch = PoolBatch(runner, rows=1, capacity=8)
+    pool = batch.pool
+    slots = [SlotRunner(lambda slot, new: batch([(slot, new)])[0]) for _ in range(5)]
+    for k, slot in enumerate(slots):
+        slot.feed(ids(3, k))
+    slots[0].feed(ids(60, 9))  # one long stream: capacity 8 -> 64 for every row
+    assert (pool.rows, pool.capacity) == (8, 64)
+    for slot in slots[:4]:
+        slot.evict()
+    own = OnnxRunner(runner.path)
+    own.feed(slots[4].ids)
+    new = ids(1, 11)
+    np.testing.assert_allclose(slots[4].feed(new)[0], own.feed(new)[0], atol=1e-5)
+    # Row 4 still in use (all 8 rows kept: 5 > 8 / 4); its 4 positions need 8 of the 64.
+    assert (pool.rows, pool.capacity) == (8, 8)
+    slots[4].evict()
+    slots[0].feed([5])  # re-prefilled alone in row 0: 64 positions, the capacity grows again
+    assert (pool.rows, pool.capacity, slots[0].row) == (2, 64, 0)  # rows: a quarter or less

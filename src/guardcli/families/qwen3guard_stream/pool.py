@@ -7,6 +7,9 @@ writes each row's new positions at that row's length and reads no further, so a 
 no cache, whatever the context and however many streams share it. Rows and capacity grow by
 doubling when a forward needs more (one copy each time); an evicted or closed stream frees its
 row (a stream that is garbage-collected too), and is re-prefilled into a free row on next use.
+Memory is given back too: before a forward, trailing free rows and capacity far above the
+longest row in use are dropped (halved while a quarter or less is used, so that growing and
+shrinking do not alternate), so the pool stays within ~4x of what its streams hold.
 
 How a batch runs (`PoolBatch`): onnxruntime's CPU GroupQueryAttention takes several rows beside
 a cache only one new token each ("batch_size must be 1 when sequence_length > 1 and past
@@ -49,6 +52,7 @@ class CachePool:
         self.shape = (runner.kv_heads, runner.head_dim)
         self.dtype = runner.dtype
         self.arrays = [self._zeros(rows, capacity) for _ in runner.past_names]
+        self.least = (rows, capacity)  # never compacted below this
         self.owners: list[weakref.ref | None] = [None] * rows
         self.growths = 0
         self._bound: dict[tuple[int, int], list[Any]] = {}
@@ -86,7 +90,7 @@ class CachePool:
             free = [r for r in range(self.rows) if self.owner(r) is None]
             if not free:
                 free = [self.rows]
-                self._grow(2 * self.rows, self.capacity)
+                self._resize(2 * self.rows, self.capacity)
             self.owners[free[0]] = weakref.ref(slot)
             return free[0]
 
@@ -101,17 +105,33 @@ class CachePool:
                 capacity = self.capacity
                 while capacity < positions:
                     capacity *= 2
-                self._grow(self.rows, capacity)
+                self._resize(self.rows, capacity)
 
-    def _grow(self, rows: int, capacity: int) -> None:
-        old_rows, old_capacity = self.rows, self.capacity
-        grown = []
+    def compact(self) -> None:
+        """Drop trailing free rows and unused capacity while a quarter or less of either is in
+        use (not below the first size). Only between forwards: a forward's bound values are
+        on the arrays it started with."""
+        with self._lock:
+            used = [r for r in range(self.rows) if self.owner(r) is not None]
+            top = max(used) + 1 if used else 0
+            longest = max((self.length(r) for r in used), default=0) + 1
+            rows, capacity = self.rows, self.capacity
+            while rows // 2 >= self.least[0] and top <= rows // 4:
+                rows //= 2
+            while capacity // 2 >= self.least[1] and longest <= capacity // 4:
+                capacity //= 2
+            if (rows, capacity) != (self.rows, self.capacity):
+                self._resize(rows, capacity)
+
+    def _resize(self, rows: int, capacity: int) -> None:
+        keep_rows, keep = min(rows, self.rows), min(capacity, self.capacity)
+        resized = []
         for old in self.arrays:
             new = self._zeros(rows, capacity)
-            new[:old_rows, :, :old_capacity] = old
-            grown.append(new)
-        self.arrays = grown
-        self.owners += [None] * (rows - old_rows)
+            new[:keep_rows, :, :keep] = old[:keep_rows, :, :keep]
+            resized.append(new)
+        self.arrays = resized
+        self.owners = (self.owners + [None] * rows)[:rows]
         self._bound.clear()
         self.growths += 1
 
@@ -166,6 +186,7 @@ class PoolBatch:
 
     def _forward(self, plans: list[_Plan]) -> dict[int, Logits]:
         pool = self.pool
+        pool.compact()
         idle = max(pool.length(r) for r in range(pool.rows)) + 1  # throwaway tokens' room
         pool.reserve(max([idle] + [p.before + len(p.run) for p in plans]))
         out: dict[int, Logits] = {}
