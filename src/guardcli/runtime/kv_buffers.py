@@ -51,13 +51,7 @@ class BoundCache:
         return self.buffers[0].shape[2]
 
     def _values(self, start: int, stop: int) -> list[Any]:
-        """OrtValues on rows start..stop-1 of the buffers (their memory, not a copy)."""
-        key = (start, stop)
-        if key not in self._bound:
-            self._bound[key] = [
-                self.ort.OrtValue.ortvalue_from_numpy(b[start:stop]) for b in self.buffers
-            ]
-        return self._bound[key]
+        return row_values(self.ort, self.buffers, self._bound, start, stop)
 
     def fill(self, head: list[np.ndarray]) -> None:
         """Start every row from the same cached head ([1, kv_heads, n, head_dim] each)."""
@@ -100,3 +94,18 @@ class BoundCache:
             raise GuardError(f"onnxruntime failed: {exc}") from exc
         self.lengths[start:stop] = after
         return binding.get_outputs()[0].numpy()
+
+
+def row_values(
+    ort: Any,
+    arrays: list[np.ndarray],
+    bound: dict[tuple[int, int], list[Any]],
+    start: int,
+    stop: int,
+) -> list[Any]:
+    """OrtValues on rows start..stop-1 of `arrays` (their memory, not a copy), made once per
+    range and kept in `bound` (which its owner clears when the arrays are replaced)."""
+    key = (start, stop)
+    if key not in bound:
+        bound[key] = [ort.OrtValue.ortvalue_from_numpy(a[start:stop]) for a in arrays]
+    return bound[key]

@@ -37,6 +37,7 @@ import numpy as np
 
 from guardcli.core.errors import GuardError
 from guardcli.families.qwen3guard_stream.runners import BUFFER_STEP, Logits
+from guardcli.runtime.kv_buffers import row_values
 
 PAD_ID = 151643  # <|endoftext|>; padded or throwaway positions are never read as real ones
 
@@ -136,12 +137,7 @@ class CachePool:
         self.growths += 1
 
     def values(self, start: int, stop: int) -> list[Any]:
-        key = (start, stop)
-        if key not in self._bound:
-            self._bound[key] = [
-                self.ort.OrtValue.ortvalue_from_numpy(a[start:stop]) for a in self.arrays
-            ]
-        return self._bound[key]
+        return row_values(self.ort, self.arrays, self._bound, start, stop)
 
 
 @dataclass
