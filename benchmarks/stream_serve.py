@@ -32,7 +32,16 @@ def answer_pieces(seed: int, tokens: int, chunk: int) -> list[str]:
     return [" " + " ".join(words[i : i + chunk]) for i in range(0, tokens, chunk)]
 
 
-async def run(service: StreamService, streams: int, tokens: int, chunk: int) -> dict:
+def id_pieces(service: StreamService, seed: int, tokens: int, chunk: int) -> list[list[int]]:
+    """The same answer as token ids (as a generating model streams them), `chunk` ids a piece."""
+    text = "".join(answer_pieces(seed, tokens, tokens))
+    ids = service.engine.tokenizer.encode(text, add_special_tokens=False).ids[:tokens]
+    return [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
+
+
+async def run(
+    service: StreamService, streams: int, tokens: int, chunk: int, ids: bool = False
+) -> dict:
     opened = [
         await service.open([{"role": "user", "content": f"question {i} about a garden"}])
         for i in range(streams)
@@ -40,6 +49,11 @@ async def run(service: StreamService, streams: int, tokens: int, chunk: int) -> 
     judged = [0] * streams
 
     async def one(i: int) -> None:
+        if ids:
+            for part in id_pieces(service, i, tokens, chunk):
+                answer = await service.append(opened[i], token_ids=part)
+                judged[i] += len(answer["verdicts"])
+            return
         for piece in answer_pieces(i, tokens, chunk):
             judged[i] += len((await service.append(opened[i], text=piece))["verdicts"])
 
@@ -70,6 +84,12 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8, help="words per append")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument(
+        "--token-ids",
+        action="store_true",
+        help="append token ids (--chunk ids a piece, as a generating model streams them) "
+        "instead of text",
+    )
+    ap.add_argument(
         "--multi",
         default="rows",
         choices=["rows", "steps", "auto"],
@@ -88,10 +108,10 @@ def main() -> None:
     results = []
 
     async def all_rounds() -> None:
-        await run(service, 1, 16, args.chunk)  # warm-up
+        await run(service, 1, 16, args.chunk, args.token_ids)  # warm-up
         for _ in range(args.rounds):
             for n in counts:  # interleaved, so drift falls on every setting alike
-                results.append(await run(service, n, args.tokens, args.chunk))
+                results.append(await run(service, n, args.tokens, args.chunk, args.token_ids))
 
     asyncio.run(all_rounds())
     service.stop()
@@ -102,6 +122,7 @@ def main() -> None:
                 "model": args.model,
                 "variant": args.variant,
                 "chunk": args.chunk,
+                "token_ids": args.token_ids,
                 "multi": args.multi,
                 "batch": type(engine.forward_batch).__name__,
                 "results": results,
