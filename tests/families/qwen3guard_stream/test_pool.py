@@ -33,7 +33,8 @@ def stream(engine, pieces_of: list[list[str]], *, evict: int = -1, peek: int = 0
     """Streams appending together through the server's Coalescer (each round's appends meet),
     stream 1 evicted before round `evict`, stream 2 peeking after every `peek`th append:
     each stream's verdicts as (risk level, category, probabilities)."""
-    coalescer = Coalescer(engine.forward_batch, max_batch=8, max_wait_s=0.1)
+    # A generous wait: on a loaded machine the streams' threads reach the coalescer late.
+    coalescer = Coalescer(engine.forward_batch, max_batch=8, max_wait_s=0.3)
     judges = [engine.judge(coalescer.feed) for _ in pieces_of]
     rounds = max(map(len, pieces_of))
     barrier = threading.Barrier(len(judges))
