@@ -70,7 +70,8 @@ def _tiny(name: str, tmp: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["qwen3guard-gen", "llama-guard"])
 def folder(request, tmp_path_factory) -> Path:
-    """A tiny model with its gguf-f16 and gguf-q8_0 variants and an F32 GGUF beside them."""
+    """A tiny model with its gguf-f16 and gguf-q8_0 variants and, where llama.cpp can run it,
+    an F32 GGUF beside them."""
     from guardcli.jobs.convert.quantize import quantize_model
     from guardcli.runtime.gguf_export import write_gguf
 
@@ -78,7 +79,8 @@ def folder(request, tmp_path_factory) -> Path:
         pytest.skip(NO_GGUF)
     out = _tiny(request.param, tmp_path_factory)
     quantize_model(out, ["gguf-f16", "gguf-q8_0"])
-    write_gguf(out, out / "f32.gguf", "f32")
+    if HAS_LLAMA:
+        write_gguf(out, out / "f32.gguf", "f32")
     return out
 
 
@@ -149,7 +151,11 @@ def test_gguf_holds_the_checkpoint(folder: Path) -> None:
 @pytest.mark.slow
 @needs_gguf
 def test_q8_0_blocks_dequantize_to_the_weights(folder: Path) -> None:
-    """Q8_0: each block of 32 values is within half a step of its scale (max |x| / 127)."""
+    """Q8_0: each block of 32 values is within half a step of its scale (max |x| / 127). The
+    blocks do not depend on the architecture: checked on Llama Guard's file, whose small
+    vocabulary reads in a second (Qwen's 151,643 tokens and merges take the reader ~10 s)."""
+    if folder.name != "llama-guard":
+        pytest.skip("the same quantizer: checked on the llama-guard file")
     import gguf
     from gguf import quants
 
