@@ -72,6 +72,7 @@ def stream(engine, pieces_of: list[list[str]], *, evict: int = -1, peek: int = 0
     return rows, judges
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
 def test_concurrent_streams_on_the_pool_equal_each_alone_and_the_reference(
     stream_model: Path, variant: str, stream_reference, stream_tokenizer
@@ -104,6 +105,7 @@ def ids(n: int, seed: int) -> list[int]:
     return [int(x) for x in np.random.default_rng(seed).integers(100, 150_000, n)]
 
 
+@pytest.mark.slow
 def test_the_pool_grows_in_rows_and_capacity_and_copies_nothing_otherwise(
     stream_model: Path,
 ) -> None:
@@ -144,6 +146,7 @@ def test_the_pool_grows_in_rows_and_capacity_and_copies_nothing_otherwise(
     assert [s.length for s in slots] == [16, 20, 14]
 
 
+@pytest.mark.slow
 def test_an_evicted_or_dropped_stream_frees_its_row(stream_model: Path) -> None:
     runner = load_guard(stream_model, variant="fp32").stream_engine().forward_batch.runner
     batch = PoolBatch(runner, rows=2, capacity=16)
@@ -191,6 +194,7 @@ def test_a_closed_stream_gives_its_row_back_at_once(stream_model: Path) -> None:
         gc.enable()
 
 
+@pytest.mark.slow
 def test_the_pool_gives_memory_back_once_its_streams_are_gone(stream_model: Path) -> None:
     runner = load_guard(stream_model, variant="fp32").stream_engine().forward_batch.runner
     batch = PoolBatch(runner, rows=1, capacity=8)
