@@ -83,15 +83,8 @@ class BoundCache:
         binding.bind_cpu_input("attention_mask", mask)
         binding.bind_cpu_input("position_ids", pos)
         binding.bind_output("logits", "cpu")
-        for past, present, value in zip(
-            self.past_names, self.present_names, self._values(start, stop), strict=True
-        ):
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)
-        try:
-            self.session.run_with_iobinding(binding)
-        except Exception as exc:
-            raise GuardError(f"onnxruntime failed: {exc}") from exc
+        values = self._values(start, stop)
+        run_in_place(self.session, binding, (self.past_names, self.present_names), values, "")
         self.lengths[start:stop] = after
         return binding.get_outputs()[0].numpy()
 
@@ -109,3 +102,21 @@ def row_values(
     if key not in bound:
         bound[key] = [ort.OrtValue.ortvalue_from_numpy(a[start:stop]) for a in arrays]
     return bound[key]
+
+
+def run_in_place(
+    session: Any,
+    binding: Any,
+    names: tuple[Sequence[str], Sequence[str]],
+    values: list[Any],
+    what: str,
+) -> None:
+    """Bind each cache value as both its past input and its present output (the op writes the
+    new positions into it), then run `binding` on `session`."""
+    for past, present, value in zip(*names, values, strict=True):
+        binding.bind_ortvalue_input(past, value)
+        binding.bind_ortvalue_output(present, value)
+    try:
+        session.run_with_iobinding(binding)
+    except Exception as exc:
+        raise GuardError(f"onnxruntime failed{f' on {what}' if what else ''}: {exc}") from exc

@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from guardcli.core.errors import GuardError
 from guardcli.families.qwen3guard_stream.runners import BUFFER_STEP, Logits
-from guardcli.runtime.kv_buffers import row_values
+from guardcli.runtime.kv_buffers import row_values, run_in_place
 
 PAD_ID = 151643  # <|endoftext|>; padded or throwaway positions are never read as real ones
 
@@ -242,12 +241,7 @@ class PoolBatch:
         for name in r.output_names[:4]:
             binding.bind_output(name, "cpu")
         values = self.pool.values(start, start + ids.shape[0])
-        for past, present, value in zip(r.past_names, r.output_names[4:], values, strict=True):
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)
-        try:
-            r.session.run_with_iobinding(binding)
-        except Exception as exc:
-            raise GuardError(f"onnxruntime failed on {r.path.name}: {exc}") from exc
+        names = (r.past_names, r.output_names[4:])
+        run_in_place(r.session, binding, names, values, r.path.name)
         self.forwards[streams] += 1
         return [o.numpy().astype(np.float32) for o in binding.get_outputs()[:4]]
