@@ -23,7 +23,7 @@ from guardcli.core.cpu import usable_cpus
 from guardcli.core.errors import ExitCode, GuardError
 from guardcli.core.paths import cache_dir
 from guardcli.core.variants import cpu_fingerprint
-from guardcli.runtime.causal_lm import MIN_PREFIX, stop_ids
+from guardcli.runtime.causal_lm import known_heads, shared_head, stop_ids
 
 # The context llama.cpp is first given (its KV cache is allocated for all of it); a longer
 # prompt + answer reloads the model with a context doubled to fit, up to the trained context.
@@ -102,8 +102,7 @@ class LlamaCppCausalLM:
         self.path = Path(gguf)
         self.threads = threads or usable_cpus()
         self.pad_id, self.eos_ids = stop_ids(model_dir)
-        heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
-        self.prefixes = sorted(heads, key=len, reverse=True)  # the longest that fits wins
+        self.prefixes = known_heads(prefixes)
         self.held: tuple[int, ...] = ()  # the head whose KV is in the cache (at its start)
         self.extra_bufts = extra_bufts_work(self.path)
         self.llm = self._load(context)
@@ -138,12 +137,7 @@ class LlamaCppCausalLM:
         return llm
 
     def shared_prefix(self, prompts: list[list[int]]) -> tuple[int, ...] | None:
-        """The longest known head that every prompt starts with and goes past."""
-        for head in self.prefixes:
-            n = len(head)
-            if all(len(p) > n and tuple(p[:n]) == head for p in prompts):
-                return head
-        return None
+        return shared_head(self.prefixes, prompts)
 
     def _fit(self, tokens: int) -> None:
         """A context that holds `tokens` positions (reloading with a larger one if needed)."""
@@ -181,7 +175,6 @@ class LlamaCppCausalLM:
             self.llm.n_tokens = 0
             self.held = ()
             self._eval(list(head))
-            self.held = head
         # A prompt without a known head overwrites the cache from its start.
         self.held = head
         self.llm.n_tokens = len(head)

@@ -61,6 +61,22 @@ def stop_ids(model_dir: Path) -> tuple[int, list[int]]:
     return eos[0], eos
 
 
+def known_heads(prefixes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """The template heads worth keeping a KV cache for (MIN_PREFIX tokens or more), longest
+    first: the longest that fits a prompt wins."""
+    heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
+    return sorted(heads, key=len, reverse=True)
+
+
+def shared_head(heads: list[tuple[int, ...]], prompts: list[list[int]]) -> tuple[int, ...] | None:
+    """The longest of `heads` that every prompt starts with and goes past."""
+    for head in heads:
+        n = len(head)
+        if all(len(p) > n and tuple(p[:n]) == head for p in prompts):
+            return head
+    return None
+
+
 class TorchCausalLM:
     """transformers' AutoModelForCausalLM; `generate` is the reference greedy decoding."""
 
@@ -149,8 +165,7 @@ class OnnxCausalLM:
         # GroupQueryAttention: the cache stays in preallocated buffers (runtime.kv_buffers).
         self.in_place = uses_gqa(self.graph.path)
         self.pad_id, self.eos_ids = stop_ids(model_dir)
-        heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
-        self.prefixes = sorted(heads, key=len, reverse=True)  # the longest that fits wins
+        self.prefixes = known_heads(prefixes)
         # Both heads (full vocabulary, restricted) run on the same trunk: one cache serves both.
         self.prefix_kv: dict[tuple[int, ...], list[np.ndarray]] = {}
         # Graphs whose head computes only some token ids' logits, by ids (None: not derivable).
@@ -203,12 +218,7 @@ class OnnxCausalLM:
         return [empty] * len(self.past_names)
 
     def shared_prefix(self, prompts: list[list[int]]) -> tuple[int, ...] | None:
-        """The longest known head that every prompt starts with and goes past."""
-        for head in self.prefixes:
-            n = len(head)
-            if all(len(p) > n and tuple(p[:n]) == head for p in prompts):
-                return head
-        return None
+        return shared_head(self.prefixes, prompts)
 
     def _cache(self, session, batch: int, capacity: int) -> BoundCache:
         shape = (self.kv_heads, capacity, self.head_dim)
