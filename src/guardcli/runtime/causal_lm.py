@@ -22,7 +22,6 @@ from guardcli.runtime.gqa import uses_gqa
 from guardcli.runtime.kv_buffers import BoundCache, right_pad
 
 MAX_NEW_TOKENS = 128
-# A shared head shorter than this is not worth keeping its KV cache for.
 MIN_PREFIX = 16
 
 
@@ -62,8 +61,7 @@ def stop_ids(model_dir: Path) -> tuple[int, list[int]]:
 
 
 def known_heads(prefixes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    """The template heads worth keeping a KV cache for (MIN_PREFIX tokens or more), longest
-    first: the longest that fits a prompt wins."""
+    """Template heads worth a kept KV cache (MIN_PREFIX tokens or more), longest first."""
     heads = {tuple(p) for p in prefixes if len(p) >= MIN_PREFIX}
     return sorted(heads, key=len, reverse=True)
 
