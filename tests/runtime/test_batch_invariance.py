@@ -21,6 +21,7 @@ import pytest
 
 from guardcli import load_guard
 from guardcli.core.verdicts import Record
+from guardcli.runtime.int8_rows import REWRITE_VERSION
 
 from ..conftest import SAMPLES
 
@@ -239,7 +240,8 @@ def test_published_per_tensor_int8_is_rewritten_with_a_note(
         "note: model_quantized.onnx quantizes activations per tensor (a score would depend on "
         "its batch); running it rewritten to per-row scales"
     ]
-    cached = list((per_tensor_model / "onnx" / ".cache" / "guardcli").glob("*.rows1.onnx"))
+    folder = per_tensor_model / "onnx" / ".cache" / "guardcli"
+    cached = list(folder.glob(f"*.rows{REWRITE_VERSION}.onnx"))
     assert len(cached) == 1  # the rewrite is cached beside the model, loaded next time
 
 

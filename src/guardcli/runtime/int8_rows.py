@@ -33,7 +33,7 @@ from guardcli.runtime.int8_graph import (  # noqa: F401 - imported from here
 log = logging.getLogger("guardcli")
 
 # Bumped when the rewrite changes, so cached rewrites of an older form are not reused.
-REWRITE_VERSION = 1
+REWRITE_VERSION = 2
 # Op types whose presence marks per-tensor dynamic activation quantization.
 PER_TENSOR_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul")
 
