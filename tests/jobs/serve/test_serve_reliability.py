@@ -695,3 +695,28 @@ def test_litellm_proxy_hands_dialogues_to_the_family(
             assert capture.texts == []
             # --allow-unjudged lets it through.
             assert chat("post-lenient").choices[0].message.content is not None
+
+
+def test_a_request_that_is_not_http_is_400_and_serving_goes_on(served) -> None:
+    """Bytes no HTTP parser reads (uvicorn's C parser where installed, else h11) get a 400
+    and a closed connection; the next request is served as usual."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from guardcli.jobs.serve.server import _config
+
+    config = _config(None, "127.0.0.1", 0, "warning")
+    assert config.http == ("httptools" if _has("httptools") else "h11")
+    assert config.loop == ("uvloop" if _has("uvloop") else "asyncio")
+    where = urlsplit(str(served.base_url))
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01 not an http request\r\n\r\n")
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert served.get("/healthz").status_code == 200
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -25,8 +25,16 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
     uvicorn = _uvicorn()
+    # The C parser and loop where installed (the serve extra brings them): less CPU per request,
+    # which serve's model shares the cores with.
     return uvicorn.Config(
         app,
         host=host,
@@ -34,8 +42,8 @@ def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        loop="asyncio",
-        http="h11",
+        loop="uvloop" if _installed("uvloop") else "asyncio",
+        http="httptools" if _installed("httptools") else "h11",
         timeout_graceful_shutdown=5,
         # Longer than clients keep idle connections (httpx: 5 s, uvicorn's default too): a
         # server that closes first races the client's next request, which then fails, and
