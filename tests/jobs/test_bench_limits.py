@@ -21,6 +21,37 @@ def test_theoretical_peak_from_simd_width_and_clock():
     assert theoretical_peak({"avx2"}, cores=2, ghz=None)["gops"] is None
 
 
+def test_the_limit_is_each_shapes_fastest_run_weighted_by_its_count(monkeypatch, tmp_path):
+    """Per precision: total operations / total time, each shape timed by its fastest run (not
+    its median), the fastest path named; cached per CPU and model shapes."""
+    from guardcli.runtime import gemm_check, gemm_limits
+    from guardcli.runtime.gemm_check import MatMulTiming
+
+    # (variant, median ms, best ms) per shape (M=4, K, N)
+    timings = {
+        (4, 8, 16): [("fp32", 2.0, 1.0), ("int8", 1.0, 0.5), ("ov-int8", 0.8, 0.6)],
+        (4, 16, 8): [("fp32", 4.0, 2.0), ("int8", 2.0, 0.5), ("ov-int8", 1.0, 0.9)],
+    }
+
+    def fake_verify(shape, **_):
+        return [
+            MatMulTiming(v, ms=med, gflops=0.0, ratio=1.0, runs=5, best_ms=best)
+            for v, med, best in timings[shape]
+        ]
+
+    monkeypatch.setattr(gemm_check, "verify", fake_verify)
+    monkeypatch.setattr(gemm_limits, "cache_path", lambda: tmp_path / "limits.json")
+    weights = {(8, 16): 3, (16, 8): 1}
+    got = gemm_limits.measure(4, weights, threads=2, fresh=True)
+    ops = 2.0 * 4 * 8 * 16 * 4  # both shapes have the same operations; 4 MatMuls in all
+    seconds = {"fp32": 3 * 1.0 + 2.0, "int8": 3 * 0.5 + 0.5, "ov-int8": 3 * 0.6 + 0.9}
+    for path, ms in seconds.items():
+        assert got["paths"][path] == pytest.approx(ops / (ms / 1e3) / 1e9)
+    assert got["limits"]["int8"]["path"] == "int8"
+    assert got["limits"]["fp32"]["gops"] == pytest.approx(ops / 5e-3 / 1e9)
+    assert gemm_limits.measure(4, weights, threads=2)["cached"] is True
+
+
 @pytest.mark.slow  # measures GEMMs on the model's shapes with onnxruntime and OpenVINO
 def test_bench_rows_carry_their_share_of_the_measured_limit(runner, tiny_model, quick_gemm_timing):
     args = ["bench", "-m", str(tiny_model), "--variant", "fp32,int8", "--batch-size", "2"]

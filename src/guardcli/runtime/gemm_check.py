@@ -30,6 +30,7 @@ class MatMulTiming:
     ratio: float  # throughput relative to FP32 (>1 is faster)
     runs: int
     error: str | None = None
+    best_ms: float = float("nan")  # the fastest of the runs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +137,7 @@ def verify(
     import numpy as np
 
     medians: dict[str, tuple[float, int, str | None]] = {}
+    best: dict[str, float] = {}
     runners = {}
     with tempfile.TemporaryDirectory(prefix="guard-verify-") as tmp:
         for variant, path in _models(m, k, n, Path(tmp)).items():
@@ -159,6 +161,7 @@ def verify(
         for variant, times in _interleaved(runners, seconds).items():
             times.sort()
             medians[variant] = (times[len(times) // 2], len(times), None)
+            best[variant] = times[0]
     medians = {v: medians[v] for v in order}
     base = medians["fp32"][0]
     if base != base:  # NaN: FP32 itself failed
@@ -171,6 +174,7 @@ def verify(
             ratio=base / s if s == s else float("nan"),
             runs=runs,
             error=err,
+            best_ms=best.get(v, float("nan")) * 1e3,
         )
         for v, (s, runs, err) in medians.items()
     ]
