@@ -109,3 +109,52 @@ def test_an_opset_17_graph_moves_to_21_and_keeps_its_reductions(tmp_path: Path) 
     s = np.abs(n).max(axis=-1, keepdims=True) / np.float32(127)
     expected = (np.rint(n / s).astype(np.int64) @ wq).astype(np.float32) * ws * s
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_graphs_that_cannot_move_to_opset_21_keep_the_four_ops() -> None:
+    """Below opset 13 (axes as attributes of more operators) or with subgraphs (If, Loop), the
+    graph stays where it is and its quantizers keep Div, Round, Add and Cast."""
+    from guardcli.runtime.int8_graph import to_per_row_activations
+    from guardcli.runtime.onnx_opset import can_raise_opset
+
+    def per_tensor(opset: int, *extra):
+        w = numpy_helper.from_array(np.ones((WIDTH, 4), dtype=np.int8), "w")
+        ws = numpy_helper.from_array(np.float32(0.5), "ws")
+        nodes = [
+            helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "zp"], name="dq"),
+            helper.make_node("MatMulInteger", ["q", "w", "zp"], ["i"], name="mm"),
+            helper.make_node("Cast", ["i"], ["f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["s", "ws"], ["sw"]),
+            helper.make_node("Mul", ["f", "sw"], ["y"]),
+            *extra,
+        ]
+        graph = helper.make_graph(
+            nodes,
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", WIDTH])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4])],
+            [w, ws],
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["ws"], ["o"])],
+        "b",
+        [],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [])],
+    )
+    cond = helper.make_node(
+        "Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True])
+    )
+    with_if = helper.make_node("If", ["c"], ["z"], then_branch=branch, else_branch=branch)
+    for model, movable in (
+        (per_tensor(17), True),
+        (per_tensor(12), False),
+        (per_tensor(17, cond, with_if), False),
+    ):
+        opset = model.opset_import[0].version
+        assert can_raise_opset(model, opset) is movable
+        assert to_per_row_activations(model) == 1
+        ops = {n.op_type for n in model.graph.node}
+        assert ("QuantizeLinear" in ops) is movable and ("Round" in ops) is not movable
+        assert model.opset_import[0].version == (BLOCKED_OPSET if movable else opset)
