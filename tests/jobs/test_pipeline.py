@@ -134,7 +134,7 @@ def test_a_failing_judge_escalates_instead_of_failing_the_run() -> None:
     from guardcli.jobs.pipeline import Stage
 
     class Down:
-        def classify_records(self, records):
+        def judge_records(self, records):  # through the verdict cache where one is set
             raise GuardError("http://127.0.0.1:9/v1 failed after 5 attempts: refused.")
 
     stage = Stage("judge", "qwen3guard-gen", role="judge", guard=Down(), endpoint="http://x/v1")
@@ -167,3 +167,53 @@ def test_bad_pipeline_files(runner, tmp_path: Path, text: str, message: str) -> 
     result = invoke(runner, ["classify", "--pipeline", str(path), "hello"])
     assert result.exit_code == 2
     assert message in result.stderr.replace("\n", " ")
+
+
+def test_each_local_stage_judges_a_repeat_once(tmp_path, tiny_model) -> None:
+    """With the verdict caches `guard classify --pipeline` sets (unless --no-cache), a repeat
+    reaching a stage gets that stage's first verdict with its own id; the rows equal the ones
+    judged without caches."""
+    from guardcli.core.records import Record
+    from guardcli.jobs.pipeline import load_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "stages:\n"
+        f"  - {{name: first, model: {tiny_model}, variant: fp32, threshold: 1.0}}\n"
+        f"  - {{name: second, model: {tiny_model}, variant: int8, threshold: 1.0}}\n"
+    )
+    texts = ["a lighthouse", "bread", "a lighthouse", "a kite", "bread", "a lighthouse"]
+    records = [Record(id=f"r{i}", text=t, line=i + 1) for i, t in enumerate(texts)]
+    plain = load_pipeline(path).classify_records(records)
+    cached = load_pipeline(path)
+    cached.use_verdict_caches(16 * 1024 * 1024)
+    got = cached.classify_records(records)
+    assert [v.to_dict() for v in got] == [v.to_dict() for v in plain]
+    assert [v.id for v in got] == [r.id for r in records]
+    for stage in cached.stages:  # nothing flags at threshold 1.0: both stages see every record
+        assert stage.guard is not None and stage.guard.verdict_cache is not None
+        stats = stage.guard.verdict_cache.stats()
+        assert (stats.hits, stats.misses) == (3, 3), stage.name
+
+
+def test_no_cache_reaches_the_pipelines_stages(runner, tmp_path, tiny_model, monkeypatch) -> None:
+    from guardcli.jobs import pipeline
+
+    calls: list[int] = []
+    real = pipeline.Pipeline.use_verdict_caches
+    monkeypatch.setattr(
+        pipeline.Pipeline,
+        "use_verdict_caches",
+        lambda self, n: (calls.append(n), real(self, n))[1],
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(f"stages:\n  - {{name: only, model: {tiny_model}, variant: fp32}}\n")
+    for flags, want in (([], [64 * 1024 * 1024]), (["--no-cache"], [])):
+        calls.clear()
+        result = invoke(
+            runner,
+            ["classify", "--pipeline", str(path), "-f", "jsonl", *flags, "-"],
+            input="a lighthouse\na lighthouse\n",
+        )
+        assert result.exit_code in (0, 1), result.stderr
+        assert calls == want, flags

@@ -268,3 +268,30 @@ def test_ray_takes_the_policy(ray_cluster, runner, tmp_path: Path) -> None:
     rows = by_id([json.loads(line) for s in sorted(out.glob("part-*.jsonl")) for line in s.open()])
     assert rows["0"]["flagged"] is False
     assert "is not a category of this policy (C1)" in rows["1"]["error"]["message"]
+
+
+def test_a_worker_judges_a_repeat_once_with_its_cache(tiny_model: Path) -> None:
+    """The Ray worker (`stages.Classifier`, called here without Ray) with the cache that
+    `guard classify --engine ray` gives it unless --no-cache: the same verdict rows as without,
+    each repeat from the cache."""
+    pa = pytest.importorskip("pyarrow")
+    from guardcli.jobs.ray.stages import Classifier
+
+    texts = ["a lighthouse", "bread", "a lighthouse", "a kite", "bread"]
+    rows = [
+        {"raw": json.dumps({"id": f"r{i}", "text": t}).encode(), "line": i + 1, "file": "in.jsonl"}
+        for i, t in enumerate(texts)
+    ]
+    spec = GuardSpec(model=str(tiny_model), variant="fp32")
+    out = {}
+    for cache_mb in (None, 16.0):
+        worker = Classifier(spec, ReadOptions(), "jsonl", False, cache_mb=cache_mb)
+        out[cache_mb] = worker(pa.Table.from_pylist(rows))["verdict"]
+        cache = worker.guard.verdict_cache
+        assert (cache is None) == (cache_mb is None)
+        if cache is not None:
+            assert cache.stats().hits == 2
+    assert out[16.0] == out[None]
+    got = [json.loads(v) for v in out[16.0]]
+    assert [v["id"] for v in got] == [f"r{i}" for i in range(5)]
+    assert all(v.get("error") is None and v["score"] is not None for v in got)

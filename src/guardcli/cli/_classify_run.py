@@ -147,6 +147,7 @@ def run_ray(r: ClassifyRequest) -> None:
         cpus_per_worker=r.cpus_per_worker,
         address=r.ray_address,
         progress=progress,
+        cache_mb=r.cache_mb if r.cache else None,
     )
     if not r.quiet:
         stderr().print(result.line(), markup=False)
@@ -240,6 +241,8 @@ def run_pipeline(
     assert r.pipeline is not None
     shared = GuardSpec(batch_size=r.batch_size, threads=r.threads, fail_closed=r.fail_closed)
     pipe = load_pipeline(r.pipeline, shared)
+    if r.cache:
+        pipe.use_verdict_caches(int(r.cache_mb * 1024 * 1024))
     summary: Summary = classify_into(pipe, records, writer.write)
     writer.close()
     if sys.stderr.isatty():

@@ -230,6 +230,7 @@ CacheMbOpt = Annotated[
     float,
     PositiveFloatOption(
         "--cache-mb",
-        help="Memory cap of the verdict cache in MiB; the least recently used verdicts go first.",
+        help="Memory cap of the verdict cache in MiB; the least recently used verdicts go first "
+        "(classify: a cache this size in each --engine ray worker and each --pipeline stage).",
     ),
 ]

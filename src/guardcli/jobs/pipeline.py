@@ -80,7 +80,7 @@ class Stage:
         escalates the records instead of failing the run."""
         assert self.guard is not None
         try:
-            return self.guard.classify_records(records)
+            return self.guard.judge_records(records)
         except GuardError as err:
             where = f" at {self.endpoint}" if self.endpoint else ""
             reason = RecordError(
@@ -97,6 +97,16 @@ class Pipeline:
     default_action: str = "block"
     fail_closed: bool = False
     variant: str = field(default="pipeline")
+
+    def use_verdict_caches(self, max_bytes: int) -> None:
+        """A verdict cache of `max_bytes` for each stage that runs a local model: a repeat
+        reaching a stage gets that stage's first verdict. An endpoint's stage judges every
+        record (its answers are not known to be exact repeats)."""
+        from guardcli.core.verdict_cache import VerdictCache
+
+        for stage in self.stages:
+            if stage.guard is not None and not stage.endpoint:
+                stage.guard.verdict_cache = VerdictCache(max_bytes=max_bytes)
 
     @property
     def screens(self) -> list[Stage]:
@@ -127,7 +137,7 @@ class Pipeline:
             if not pending:
                 break
             assert stage.guard is not None
-            verdicts = stage.guard.classify_records([records[i] for i in pending])
+            verdicts = stage.guard.judge_records([records[i] for i in pending])
             still = []
             for i, v in zip(pending, verdicts, strict=True):
                 stages[i][stage.name] = _stage_row(v)

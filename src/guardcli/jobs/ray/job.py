@@ -86,11 +86,14 @@ def classify_with_ray(
     progress: bool = True,
     rows_per_block: int = ROWS_PER_BLOCK,
     rows_per_shard: int = ROWS_PER_SHARD,
+    cache_mb: float | None = None,
 ) -> ScaleResult:
     """Classify JSONL or Parquet files into shards under `output`, on a local or remote Ray.
 
     Verdicts are those of local `guard classify` on the same records (ids join them; order across
     shards is not kept). Call `ScaleResult.check()` to fail when records in != records out.
+    `cache_mb`: a verdict cache of that size in each worker (a repeat that reaches the worker
+    which judged it first gets that verdict); None judges every record.
     """
     read = read or ReadOptions()
     if output_format not in OUTPUT_FORMATS:
@@ -157,6 +160,7 @@ def classify_with_ray(
                 "read": read,
                 "source": source,
                 "multi_file": len(files) > 1,
+                "cache_mb": cache_mb,
             },
             batch_size=ROWS_PER_CALL,
             batch_format="pyarrow",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from guardcli.core.records import ReadOptions, is_blank, parse_line, record_from_object, strict_row
 from guardcli.core.spec import GuardSpec
 from guardcli.core.strict_json import dumps
+from guardcli.core.verdict_cache import VerdictCache
 from guardcli.core.verdicts import VERDICT_FIELDS, Record
 from guardcli.families.loader import load_guard
 from guardcli.jobs.classify import Summary
@@ -50,8 +51,17 @@ def _relative(path: str, root: str) -> str:
 class Classifier:
     """`map_batches` callable: loads the guard once per actor, turns rows into verdict JSON."""
 
-    def __init__(self, spec: GuardSpec, read: ReadOptions, source: str, multi_file: bool):
+    def __init__(
+        self,
+        spec: GuardSpec,
+        read: ReadOptions,
+        source: str,
+        multi_file: bool,
+        cache_mb: float | None = None,
+    ):
         self.guard = load_guard(spec)
+        if cache_mb is not None:  # repeats this worker has judged get their first verdict
+            self.guard.verdict_cache = VerdictCache(max_bytes=int(cache_mb * 1024 * 1024))
         self.read, self.source, self.multi_file = read, source, multi_file
 
     def records(self, rows: list[dict[str, Any]]) -> list[Record]:
@@ -76,7 +86,7 @@ class Classifier:
         return out
 
     def __call__(self, batch: pa.Table) -> dict[str, list[str]]:
-        verdicts = self.guard.classify_records(self.records(batch.to_pylist()))
+        verdicts = self.guard.judge_records(self.records(batch.to_pylist()))
         fail_closed = self.guard.fail_closed
         return {"verdict": [strict_row(v, fail_closed=fail_closed)[2] for v in verdicts]}
 
