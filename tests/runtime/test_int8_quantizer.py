@@ -112,8 +112,9 @@ def test_an_opset_17_graph_moves_to_21_and_keeps_its_reductions(tmp_path: Path) 
 
 
 def test_graphs_that_cannot_move_to_opset_21_keep_the_four_ops() -> None:
-    """Below opset 13 (axes as attributes of more operators) or with subgraphs (If, Loop), the
-    graph stays where it is and its quantizers keep Div, Round, Add and Cast."""
+    """Below opset 13 (axes as attributes of more operators), with subgraphs (If, Loop) or with
+    an operator whose meaning changed by 21, the graph stays where it is and its quantizers keep
+    Div, Round, Add and Cast."""
     from guardcli.runtime.int8_graph import to_per_row_activations
     from guardcli.runtime.onnx_opset import can_raise_opset
 
@@ -147,10 +148,13 @@ def test_graphs_that_cannot_move_to_opset_21_keep_the_four_ops() -> None:
         "Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True])
     )
     with_if = helper.make_node("If", ["c"], ["z"], then_branch=branch, else_branch=branch)
+    # GroupNormalization's scale and bias are per group at 18, per channel at 21
+    group_norm = helper.make_node("GroupNormalization", ["x", "ws", "ws"], ["g"], num_groups=1)
     for model, movable in (
         (per_tensor(17), True),
         (per_tensor(12), False),
         (per_tensor(17, cond, with_if), False),
+        (per_tensor(18, group_norm), False),
     ):
         opset = model.opset_import[0].version
         assert can_raise_opset(model, opset) is movable
@@ -158,3 +162,33 @@ def test_graphs_that_cannot_move_to_opset_21_keep_the_four_ops() -> None:
         ops = {n.op_type for n in model.graph.node}
         assert ("QuantizeLinear" in ops) is movable and ("Round" in ops) is not movable
         assert model.opset_import[0].version == (BLOCKED_OPSET if movable else opset)
+
+
+def test_an_equal_split_gets_num_outputs_and_a_newer_opset_stays(tmp_path: Path) -> None:
+    """A Split without sizes (opset 13-17) needs `num_outputs` from 18 on: the move adds it, and
+    the graph runs as before. A graph above 21 is never lowered."""
+    from guardcli.runtime.onnx_opset import raise_opset
+
+    nodes = [
+        helper.make_node("Split", ["x"], ["a", "b"], axis=-1),
+        helper.make_node("Sub", ["a", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.arange(16, dtype=np.float32).reshape(2, 8)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = before.run(None, {"x": x})[0]
+    raise_opset(onnx, model, 17)
+    assert model.opset_import[0].version == BLOCKED_OPSET
+    split = model.graph.node[0]
+    assert [a.i for a in split.attribute if a.name == "num_outputs"] == [2]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(after.run(None, {"x": x})[0], want)
+    model.opset_import[0].version = 23
+    raise_opset(onnx, model, 23)
+    assert model.opset_import[0].version == 23

@@ -39,6 +39,7 @@ class MatMulTiming:
             "gflops": round(self.gflops, 1),
             "ratio_vs_fp32": round(self.ratio, 2),
             "runs": self.runs,
+            "best_ms": round(self.best_ms, 3) if self.best_ms == self.best_ms else None,
             "error": self.error,
         }
 

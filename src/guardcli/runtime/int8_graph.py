@@ -55,7 +55,8 @@ def _per_row_nodes(
 
     With the row `width` known and opset 21 (blocked quantization), one QuantizeLinear of blocks
     the width of a row does the division, rounding (half to even) and cast in one pass; else
-    Div, Round, Add and Cast do the same, each a pass over the activation (2-4x slower)."""
+    Div, Round, Add and Cast do the same, each a pass over the activation (1.3-3.6x slower:
+    benchmarks/int8_quantizer.py)."""
     h = onnx.helper
     t = onnx.TensorProto
     nodes = [
@@ -145,7 +146,7 @@ def _row_width(node, consumers: dict[str, list], weights: dict[str, int]) -> int
         weights.get(c.input[1])
         for c in consumers.get(node.output[0], [])
         if c.op_type in INTEGER_MATMULS
-    }
+    } - {None}
     return widths.pop() if len(widths) == 1 else None
 
 
@@ -254,15 +255,17 @@ def to_per_row_activations(model) -> int:
     if not targets:
         return 0
     opset = _opset(model)
-    # Blocked QuantizeLinear needs opset 21: the graph moves there when it can.
-    blocked = can_raise_opset(model, opset)
-    if blocked:
-        opset = max(opset, BLOCKED_OPSET)
-    weights = _weight_rows(model) if blocked else {}
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    # Blocked QuantizeLinear needs opset 21: the graph moves there when it can and some
+    # quantizer's row width is known; otherwise every quantizer takes the four ops.
+    weights = _weight_rows(model) if can_raise_opset(model, opset) else {}
+    blocked = any(_row_width(n, consumers, weights) for n in model.graph.node if n.name in targets)
+    if not blocked:
+        weights = {}
+    source_opset, opset = opset, max(opset, BLOCKED_OPSET) if blocked else opset
     h = onnx.helper
     out: list = []
     row_scales: set[str] = set()
@@ -324,7 +327,7 @@ def to_per_row_activations(model) -> int:
     del model.graph.node[:]
     model.graph.node.extend(out)
     if blocked:
-        raise_opset(onnx, model, _opset(model))
+        raise_opset(onnx, model, source_opset)
     # The old scales were scalars: drop shape annotations of every value the rewrite produced.
     rewritten = {o for n in out for o in n.output}
     keep = [v for v in model.graph.value_info if v.name not in rewritten]

@@ -708,6 +708,7 @@ def test_a_request_that_is_not_http_is_400_and_serving_goes_on(served) -> None:
     config = _config(None, "127.0.0.1", 0, "warning")
     assert config.http == ("httptools" if _has("httptools") else "h11")
     assert config.loop == ("uvloop" if _has("uvloop") else "asyncio")
+    assert _config(None, "127.0.0.1", 0, "warning", own_process=False).loop == "asyncio"
     where = urlsplit(str(served.base_url))
     with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
         sock.sendall(b"\x16\x03\x01 not an http request\r\n\r\n")

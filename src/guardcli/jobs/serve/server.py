@@ -25,16 +25,22 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def _installed(module: str) -> bool:
-    import importlib.util
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except Exception:  # absent, or built for another Python: the pure-Python fallback serves
+        return False
+    return True
 
-    return importlib.util.find_spec(module) is not None
 
-
-def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(
+    app: Any, host: str, port: int, log_level: str, *, own_process: bool = True
+) -> uvicorn.Config:
+    """uvicorn's settings: its C HTTP parser and, in a process of its own (`guard serve`), uvloop,
+    where they import (the serve extra brings them): less CPU per request, which the model shares
+    the cores with. A server on a thread of someone else's process keeps asyncio's loop (older
+    uvicorn set uvloop's loop policy for the whole process)."""
     uvicorn = _uvicorn()
-    # The C parser and loop where installed (the serve extra brings them): less CPU per request,
-    # which serve's model shares the cores with.
     return uvicorn.Config(
         app,
         host=host,
@@ -42,8 +48,8 @@ def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        loop="uvloop" if _installed("uvloop") else "asyncio",
-        http="httptools" if _installed("httptools") else "h11",
+        loop="uvloop" if own_process and _importable("uvloop") else "asyncio",
+        http="httptools" if _importable("httptools") else "h11",
         timeout_graceful_shutdown=5,
         # Longer than clients keep idle connections (httpx: 5 s, uvicorn's default too): a
         # server that closes first races the client's next request, which then fails, and
@@ -87,7 +93,9 @@ class BackgroundServer:
         self.sock = bind(host, port)
         bound_host, bound_port = self.sock.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
-        self.server = _uvicorn().Server(_config(app, bound_host, bound_port, log_level))
+        self.server = _uvicorn().Server(
+            _config(app, bound_host, bound_port, log_level, own_process=False)
+        )
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
