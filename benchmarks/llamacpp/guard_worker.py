@@ -93,6 +93,32 @@ def main() -> int:
                 "total_ms": 1e3 * max(t2 - t1 - prefill, 0.0),
                 "tokens": tokens,
             }
+        elif op == "score_batch":  # batch.py: the prompts `ids` in one call
+            batch = [prompts[i] + suffix for i in cmd["ids"]]
+            t = time.perf_counter()
+            rows = lm.score_logits(batch, sev_ids, own_head=True)
+            out = {"ms": 1e3 * (time.perf_counter() - t), "logits": rows.astype(float).tolist()}
+        elif op == "generate_batch":  # decode_ms: from the end of the prefill (in-place graphs)
+            marks: dict[str, float] = {}
+            prefill = getattr(lm, "_prefill_in_place", None)
+            if prefill is not None:
+
+                def timed(*a, _prefill=prefill, _marks=marks, **k):
+                    result = _prefill(*a, **k)
+                    _marks["prefilled"] = time.perf_counter()
+                    return result
+
+                lm._prefill_in_place = timed
+            t = time.perf_counter()
+            tokens = lm.generate([prompts[i] for i in cmd["ids"]], cmd["n"])
+            t2 = time.perf_counter()
+            if prefill is not None:
+                lm._prefill_in_place = prefill
+            out = {
+                "ms": 1e3 * (t2 - t),
+                "decode_ms": 1e3 * (t2 - marks["prefilled"]) if marks else None,
+                "tokens": tokens,
+            }
         elif op == "judge":
             decode = guard.tokenizer.tokenizer.decode
             severities_out = []
