@@ -4,7 +4,7 @@ Runs in the llama.cpp venv (README.md, setup.sh); guard runs in a child process 
 (guard_worker.py in guard's own Python, loaded once through `load_guard`, driven over a pipe), so
 both engines time the same prompts in ONE run, interleaved (prompt i: every engine in a
 rotating order), on the same machine load. Batch 1: llama-cpp-python's `Llama` runs one
-sequence; batch.py runs batch 8 through llama.cpp's low-level API).
+sequence; batch.py runs batch 8 through llama.cpp's low-level API.
 
 Prompts: N prompt-moderation inputs rendered with guard's own template (families/qwen3guard_gen)
 and tokenized by guard; llama.cpp gets the same token ids. The template head guard reuses
