@@ -25,13 +25,19 @@ UNIT_SCALE = "guardcli/per_row/unit_scale"
 INTEGER_MATMULS = ("MatMulInteger", "MatMulIntegerToFloat")
 
 
+def _consumers(nodes) -> dict[str, list]:
+    """The nodes reading each value name."""
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def per_tensor_dynamic_nodes(model) -> list[str]:
     """Names of the nodes that quantize activations with one scale for a whole batch:
     DynamicQuantizeLinear feeding a MatMulInteger, and DynamicQuantizeMatMul."""
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(model.graph.node)
     found = []
     for node in model.graph.node:
         if node.op_type == "DynamicQuantizeMatMul":
@@ -87,15 +93,12 @@ def _per_row_nodes(
                 name=f"{prefix}/ReduceMax",
             )
         )
-    consts = {
-        "eps": (t.FLOAT, ROW_SCALE_EPS),
-        "qmax": (t.FLOAT, 127.0),
-        "offset": (t.FLOAT, 128.0),
-    }
-    for key, (dtype, value) in consts.items():
+    one_pass = bool(width) and opset >= BLOCKED_OPSET
+    consts = {"eps": ROW_SCALE_EPS, "qmax": 127.0, **({} if one_pass else {"offset": 128.0})}
+    for key, value in consts.items():
         name = f"{prefix}/{key}"
         nodes.append(
-            h.make_node("Constant", [], [name], value=h.make_tensor(name, dtype, [], [value]))
+            h.make_node("Constant", [], [name], value=h.make_tensor(name, t.FLOAT, [], [value]))
         )
     nodes.append(
         h.make_node(
@@ -106,7 +109,7 @@ def _per_row_nodes(
         h.make_node("Max", [f"{prefix}/max", f"{prefix}/eps"], [f"{prefix}/absmax"]),
         h.make_node("Div", [f"{prefix}/absmax", f"{prefix}/qmax"], [scale]),
     ]
-    if width and opset >= BLOCKED_OPSET:
+    if one_pass:
         # Blocked QuantizeLinear takes a zero point of the scale's shape: 128 for every row.
         nodes += [
             h.make_node("Shape", [scale], [f"{prefix}/rows"]),
@@ -169,10 +172,7 @@ def _scale_last(onnx, nodes: list, row_scales: set[str], own: set[int], outputs:
     row scales as one number.) Returns False, changing nothing, if some use of a row scale is not
     of that form. `own`: the nodes the rewrite made (they use the scales as meant)."""
     producers = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in nodes:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(nodes)
     plan = []  # (scale product Mul, final Mul, Cast, MatMulInteger, weight scale, row scale)
     for scale in row_scales:
         for m1 in consumers.get(scale, []):
@@ -255,16 +255,15 @@ def to_per_row_activations(model) -> int:
     if not targets:
         return 0
     opset = _opset(model)
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
     # Blocked QuantizeLinear needs opset 21: the graph moves there when it can and some
     # quantizer's row width is known; otherwise every quantizer takes the four ops.
-    weights = _weight_rows(model) if can_raise_opset(model, opset) else {}
-    blocked = any(_row_width(n, consumers, weights) for n in model.graph.node if n.name in targets)
-    if not blocked:
-        weights = {}
+    widths: dict[str, int | None] = {}
+    if can_raise_opset(model, opset):
+        consumers, weights = _consumers(model.graph.node), _weight_rows(model)
+        widths = {
+            n.name: _row_width(n, consumers, weights) for n in model.graph.node if n.name in targets
+        }
+    blocked = any(widths.values())
     source_opset, opset = opset, max(opset, BLOCKED_OPSET) if blocked else opset
     h = onnx.helper
     out: list = []
@@ -275,13 +274,13 @@ def to_per_row_activations(model) -> int:
         prefix = f"{node.name or node.op_type + str(i)}/per_row"
         if node.name in targets and node.op_type == "DynamicQuantizeLinear":
             q, scale, zp = node.output
-            width = _row_width(node, consumers, weights)
+            width = widths.get(node.name)
             nodes = _per_row_nodes(onnx, node.input[0], q, scale, zp, prefix, opset, width)
             row_scales.add(scale)
             quantized[q] = (scale, zp)
         elif node.name in targets:  # DynamicQuantizeMatMul(A, B, b_scale, b_zp?, bias?)
             q, scale, zp = f"{prefix}/q", f"{prefix}/scale", f"{prefix}/zp"
-            width = _row_width(node, consumers, weights)
+            width = widths.get(node.name)
             nodes = _per_row_nodes(onnx, node.input[0], q, scale, zp, prefix, opset, width)
             nodes += _integer_matmul(
                 h,
