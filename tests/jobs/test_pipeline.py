@@ -186,7 +186,7 @@ def test_each_local_stage_judges_a_repeat_once(tmp_path, tiny_model) -> None:
     records = [Record(id=f"r{i}", text=t, line=i + 1) for i, t in enumerate(texts)]
     plain = load_pipeline(path).classify_records(records)
     cached = load_pipeline(path)
-    cached.use_verdict_caches(16 * 1024 * 1024)
+    cached.use_verdict_caches(16.0)
     got = cached.classify_records(records)
     assert [v.to_dict() for v in got] == [v.to_dict() for v in plain]
     assert [v.id for v in got] == [r.id for r in records]
@@ -208,7 +208,7 @@ def test_no_cache_reaches_the_pipelines_stages(runner, tmp_path, tiny_model, mon
     )
     path = tmp_path / "pipeline.yaml"
     path.write_text(f"stages:\n  - {{name: only, model: {tiny_model}, variant: fp32}}\n")
-    for flags, want in (([], [64 * 1024 * 1024]), (["--no-cache"], [])):
+    for flags, want in (([], [64.0]), (["--no-cache"], [])):
         calls.clear()
         result = invoke(
             runner,

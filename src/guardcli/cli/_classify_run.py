@@ -181,7 +181,7 @@ def run_local(r: ClassifyRequest) -> None:
         )
     )
     if r.cache:
-        guard.verdict_cache = VerdictCache(max_bytes=int(r.cache_mb * 1024 * 1024))
+        guard.verdict_cache = VerdictCache.of_mib(r.cache_mb)
     console = stderr()
     if is_synthetic(guard.model.path) and not r.quiet:
         console.print(
@@ -242,7 +242,7 @@ def run_pipeline(
     shared = GuardSpec(batch_size=r.batch_size, threads=r.threads, fail_closed=r.fail_closed)
     pipe = load_pipeline(r.pipeline, shared)
     if r.cache:
-        pipe.use_verdict_caches(int(r.cache_mb * 1024 * 1024))
+        pipe.use_verdict_caches(r.cache_mb)
     summary: Summary = classify_into(pipe, records, writer.write)
     writer.close()
     if sys.stderr.isatty():

@@ -60,6 +60,11 @@ class VerdictCache:
         self._entries: OrderedDict[bytes, tuple[dict[str, Any], int]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @classmethod
+    def of_mib(cls, mib: float) -> VerdictCache:
+        """A cache capped at `mib` MiB (the unit of --cache-mb)."""
+        return cls(max_bytes=int(mib * 1024 * 1024))
+
     def __len__(self) -> int:
         return len(self._entries)
 

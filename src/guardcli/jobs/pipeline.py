@@ -98,15 +98,15 @@ class Pipeline:
     fail_closed: bool = False
     variant: str = field(default="pipeline")
 
-    def use_verdict_caches(self, max_bytes: int) -> None:
-        """A verdict cache of `max_bytes` for each stage that runs a local model: a repeat
+    def use_verdict_caches(self, mib: float) -> None:
+        """A verdict cache of `mib` MiB for each stage that runs a local model: a repeat
         reaching a stage gets that stage's first verdict. An endpoint's stage judges every
         record (its answers are not known to be exact repeats)."""
         from guardcli.core.verdict_cache import VerdictCache
 
         for stage in self.stages:
             if stage.guard is not None and not stage.endpoint:
-                stage.guard.verdict_cache = VerdictCache(max_bytes=max_bytes)
+                stage.guard.verdict_cache = VerdictCache.of_mib(mib)
 
     @property
     def screens(self) -> list[Stage]:

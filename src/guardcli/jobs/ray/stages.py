@@ -61,7 +61,7 @@ class Classifier:
     ):
         self.guard = load_guard(spec)
         if cache_mb is not None:  # repeats this worker has judged get their first verdict
-            self.guard.verdict_cache = VerdictCache(max_bytes=int(cache_mb * 1024 * 1024))
+            self.guard.verdict_cache = VerdictCache.of_mib(cache_mb)
         self.read, self.source, self.multi_file = read, source, multi_file
 
     def records(self, rows: list[dict[str, Any]]) -> list[Record]:

@@ -29,7 +29,7 @@ def attach(guard: Any, cache_mb: float | None) -> VerdictCache | None:
     has none either)."""
     if cache_mb is None or not isinstance(guard, Guard):
         return None
-    guard.verdict_cache = VerdictCache(max_bytes=int(cache_mb * 1024 * 1024))
+    guard.verdict_cache = VerdictCache.of_mib(cache_mb)
     return guard.verdict_cache
 
 
