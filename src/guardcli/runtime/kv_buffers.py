@@ -75,18 +75,26 @@ class BoundCache:
         after = before + new
         if int(after.max()) > self.capacity:
             raise GuardError(f"KV cache of {self.capacity} positions is full (internal error).")
-        total = int(after.max())
-        mask = (np.arange(total)[None, :] < after[:, None]).astype(np.int64)
-        pos = before[:, None] + np.arange(ids.shape[1], dtype=np.int64)[None, :]
-        binding = self.session.io_binding()
-        binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
-        binding.bind_cpu_input("attention_mask", mask)
-        binding.bind_cpu_input("position_ids", pos)
+        binding = bind_new_tokens(self.session, ids, before, after)
         binding.bind_output("logits", "cpu")
         values = self._values(start, stop)
         run_in_place(self.session, binding, (self.past_names, self.present_names), values, "")
         self.lengths[start:stop] = after
         return binding.get_outputs()[0].numpy()
+
+
+def bind_new_tokens(session: Any, ids: np.ndarray, before: np.ndarray, after: np.ndarray) -> Any:
+    """An I/O binding of `session` with ids [b, q] at positions before[r].. of each row r, and
+    an attention mask covering each row's first after[r] positions (after: before + the row's
+    real new tokens)."""
+    mask = (np.arange(int(after.max()))[None, :] < after[:, None]).astype(np.int64)
+    binding = session.io_binding()
+    binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
+    binding.bind_cpu_input("attention_mask", mask)
+    binding.bind_cpu_input(
+        "position_ids", before[:, None] + np.arange(ids.shape[1], dtype=np.int64)[None, :]
+    )
+    return binding
 
 
 def row_values(

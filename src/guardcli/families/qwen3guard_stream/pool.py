@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from guardcli.families.qwen3guard_stream.runners import BUFFER_STEP, Logits
-from guardcli.runtime.kv_buffers import row_values, run_in_place
+from guardcli.runtime.kv_buffers import bind_new_tokens, row_values, run_in_place
 
 PAD_ID = 151643  # <|endoftext|>; padded or throwaway positions are never read as real ones
 
@@ -232,12 +232,7 @@ class PoolBatch:
         """One session run over rows start.. of the pool: ids [b, q] after each row's `before`
         positions; the four logits [b, q, classes] as float32."""
         r = self.runner
-        after = before + ids.shape[1]
-        mask = (np.arange(int(after.max()))[None, :] < after[:, None]).astype(np.int64)
-        binding = r.session.io_binding()
-        binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
-        binding.bind_cpu_input("attention_mask", mask)
-        binding.bind_cpu_input("position_ids", before[:, None] + np.arange(ids.shape[1]))
+        binding = bind_new_tokens(r.session, ids, before, before + ids.shape[1])
         for name in r.output_names[:4]:
             binding.bind_output(name, "cpu")
         values = self.pool.values(start, start + ids.shape[0])
